@@ -1,0 +1,3 @@
+from mgmae.cli import main
+
+raise SystemExit(main())

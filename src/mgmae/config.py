@@ -1,0 +1,283 @@
+"""Configuration: dataclasses with stable dotted keys, YAML recipes and ``key=value`` overrides.
+
+The defaults *are* the built-in demo (``mgmae pretrain`` with no arguments): a nano ViT MAE on the
+seeded synthetic moving-shapes dataset, small enough to pre-train on a laptop CPU in minutes.
+Recipes in ``configs/`` override what they need; the resolved config is saved in every run dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mae_vit_nano_patch8"  # registry name, see mgmae.models.list_models()
+    tubelet_size: int = 2  # frames per cube
+    decoder_depth: int = 4  # paper default; the demo recipe uses 2
+    decoder_embed_dim: int | None = None  # None: the standard one for the encoder size
+    decoder_num_heads: int | None = None
+    norm_pix_loss: bool = True  # target = per-patch normalized pixels (the paper's setting)
+    drop_path: float = 0.0
+    grad_checkpointing: bool = False  # activation checkpointing per block (saves memory)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "auto"  # auto | synthetic | list | folder (auto: synthetic unless train_list is set)
+    train_list: str | None = None  # list file (path [num_frames] label) or folder-per-class root
+    val_list: str | None = None
+    test_list: str | None = None
+    root: str | None = None  # prepended to relative paths in the list files
+    num_frames: int = 16
+    sampling_rate: int = 2  # frame stride of dense sampling
+    sampling: str = "dense"  # dense (pre-training / Kinetics) | segment (SSv2)
+    img_size: int = 64
+    num_sample: int = 1  # repeated augmentation: clips per video per step
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    flip: bool = True  # horizontal flip (turn off for SSv2: left/right is in the label)
+    # built-in synthetic data
+    synthetic_videos: int = 256
+    synthetic_label: str = "motion"  # motion | appearance (which label the classifier sees)
+    synthetic_seed: int = 0
+
+
+@dataclass
+class MaskingConfig:
+    name: str = "tube"  # random | tube | motion_guided
+    mask_ratio: float = 0.9
+    where: str = "loader"  # loader (CPU workers) | step (batched on the training device)
+    base_frame: str = "middle"  # motion_guided: first | middle | random
+    init_map: str = "mix_gauss"  # motion_guided: mix_gauss | pixel_rand | token_rand
+    warp: str = "backward"  # motion_guided: backward | forward
+    hole_filling: str = "consist"  # motion_guided: consist | zero
+    topk_on_all: bool = False  # motion_guided: top-k over the whole clip instead of per slice
+    exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
+
+
+@dataclass
+class FlowConfig:
+    name: str = "dis"  # dis | farneback | raft_small | raft_large | zero | gt (synthetic data)
+    preset: str = "ultrafast"  # dis: ultrafast | fast | medium
+    size: int | None = None  # compute flow at this resolution and rescale (speed knob)
+    weights: str | None = None  # RAFT weights file (local path)
+    iters: int = 6  # RAFT refinement iterations
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    batch_size: int = 16  # videos per device per step (before repeated augmentation)
+    accum_steps: int = 1
+    lr: float | None = None  # absolute lr; None: blr * effective_videos / 256
+    blr: float = 1.5e-3
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    clip_grad: float | None = None
+    output_dir: str = "runs"
+    run_name: str | None = None  # None: <model>-<masker>-<timestamp>
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 2
+    amp: str = "auto"  # auto (bf16 on capable GPUs, fp32 on CPU) | bf16 | fp16 | none
+    log_every: int = 1
+    save_every_epochs: int = 0  # 0: only the final checkpoint (plus resume points)
+    resume: str | None = None  # path, or "auto" for the newest valid checkpoint of the run dir
+    vis_clips: int = 4  # clips in the reconstruction picture
+    compile: bool = False
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ------------------------------------------------------------------ conversion
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        cfg = cls()
+        apply_overrides(cfg, flatten(d))
+        return cfg
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def valid_keys(cfg: Config | None = None) -> list[str]:
+    cfg = cfg or Config()
+    return sorted(flatten(cfg.to_dict()).keys())
+
+
+def _field_type(section: Any, name: str) -> Any:
+    hints = typing.get_type_hints(type(section))
+    return hints[name]
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert a YAML-parsed value to the annotated type of ``key`` or raise a clear ValueError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for a in non_none:
+            try:
+                return _coerce(key, value, a)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0])
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key '{key}' expects a list like [1, 2], got {value!r}")
+        (inner,) = args or (Any,)
+        return [_coerce(key, v, inner) for v in value]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"config key '{key}' expects true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"config key '{key}' expects an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key '{key}' expects a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ValueError(f"config key '{key}' expects a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def set_key(cfg: Config, key: str, value: Any) -> None:
+    """Set a dotted key, e.g. ``set_key(cfg, "train.lr", 1e-3)``; unknown keys suggest the closest."""
+    parts = key.split(".")
+    keys = valid_keys(cfg)
+    if len(parts) != 2 or key not in keys:
+        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+        if not close:  # try matching the last part alone, e.g. "lr" -> "train.lr"
+            close = [k for k in keys if k.split(".")[-1] == parts[-1]]
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise KeyError(f"unknown config key '{key}'.{hint} Valid keys: `mgmae config --keys`.")
+    section = getattr(cfg, parts[0])
+    tp = _field_type(section, parts[1])
+    setattr(section, parts[1], _coerce(key, value, tp))
+
+
+def parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``key=value`` as YAML (``0.9``, ``null``, ``[1,2]``, ``true``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Config:
+    if isinstance(overrides, list):
+        parsed: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(
+                    f"override {item!r} is not of the form key=value (e.g. train.epochs=10)"
+                )
+            k, v = item.split("=", 1)
+            parsed[k.strip()] = parse_value(v)
+        overrides = parsed
+    for k, v in overrides.items():
+        set_key(cfg, k, v)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML recipe at ``path`` (if any), then ``key=value`` overrides."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {p} must hold a mapping of sections, got {type(data)}")
+        try:
+            apply_overrides(cfg, flatten(data))
+        except (KeyError, ValueError) as e:
+            raise type(e)(f"{p}: {e.args[0]}") from None
+    if overrides:
+        apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+_CHOICES = {
+    "data.dataset": ("auto", "synthetic", "list", "folder"),
+    "data.sampling": ("dense", "segment"),
+    "data.synthetic_label": ("motion", "appearance"),
+    "masking.name": ("random", "tube", "motion_guided"),
+    "masking.where": ("loader", "step"),
+    "masking.base_frame": ("first", "middle", "random"),
+    "masking.init_map": ("mix_gauss", "pixel_rand", "token_rand"),
+    "masking.warp": ("backward", "forward"),
+    "masking.hole_filling": ("consist", "zero"),
+    "train.amp": ("auto", "bf16", "fp16", "none"),
+}
+
+
+def validate(cfg: Config) -> None:
+    """Reject impossible values early, naming the key, the value and what is allowed."""
+    flat = flatten(cfg.to_dict())
+    for key, allowed in _CHOICES.items():
+        if flat[key] not in allowed:
+            raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
+    if not 0.0 < cfg.masking.mask_ratio < 1.0:
+        raise ValueError(f"masking.mask_ratio must be in (0, 1), got {cfg.masking.mask_ratio}")
+    for key in ("data.num_frames", "data.img_size", "data.sampling_rate", "data.num_sample",
+                "train.batch_size", "train.accum_steps", "train.epochs", "model.tubelet_size"):
+        if flat[key] < 1:
+            raise ValueError(f"config key '{key}' must be >= 1, got {flat[key]}")
+    if cfg.data.num_frames % cfg.model.tubelet_size:
+        raise ValueError(
+            f"data.num_frames={cfg.data.num_frames} is not divisible by "
+            f"model.tubelet_size={cfg.model.tubelet_size}"
+        )
+    if len(cfg.train.betas) != 2:
+        raise ValueError(f"train.betas must be two numbers, got {cfg.train.betas}")
