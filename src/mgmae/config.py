@@ -22,7 +22,7 @@ import yaml
 class ModelConfig:
     name: str = "mae_vit_nano_patch8"  # registry name, see mgmae.models.list_models()
     tubelet_size: int = 2  # frames per cube
-    decoder_depth: int = 4  # paper default; the demo recipe uses 2
+    decoder_depth: int | None = None  # None: the size's standard (4, the paper's; nano: 2)
     decoder_embed_dim: int | None = None  # None: the standard one for the encoder size
     decoder_num_heads: int | None = None
     norm_pix_loss: bool = True  # target = per-patch normalized pixels (the paper's setting)
@@ -79,7 +79,7 @@ class TrainConfig:
     batch_size: int = 16  # videos per device per step (before repeated augmentation)
     accum_steps: int = 1
     lr: float | None = None  # absolute lr; None: blr * effective_videos / 256
-    blr: float = 1.5e-3
+    blr: float = 3e-2  # base lr per 256 videos; the demo's value (paper recipes: 1e-3)
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     warmup_epochs: float = 2.0

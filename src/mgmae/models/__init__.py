@@ -20,12 +20,13 @@ class ViTSize:
     num_heads: int
     decoder_embed_dim: int
     decoder_num_heads: int
+    decoder_depth: int = 4
     mlp_ratio: float = 4.0
     patch_sizes: tuple[int, ...] = (16,)
 
 
 SIZES: dict[str, ViTSize] = {
-    "nano": ViTSize(128, 4, 4, 64, 4, patch_sizes=(8, 16)),  # demos and tests
+    "nano": ViTSize(128, 4, 4, 64, 4, decoder_depth=2, patch_sizes=(8, 16)),  # demos and tests
     "tiny": ViTSize(192, 12, 3, 96, 3),
     "small": ViTSize(384, 12, 6, 192, 3),
     "base": ViTSize(768, 12, 12, 384, 6),
@@ -73,6 +74,7 @@ def create_model(name: str, *, num_frames: int = 16, img_size: int = 224, tubele
         kwargs = {k: v for k, v in kwargs.items() if not (k.startswith("decoder_") and v is None)}
         kwargs.setdefault("decoder_embed_dim", spec.decoder_embed_dim)
         kwargs.setdefault("decoder_num_heads", spec.decoder_num_heads)
+        kwargs.setdefault("decoder_depth", spec.decoder_depth)
         return PretrainVideoMAE(**common, **kwargs)
     return VisionTransformer(**common, num_classes=num_classes, **kwargs)
 

@@ -1,0 +1,389 @@
+"""RAFT flow backend: ``torchvision.models.optical_flow.raft_small`` / ``raft_large`` with weights
+read from a LOCAL file (mgmae never downloads anything).
+
+Accepted weight files (the layout is recognised by the keys, the file name does not matter):
+
+* torchvision's own state dicts, e.g. ``raft_small_C_T_V2-01064c6d.pth`` /
+  ``raft_large_C_T_SKHT_V2-ff5fadd5.pth`` (from ``https://download.pytorch.org/models/``);
+* the original princeton-vl/RAFT repository's files ``raft-small.pth`` (small) and
+  ``raft-things.pth`` / ``raft-sintel.pth`` / ``raft-kitti.pth`` / ``raft-chairs.pth`` (large),
+  and re-trained files in that layout (e.g. ``raft-small-clean.pth``): keys prefixed ``module.``
+  (saved from ``nn.DataParallel``), modules named ``fnet`` / ``cnet`` / ``update_block``.
+  They are converted on load by :func:`original_to_torchvision`.
+
+Both may also be wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``.
+
+About the key map, honestly: torchvision's module names were read from its source
+(``torchvision/models/optical_flow/raft.py``, 0.29). The original repository's names were written
+from knowledge of its ``core/extractor.py`` (``BasicEncoder`` / ``SmallEncoder``: ``conv1``,
+``norm1``, ``layer1..3`` of ``ResidualBlock`` (conv1-2, norm1-3) or ``BottleneckBlock``
+(conv1-3, norm1-4), the extra norm also registered inside ``downsample``; ``conv2``) and
+``core/update.py`` (``BasicUpdateBlock`` / ``SmallUpdateBlock``: ``encoder`` with ``convc1``,
+``convc2``, ``convf1``, ``convf2``, ``conv``; ``gru`` = ``SepConvGRU`` (``convz1``...``convq2``) or
+``ConvGRU`` (``convz``, ``convr``, ``convq``); ``flow_head`` (``conv1``, ``conv2``); ``mask`` (0, 2)),
+WITHOUT access to the repository or to a real ``raft-small.pth`` / ``raft-things.pth`` while
+writing it. What is verified: every torchvision parameter has exactly one source name, the map
+inverts (:func:`torchvision_to_original` then :func:`original_to_torchvision` is the identity), and
+the shapes implied by the original architecture (e.g. SmallMotionEncoder 96/64/32/80 channels,
+ConvGRU input 82+64) agree with torchvision's. What is not verified: loading a real original file.
+Loading is strict, so a wrong name fails loudly (listing missing/unexpected keys), never silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["RAFTFlow", "load_raft_state_dict", "original_to_torchvision", "torchvision_to_original",
+           "default_weight_dirs", "KNOWN_WEIGHT_FILES"]
+
+DEFAULT_ITERS = {"raft_small": 6, "raft_large": 12}
+_MIN_SIDE = 128  # torchvision RAFT refuses feature maps < 16 (images < 128 px): pad up to it
+
+# File names looked for (in this order) in the default directories when no path is given.
+KNOWN_WEIGHT_FILES = {
+    "raft_small": ("raft_small.pth", "raft_small_C_T_V2-01064c6d.pth", "raft_small_C_T_V1-ad48884c.pth",
+                   "raft-small.pth"),
+    "raft_large": ("raft_large.pth", "raft_large_C_T_SKHT_V2-ff5fadd5.pth", "raft_large_C_T_V2-1bb1363a.pth",
+                   "raft_large_C_T_SKHT_V1-0b8c9e55.pth", "raft_large_C_T_V1-22a6c225.pth", "raft-things.pth",
+                   "raft-sintel.pth"),
+}
+
+
+def default_weight_dirs() -> list[Path]:
+    """Where weights are looked for when no path is given: ``$MGMAE_WEIGHTS_DIR`` (default
+    ``~/.cache/mgmae/weights``), then torch hub's checkpoint cache (where torchvision keeps files it
+    downloaded earlier, e.g. ``~/.cache/torch/hub/checkpoints``)."""
+    dirs = [Path(os.environ.get("MGMAE_WEIGHTS_DIR", "~/.cache/mgmae/weights")).expanduser()]
+    try:
+        dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    except Exception:  # pragma: no cover - hub dir unavailable
+        pass
+    return dirs
+
+
+def _env_var(model: str) -> str:
+    return f"MGMAE_{model.upper()}_WEIGHTS"
+
+
+def _expected_files_text(model: str) -> str:
+    if model == "raft_small":
+        return ("torchvision's 'raft_small_C_T_V2-01064c6d.pth' (or 'raft_small_C_T_V1-ad48884c.pth') from "
+                "https://download.pytorch.org/models/, or the original princeton-vl/RAFT 'raft-small.pth' "
+                "(from the RAFT repository's models.zip)")
+    return ("torchvision's 'raft_large_C_T_SKHT_V2-ff5fadd5.pth' (or 'raft_large_C_T_V2-1bb1363a.pth') from "
+            "https://download.pytorch.org/models/, or the original princeton-vl/RAFT 'raft-things.pth' "
+            "(from the RAFT repository's models.zip)")
+
+
+def resolve_weights(model: str, weights: str | os.PathLike | None) -> Path:
+    """The weight file to use: ``weights`` if given, else ``$MGMAE_<MODEL>_WEIGHTS``, else the first
+    known file name found in :func:`default_weight_dirs`. Raises a FileNotFoundError that says
+    where to put which file."""
+    env = _env_var(model)
+    if weights is None and os.environ.get(env):
+        weights = os.environ[env]
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if path.is_file():
+            return path
+        raise FileNotFoundError(
+            f"RAFT weights for {model!r} not found: {str(path)!r} does not exist (or is not a file). "
+            f"mgmae never downloads weights; put the file there or pass another path "
+            f"(build_flow({model!r}, weights=PATH) or ${env}). Expected: {_expected_files_text(model)}."
+        )
+    dirs = default_weight_dirs()
+    for d in dirs:
+        for name in KNOWN_WEIGHT_FILES[model]:
+            if (d / name).is_file():
+                return d / name
+    raise FileNotFoundError(
+        f"no RAFT weights for {model!r}: pass build_flow({model!r}, weights=PATH), set ${env}, or put one "
+        f"of {', '.join(repr(n) for n in KNOWN_WEIGHT_FILES[model])} in {dirs[0]} "
+        f"(looked in: {', '.join(str(d) for d in dirs)}). mgmae never downloads weights. "
+        f"Expected: {_expected_files_text(model)}."
+    )
+
+
+# --------------------------------------------------------------------------- key maps
+
+_ENC = {"fnet": "feature_encoder", "cnet": "context_encoder"}
+_ENC_INV = {v: k for k, v in _ENC.items()}
+_MOTION = {"convc1": "convcorr1.0", "convc2": "convcorr2.0", "convf1": "convflow1.0",
+           "convf2": "convflow2.0", "conv": "conv.0"}
+_MOTION_INV = {v: k for k, v in _MOTION.items()}
+
+
+def _unwrap(sd) -> dict[str, Tensor]:
+    """Accept bare state dicts and ``{"state_dict"|"model"|"model_state_dict": ...}``; strip ``module.``."""
+    if isinstance(sd, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in sd and isinstance(sd[key], Mapping):
+                sd = sd[key]
+                break
+    if not isinstance(sd, Mapping):
+        raise ValueError(f"expected a state dict (a mapping of names to tensors), got {type(sd).__name__}")
+    out = {}
+    for k, v in sd.items():
+        if not isinstance(k, str):
+            raise ValueError(f"not a state dict: key {k!r} is not a string")
+        while k.startswith("module."):
+            k = k[len("module."):]
+        out[k] = v
+    return out
+
+
+def _layout(sd: Mapping[str, Tensor]) -> str:
+    keys = list(sd)
+    if any(k.startswith(("fnet.", "cnet.")) for k in keys):
+        return "original"
+    if any(k.startswith(("feature_encoder.", "context_encoder.")) for k in keys):
+        return "torchvision"
+    return "unknown"
+
+
+def original_to_torchvision(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Convert a princeton-vl/RAFT state dict (``module.`` prefix optional) to torchvision's names.
+
+    The original residual / bottleneck blocks register their downsample norm twice (as ``normK``
+    and as ``downsample.1``); the duplicate is dropped (after checking both hold the same tensor).
+    Raises ValueError on a key it does not know.
+    """
+    sd = _unwrap(sd)
+    # Block type per encoder block: bottleneck blocks (SmallEncoder) have conv3.
+    n_convs = {}
+    for k in sd:
+        m = re.match(r"^([fc]net\.layer\d\.\d+)\.conv(\d)\.", k)
+        if m:
+            n_convs[m.group(1)] = max(n_convs.get(m.group(1), 0), int(m.group(2)))
+
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        new = None
+        m = re.match(r"^([fc]net)\.(.*)$", k)
+        if m:
+            enc, rest = _ENC[m.group(1)], m.group(2)
+            if mm := re.match(r"^conv1\.(\w+)$", rest):
+                new = f"{enc}.convnormrelu.0.{mm.group(1)}"
+            elif mm := re.match(r"^norm1\.(\w+)$", rest):
+                new = f"{enc}.convnormrelu.1.{mm.group(1)}"
+            elif mm := re.match(r"^conv2\.(\w+)$", rest):
+                new = f"{enc}.conv.{mm.group(1)}"
+            elif mm := re.match(r"^(layer\d\.\d+)\.(conv|norm)(\d)\.(\w+)$", rest):
+                block, kind, idx, p = mm.group(1), mm.group(2), int(mm.group(3)), mm.group(4)
+                nconv = n_convs.get(f"{m.group(1)}.{block}", 0)
+                if kind == "conv":
+                    new = f"{enc}.{block}.convnormrelu{idx}.0.{p}"
+                elif idx <= nconv:
+                    new = f"{enc}.{block}.convnormrelu{idx}.1.{p}"
+                elif idx == nconv + 1:  # the downsample's norm, also stored as downsample.1
+                    dup = f"{m.group(1)}.{block}.downsample.1.{p}"
+                    if dup in sd:
+                        if not _same(sd[dup], v):
+                            raise ValueError(f"{k} and its alias {dup} hold different tensors")
+                        continue
+                    new = f"{enc}.{block}.downsample.1.{p}"
+            elif mm := re.match(r"^(layer\d\.\d+)\.downsample\.([01])\.(\w+)$", rest):
+                new = f"{enc}.{mm.group(1)}.downsample.{mm.group(2)}.{mm.group(3)}"
+        elif (m := re.match(r"^update_block\.encoder\.(\w+)\.(\w+)$", k)) and m.group(1) in _MOTION:
+            new = f"update_block.motion_encoder.{_MOTION[m.group(1)]}.{m.group(2)}"
+        elif m := re.match(r"^update_block\.gru\.conv([zrq])([12]?)\.(\w+)$", k):
+            new = f"update_block.recurrent_block.convgru{m.group(2) or '1'}.conv{m.group(1)}.{m.group(3)}"
+        elif m := re.match(r"^update_block\.flow_head\.(conv[12]\.\w+)$", k):
+            new = f"update_block.flow_head.{m.group(1)}"
+        elif m := re.match(r"^update_block\.mask\.([02])\.(\w+)$", k):
+            new = f"mask_predictor.{'convrelu.0' if m.group(1) == '0' else 'conv'}.{m.group(2)}"
+        if new is None:
+            raise ValueError(f"unknown key {k!r} in an original-RAFT-layout state dict")
+        out[new] = v
+    return out
+
+
+def _same(a, b) -> bool:
+    return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and torch.equal(a, b)
+
+
+def torchvision_to_original(sd: Mapping[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
+    """Inverse of :func:`original_to_torchvision`: torchvision RAFT names -> princeton-vl/RAFT names
+    (with the ``module.`` prefix of the published files, and the downsample norm stored under both
+    of its names, as ``nn.Module.state_dict`` of the original model does). Used by the tests and to
+    export weights to code written against the original repository."""
+    sd = _unwrap(sd)
+    n_convs = {}
+    for k in sd:
+        m = re.match(r"^(\w+_encoder\.layer\d\.\d+)\.convnormrelu(\d)\.", k)
+        if m:
+            n_convs[m.group(1)] = max(n_convs.get(m.group(1), 0), int(m.group(2)))
+    sep_gru = any(".convgru2." in k for k in sd)
+
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        new = None
+        if m := re.match(r"^(feature_encoder|context_encoder)\.(.*)$", k):
+            enc, rest = _ENC_INV[m.group(1)], m.group(2)
+            if mm := re.match(r"^convnormrelu\.([01])\.(\w+)$", rest):
+                new = [f"{enc}.{'conv1' if mm.group(1) == '0' else 'norm1'}.{mm.group(2)}"]
+            elif mm := re.match(r"^conv\.(\w+)$", rest):
+                new = [f"{enc}.conv2.{mm.group(1)}"]
+            elif mm := re.match(r"^(layer\d\.\d+)\.convnormrelu(\d)\.([01])\.(\w+)$", rest):
+                kind = "conv" if mm.group(3) == "0" else "norm"
+                new = [f"{enc}.{mm.group(1)}.{kind}{mm.group(2)}.{mm.group(4)}"]
+            elif mm := re.match(r"^(layer\d\.\d+)\.downsample\.([01])\.(\w+)$", rest):
+                new = [f"{enc}.{mm.group(1)}.downsample.{mm.group(2)}.{mm.group(3)}"]
+                if mm.group(2) == "1":
+                    nconv = n_convs[f"{m.group(1)}.{mm.group(1)}"]
+                    new.append(f"{enc}.{mm.group(1)}.norm{nconv + 1}.{mm.group(3)}")
+        elif (m := re.match(r"^update_block\.motion_encoder\.(\w+\.0)\.(\w+)$", k)) and m.group(1) in _MOTION_INV:
+            new = [f"update_block.encoder.{_MOTION_INV[m.group(1)]}.{m.group(2)}"]
+        elif m := re.match(r"^update_block\.recurrent_block\.convgru([12])\.conv([zrq])\.(\w+)$", k):
+            suffix = m.group(1) if sep_gru else ""
+            new = [f"update_block.gru.conv{m.group(2)}{suffix}.{m.group(3)}"]
+        elif m := re.match(r"^update_block\.flow_head\.(conv[12]\.\w+)$", k):
+            new = [f"update_block.flow_head.{m.group(1)}"]
+        elif m := re.match(r"^mask_predictor\.(convrelu\.0|conv)\.(\w+)$", k):
+            new = [f"update_block.mask.{'0' if m.group(1) == 'convrelu.0' else '2'}.{m.group(2)}"]
+        if new is None:
+            raise ValueError(f"unknown key {k!r} in a torchvision-layout RAFT state dict")
+        for n in new:
+            out[prefix + n] = v
+    return out
+
+
+def _guess_model(sd: Mapping[str, Tensor]) -> str | None:
+    """raft_small / raft_large / None from a torchvision-layout state dict."""
+    w = sd.get("feature_encoder.conv.weight")
+    if isinstance(w, Tensor) and w.dim() == 4:
+        return {128: "raft_small", 256: "raft_large"}.get(w.shape[0])
+    if any(k.startswith("mask_predictor.") for k in sd):
+        return "raft_large"
+    return None
+
+
+def load_raft_state_dict(model: torch.nn.Module, name: str, path: str | os.PathLike) -> None:
+    """Load a torchvision- or original-layout RAFT file into ``model`` (a torchvision ``name`` model)."""
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"could not read RAFT weights {str(path)!r} with torch.load: {e}") from e
+    try:
+        sd = _unwrap(raw)
+    except ValueError as e:
+        raise ValueError(f"{str(path)!r} is not a RAFT state dict: {e}") from None
+    layout = _layout(sd)
+    if layout == "unknown":
+        first = ", ".join(list(sd)[:5]) or "(empty)"
+        raise ValueError(
+            f"{str(path)!r} is not a RAFT state dict: expected keys starting with 'feature_encoder.' / "
+            f"'context_encoder.' (torchvision layout) or 'fnet.' / 'cnet.' / 'update_block.' (princeton-vl/RAFT "
+            f"layout, optionally prefixed 'module.'); first keys: {first}. Expected: {_expected_files_text(name)}."
+        )
+    if layout == "original":
+        try:
+            sd = original_to_torchvision(sd)
+        except ValueError as e:
+            raise ValueError(f"{str(path)!r} looks like an original RAFT file but could not be converted: {e}") from None
+    guess = _guess_model(sd)
+    if guess is not None and guess != name:
+        raise ValueError(
+            f"{str(path)!r} holds {guess} weights ({layout} layout), but {name} was requested; "
+            f"use build_flow({guess!r}, weights=...) or give a {name} file. Expected: {_expected_files_text(name)}."
+        )
+    own = model.state_dict()
+    bad = [k for k, v in sd.items() if k in own and (not isinstance(v, Tensor) or v.shape != own[k].shape)]
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    if bad or missing or unexpected:
+        def _few(xs):
+            return ", ".join(xs[:6]) + (f" ... ({len(xs)} in all)" if len(xs) > 6 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_few(unexpected)}")
+        if bad:
+            parts.append("shape mismatch: " + _few([f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
+                                                    for k in bad]))
+        raise ValueError(f"{str(path)!r} ({layout} layout) does not fit {name}: " + "; ".join(parts)
+                         + f". Expected: {_expected_files_text(name)}.")
+    model.load_state_dict(sd, strict=True)
+
+
+# --------------------------------------------------------------------------- estimator
+
+class RAFTFlow:
+    """Batched RAFT flow on whatever device the inputs are on (``torch.no_grad``, float32, autocast off).
+
+    Args:
+        model: ``"raft_small"`` (the paper's setting) or ``"raft_large"``.
+        weights: path to a local weight file (see the module docstring). Default: ``$MGMAE_RAFT_SMALL_WEIGHTS``
+            / ``$MGMAE_RAFT_LARGE_WEIGHTS``, else a known file name in :func:`default_weight_dirs`.
+        iters: refinement iterations (default 6 for small, 12 for large).
+        random_init: build with random weights and load nothing (tests and speed benchmarks only:
+            the flow is meaningless).
+        batch_size: run at most this many pairs at once (default: all).
+
+    Called with float32 ``(N, 3, H, W)`` RGB in ``[0, 1]`` (the :class:`mgmae.flow.FlowEstimator`
+    wrapper converts uint8). Inputs are padded (replicate, centred) to a multiple of 8 and to at least
+    128 px per side (torchvision's 4-level correlation pyramid needs feature maps of at least 16, i.e.
+    images of at least 128) and the flow is cropped back.
+    """
+
+    def __init__(self, model: str = "raft_small", weights: str | os.PathLike | None = None,
+                 iters: int | None = None, random_init: bool = False, batch_size: int | None = None):
+        from torchvision.models import optical_flow
+
+        if model not in DEFAULT_ITERS:
+            raise ValueError(f"RAFT model must be 'raft_small' or 'raft_large', got {model!r}")
+        self.name = model
+        self.iters = int(iters) if iters is not None else DEFAULT_ITERS[model]
+        if self.iters < 1:
+            raise ValueError(f"iters must be >= 1, got {iters}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.weights_path = None
+        if not random_init:
+            self.weights_path = resolve_weights(model, weights)  # fail before building the net
+        elif weights is not None:
+            raise ValueError("give either weights=PATH or random_init=True, not both")
+        self.model = getattr(optical_flow, model)(weights=None, progress=False)
+        if self.weights_path is not None:
+            load_raft_state_dict(self.model, model, self.weights_path)
+        self.model.eval().requires_grad_(False)
+
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+        device = src.device
+        p = next(self.model.parameters())
+        if p.device != device:
+            self.model.to(device)
+        n = src.shape[0]
+        step = self.batch_size or n
+        with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+            outs = [self._run(src[i:i + step], dst[i:i + step]) for i in range(0, n, step)]
+        return torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
+
+    def _run(self, src: Tensor, dst: Tensor) -> Tensor:
+        if src.shape[1] == 1:
+            src, dst = src.expand(-1, 3, -1, -1), dst.expand(-1, 3, -1, -1)
+        h, w = src.shape[-2:]
+        ph = max(_MIN_SIDE, (h + 7) // 8 * 8) - h
+        pw = max(_MIN_SIDE, (w + 7) // 8 * 8) - w
+        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # left, right, top, bottom
+        x = torch.cat([src, dst], dim=0).float() * 2.0 - 1.0  # RAFT expects [-1, 1]
+        if ph or pw:
+            x = F.pad(x, pad, mode="replicate")
+        a, b = x.chunk(2, dim=0)
+        flow = self.model(a.contiguous(), b.contiguous(), num_flow_updates=self.iters)[-1]
+        return flow[:, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w].float()
+
+    def __repr__(self) -> str:
+        src = "random_init" if self.weights_path is None else str(self.weights_path)
+        return f"RAFTFlow({self.name!r}, iters={self.iters}, weights={src!r})"

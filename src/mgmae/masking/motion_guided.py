@@ -1,0 +1,273 @@
+"""Motion-guided masking (MGMAE, ICCV 2023), exactly as in DESIGN.md section 2.
+
+1. Pick a base frame ``b``.
+2. Draw an initial mask *map* on ``b`` at pixel resolution (high = visible).
+3. Carry it to every other frame through its already-known neighbour:
+   ``t > b: M_t = backward_warp(M_{t-1}, flow(t, t-1))``; ``t < b: M_t = backward_warp(M_{t+1}, flow(t, t+1))``
+   (pixel p of frame t came from p + flow(t, t±1)[p] in the neighbour, so that is where its value is).
+   Holes (samples from outside the frame) get the initial map's value (``consist``) or 0 (``zero``).
+4. Score each cube by summing the map over its ``tubelet x patch x patch`` pixels; keep the top-k
+   cubes of every temporal slice visible (or top-k over the whole clip), hide the rest.
+5. Zero flow gives exactly tube masking with the same visible set (for ``mix_gauss`` and
+   ``token_rand`` the visible set is drawn exactly as :class:`TubeMasker` draws it).
+
+Options (one line each):
+
+* ``flow``: a backend name (``dis``, ``farneback``, ``raft_small``, ``raft_large``, ``zero``) or any
+  callable ``(src, dst) -> flow`` with ``src, dst: (N, 3, H, W)`` in ``[0, 1]``, flow ``(N, 2, H, W)``.
+* ``base_frame``: ``first`` | ``middle`` (T//2, the paper's) | ``random`` (per call: per clip in loader
+  workers, per batch in the training step, like the official code).
+* ``init_map``: ``mix_gauss`` (Gaussian bumps at the centres of k random patches, the paper's) |
+  ``pixel_rand`` (a random (1 - ratio) share of pixels set to 1) | ``token_rand`` (k random patches set to 1).
+* ``warp``: ``backward`` (bilinear sampling, the paper's) | ``forward`` (average splatting, the ablation).
+* ``hole_filling``: ``consist`` (fill from the initial map, the paper's) | ``zero``.
+* ``topk_on_all``: keep the top ``t*k`` cubes of the whole clip instead of ``k`` per slice.
+* ``exposure_chance``: probability of adding N(0, std(scores)^2) noise to the cube scores of one
+  random slice (the official code's ``--exposure_chance`` flag adds unscaled N(0, 1) always).
+* ``official_compat``: reproduce the official code's flow direction before the base frame
+  (``flow(t+1, t)`` with backward warping, which moves the mask *against* the motion). Off by
+  default; it exists so the effect can be measured.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+
+from mgmae.masking.base import Masker, num_visible_per_slice, topk_mask
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_CHOICES = {
+    "base_frame": ("first", "middle", "random"),
+    "init_map": ("mix_gauss", "pixel_rand", "token_rand"),
+    "warp": ("backward", "forward"),
+    "hole_filling": ("consist", "zero"),
+}
+
+
+def _check_choice(name: str, value: str) -> None:
+    if value not in _CHOICES[name]:
+        raise ValueError(f"motion_guided: {name}={value!r}; allowed: {', '.join(_CHOICES[name])}")
+
+
+class MotionGuidedMasker(Masker):
+    name = "motion_guided"
+
+    def __init__(self, input_size: Sequence[int] = (16, 224, 224), patch_size: int = 16,
+                 tubelet_size: int = 2, mask_ratio: float = 0.9,
+                 flow: str | Callable | None = "dis", base_frame: str = "middle",
+                 init_map: str = "mix_gauss", warp: str = "backward", hole_filling: str = "consist",
+                 topk_on_all: bool = False, exposure_chance: float = 0.0,
+                 official_compat: bool = False, flow_options: dict | None = None,
+                 gauss_sigma: float | None = None, seed: int | None = None):
+        super().__init__(input_size, patch_size, tubelet_size, mask_ratio, seed)
+        if self.input_size[0] < 2:
+            raise ValueError(f"motion-guided masking needs clips of at least 2 frames, got T={self.input_size[0]}")
+        for k, v in (("base_frame", base_frame), ("init_map", init_map), ("warp", warp),
+                     ("hole_filling", hole_filling)):
+            _check_choice(k, v)
+        if not 0.0 <= exposure_chance <= 1.0:
+            raise ValueError(f"exposure_chance must be in [0, 1], got {exposure_chance}")
+        self.base_frame = base_frame
+        self.init_map = init_map
+        self.warp = warp
+        self.hole_filling = hole_filling
+        self.topk_on_all = topk_on_all
+        self.exposure_chance = exposure_chance
+        self.official_compat = official_compat
+        self.gauss_sigma = gauss_sigma if gauss_sigma is not None else patch_size / 3.0
+        self.k = num_visible_per_slice(self.tokens_per_slice, self.mask_ratio)
+        self.flow_spec = flow
+        self.flow_options = {k: v for k, v in (flow_options or {}).items() if v is not None}
+        self._flow = None  # built lazily: workers build their own after fork
+        self._warned = False
+
+    def __repr__(self) -> str:
+        flow = self.flow_spec if isinstance(self.flow_spec, str) or self.flow_spec is None else "callable"
+        return (f"MotionGuidedMasker(input_size={self.input_size}, patch_size={self.patch_size}, "
+                f"mask_ratio={self.mask_ratio}, flow={flow}, base_frame={self.base_frame}, "
+                f"init_map={self.init_map}, warp={self.warp}, hole_filling={self.hole_filling}"
+                f"{', official_compat' if self.official_compat else ''})")
+
+    def __getstate__(self):  # flow backends (OpenCV objects) are not picklable: rebuild in workers
+        state = self.__dict__.copy()
+        state["_flow"] = None
+        return state
+
+    @property
+    def num_masked(self) -> int:
+        return self.num_tokens - self.grid[0] * self.k
+
+    # ------------------------------------------------------------------ flow
+    @property
+    def flow(self) -> Callable:
+        if self._flow is None:
+            if self.flow_spec is None:
+                raise ValueError("this motion-guided masker has no flow backend (flow=None, e.g. "
+                                 "flow.name=gt); give it flows through mask_views(flow_fn=...)")
+            from mgmae.flow import build_flow
+
+            self._flow = build_flow(self.flow_spec, **self.flow_options)
+        return self._flow
+
+    def base_index(self, generator: torch.Generator | None = None) -> int:
+        T = self.input_size[0]
+        if self.base_frame == "first":
+            return 0
+        if self.base_frame == "middle":
+            return T // 2
+        return int(torch.randint(0, T, (1,), generator=generator))
+
+    def flow_pairs(self, base: int) -> list[tuple[int, int]]:
+        """The ``(src, dst)`` frame pairs step 3 needs, in frame order ``t = 0..T-1`` minus ``base``."""
+        T = self.input_size[0]
+        pairs = []
+        for t in range(T):
+            if t == base:
+                continue
+            nb = t - 1 if t > base else t + 1  # the neighbour already known
+            if self.warp == "forward":
+                pairs.append((nb, t))  # splat the neighbour's map forward along flow(nb, t)
+            elif t < base and self.official_compat:
+                pairs.append((nb, t))  # the official code's direction: flow(t+1, t)
+            else:
+                pairs.append((t, nb))
+        return pairs
+
+    def _sanitize(self, flow: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        if flow.shape != shape:
+            raise ValueError(f"flow must have shape (N, 2, H, W) = {shape}, got {tuple(flow.shape)}")
+        flow = flow.float()
+        if not bool(torch.isfinite(flow).all()):
+            if not self._warned:
+                warnings.warn("motion-guided masking: non-finite values in the optical flow were set "
+                              "to 0 (further occurrences are not reported)", RuntimeWarning, stacklevel=3)
+                self._warned = True
+            flow = torch.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
+        return flow
+
+    def compute_flows(self, frames: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.Tensor:
+        """``frames (B, T, 3, H, W)`` in ``[0, 1]`` -> flows ``(B, P, 2, H, W)`` for the pairs."""
+        B, T, C, H, W = frames.shape
+        src = frames[:, [s for s, _ in pairs]].reshape(-1, C, H, W)  # [B*P, 3, H, W]
+        dst = frames[:, [d for _, d in pairs]].reshape(-1, C, H, W)  # [B*P, 3, H, W]
+        flow = self._sanitize(self.flow(src, dst), (src.shape[0], 2, H, W))
+        return flow.reshape(B, len(pairs), 2, H, W)
+
+    # ------------------------------------------------------------------ maps
+    def initial_map(self, batch: int, height: int, width: int,
+                    generator: torch.Generator | None) -> torch.Tensor:
+        """``(B, H, W)`` float map of the base frame, high where cubes should stay visible."""
+        p, (_, h, w) = self.patch_size, self.grid
+        if self.init_map == "pixel_rand":
+            noise = torch.rand(batch, height * width, generator=generator)
+            n_vis = int(height * width * (1 - self.mask_ratio))
+            return (~topk_mask(noise, max(1, n_vis))).float().reshape(batch, height, width)
+        # the visible patches, drawn exactly as TubeMasker draws them
+        visible = ~topk_mask(torch.rand(batch, h * w, generator=generator), self.k)  # [B, h*w]
+        if self.init_map == "token_rand":
+            m = visible.float().reshape(batch, h, w)
+            return m.repeat_interleave(p, 1).repeat_interleave(p, 2)  # [B, H, W]
+        # mix_gauss: max over Gaussian bumps centred on the chosen patches
+        ys = torch.arange(height, dtype=torch.float32) + 0.5
+        xs = torch.arange(width, dtype=torch.float32) + 0.5
+        cy = (torch.arange(h, dtype=torch.float32) + 0.5) * p  # patch centres
+        cx = (torch.arange(w, dtype=torch.float32) + 0.5) * p
+        gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [h, H]
+        gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [w, W]
+        bumps = gy[:, None, :, None] * gx[None, :, None, :]  # [h, w, H, W]
+        bumps = bumps.reshape(1, h * w, height, width) * visible.float()[:, :, None, None]
+        return bumps.amax(dim=1)  # [B, H, W]
+
+    def propagate(self, init: torch.Tensor, flows: torch.Tensor, base: int) -> torch.Tensor:
+        """Carry ``init (B, H, W)`` from ``base`` to every frame: ``(B, T, H, W)``.
+        ``flows (B, P, 2, H, W)`` are ordered as :meth:`flow_pairs`."""
+        from mgmae.flow.warp import backward_warp, forward_splat
+
+        T = self.input_size[0]
+        init1 = init.unsqueeze(1)  # [B, 1, H, W]
+        maps: list[torch.Tensor | None] = [None] * T
+        maps[base] = init1
+        pair_of = {t: i for i, t in enumerate(t for t in range(T) if t != base)}
+        order = list(range(base + 1, T)) + list(range(base - 1, -1, -1))
+        for t in order:
+            nb = t - 1 if t > base else t + 1
+            f = flows[:, pair_of[t]]  # [B, 2, H, W]
+            if self.warp == "forward":
+                m, weight = forward_splat(maps[nb], f)
+                valid = weight > 0
+            else:
+                m, valid = backward_warp(maps[nb], f)
+            if self.hole_filling == "consist":
+                m = torch.where(valid, m, init1)
+            else:
+                m = torch.where(valid, m, torch.zeros_like(m))
+            maps[t] = m
+        return torch.cat(maps, dim=1)  # [B, T, H, W]
+
+    def select(self, maps: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``maps (B, T, H, W)`` -> mask ``(B, N)``: cube scores, then top-k visible."""
+        B = maps.shape[0]
+        t, h, w = self.grid
+        ts, p = self.tubelet_size, self.patch_size
+        scores = maps.reshape(B, t, ts, h, p, w, p).sum(dim=(2, 4, 6))  # [B, t, h, w]
+        scores = scores.reshape(B, t, h * w).float().cpu()
+        if self.exposure_chance > 0:
+            hit = torch.rand(B, generator=generator) < self.exposure_chance  # [B]
+            sl = torch.randint(0, t, (B,), generator=generator)  # [B]
+            noise = torch.randn(B, h * w, generator=generator) * scores.flatten(1).std(1, keepdim=True)
+            rows = torch.arange(B)[hit]
+            scores[rows, sl[hit]] += noise[hit]
+        if self.topk_on_all:
+            return topk_mask(scores.reshape(B, -1), self.k * t)  # [B, N]
+        return topk_mask(scores.reshape(B * t, h * w), self.k).reshape(B, t * h * w)  # [B, N]
+
+    # ------------------------------------------------------------------ entry points
+    def masks_from_flows(self, flows: torch.Tensor, base: int,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """Masks ``(B, N)`` given the flows ``(B, P, 2, H, W)`` of :meth:`flow_pairs` (``base``)."""
+        B, _, _, H, W = flows.shape
+        init = self.initial_map(B, H, W, generator).to(flows.device)  # [B, H, W]
+        maps = self.propagate(init, flows, base)  # [B, T, H, W]
+        return self.select(maps, generator).to(flows.device)
+
+    def _mask(self, clip, batch, generator):
+        if clip is None:
+            raise ValueError("motion-guided masking needs the clip (its motion decides the mask)")
+        mean = clip.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
+        std = clip.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+        frames = (clip.float() * std + mean).clamp(0, 1).transpose(1, 2)  # [B, T, 3, H, W]
+        base = self.base_index(generator)
+        pairs = self.flow_pairs(base)
+        with torch.no_grad():
+            flows = self.compute_flows(frames, pairs)  # [B, P, 2, H, W]
+            return self.masks_from_flows(flows, base, generator)
+
+    def mask_views(self, frames: torch.Tensor, params, flow_fn=None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """Loader path: ``frames (T, 3, H, W)`` in ``[0, 1]`` (before augmentation), the views' crop
+        parameters -> masks ``(S, N)``. Flow is computed once on the raw frames (or taken from
+        ``flow_fn(src, dst) -> (2, H, W)``, e.g. ground truth) and carried through each view's
+        crop/resize/flip, so repeated-augmentation views share one flow computation."""
+        from mgmae.data.transforms import apply_flow
+
+        T, _, H, W = frames.shape
+        if T != self.input_size[0]:
+            raise ValueError(f"expected {self.input_size[0]} frames, got {T}")
+        base = self.base_index(generator)
+        pairs = self.flow_pairs(base)
+        with torch.no_grad():
+            if flow_fn is not None:
+                flows = torch.stack([flow_fn(s, d) for s, d in pairs])  # [P, 2, H, W]
+                flows = self._sanitize(flows, (len(pairs), 2, H, W))
+            else:
+                flows = self.compute_flows(frames.unsqueeze(0), pairs)[0]  # [P, 2, H, W]
+            out = []
+            for p in params:
+                f = apply_flow(flows, p)  # [P, 2, h, w] on the view's grid
+                out.append(self.masks_from_flows(f.unsqueeze(0), base, generator)[0])
+            return torch.stack(out)  # [S, N]

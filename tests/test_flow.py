@@ -1,0 +1,379 @@
+"""Known-answer tests for the flow backends (mgmae.flow): sign and axis order on a known translation,
+reduced resolution, validation/sanitising, and RAFT weight loading (torchvision and original layouts)."""
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mgmae.flow import FlowEstimator, build_flow, flow_to_color, list_flows
+from mgmae.flow.raft import original_to_torchvision, torchvision_to_original
+
+DX, DY = 3, -2  # the known motion: src pixel p moves to p + (3, -2) in dst
+
+
+def _texture(size=160, seed=0):
+    """Smooth random RGB texture in [0, 1], (3, size, size) float32 (Gaussian-blurred noise)."""
+    import cv2
+
+    rng = np.random.RandomState(seed)
+    chans = [cv2.GaussianBlur(rng.rand(size, size).astype(np.float32), (0, 0), 2.0) for _ in range(3)]
+    big = np.stack(chans, 0)
+    big = (big - big.min()) / (big.max() - big.min())
+    return torch.from_numpy(big)
+
+
+def _pair(h=96, w=96, dx=DX, dy=DY, seed=0):
+    """(src, dst) (1, 3, h, w) crops of one texture, dst = src moved by (dx, dy) exactly."""
+    big = _texture(max(h, w) + 40, seed)
+    y0 = x0 = 20
+    src = big[:, y0:y0 + h, x0:x0 + w]
+    dst = big[:, y0 - dy:y0 - dy + h, x0 - dx:x0 - dx + w]  # dst(q) = src(q - d)
+    return src[None].contiguous(), dst[None].contiguous()
+
+
+def _interior_median(flow, margin=16):
+    f = flow[..., margin:-margin, margin:-margin]
+    return f.flatten(2).median(dim=2).values  # (N, 2)
+
+
+def _assert_motion(flow, expected, tol=0.5):
+    med = _interior_median(flow)
+    exp = torch.tensor(expected, dtype=torch.float32)
+    assert torch.allclose(med, exp, atol=tol), f"median flow {med.tolist()} != {exp.tolist()}"
+
+
+def _shift_search(src, dst, r=5):
+    """A reference callable: exhaustive global integer-shift search -> constant flow (N, 2, H, W)."""
+    n, _, h, w = src.shape
+    out = torch.zeros(n, 2, h, w)
+    for i in range(n):
+        best, arg = None, (0, 0)
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                a = src[i, :, r:h - r, r:w - r]
+                b = dst[i, :, r + dy:h - r + dy, r + dx:w - r + dx]  # src(p) vs dst(p + d)
+                err = float(((a - b) ** 2).mean())
+                if best is None or err < best:
+                    best, arg = err, (dx, dy)
+        out[i, 0], out[i, 1] = arg
+    return out
+
+
+# ----------------------------------------------------------------- classic backends, known motion
+
+@pytest.mark.parametrize("name", ["dis", "farneback"])
+def test_opencv_backends_recover_translation_sign_and_axes(name):
+    src, dst = _pair()
+    est = build_flow(name)
+    # batched: the pair and the reversed pair in one call
+    flow = est(torch.cat([src, dst]), torch.cat([dst, src]))
+    assert flow.shape == (2, 2, 96, 96) and flow.dtype == torch.float32
+    _assert_motion(flow[:1], [[DX, DY]])
+    _assert_motion(flow[1:], [[-DX, -DY]])
+
+
+def test_dis_accepts_uint8_and_float_alike():
+    src, dst = _pair()
+    est = build_flow("dis", preset="medium")
+    f_float = est(src, dst)
+    f_u8 = est((src * 255).round().to(torch.uint8), (dst * 255).round().to(torch.uint8))
+    _assert_motion(f_float, [[DX, DY]], tol=0.25)
+    _assert_motion(f_u8, [[DX, DY]], tol=0.25)
+    assert (_interior_median(f_float) - _interior_median(f_u8)).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "fast", "medium"])
+def test_dis_presets(preset):
+    src, dst = _pair()
+    _assert_motion(build_flow("dis", preset=preset)(src, dst), [[DX, DY]])
+
+
+def test_dis_options_and_errors():
+    est = build_flow("dis", preset="fast", variational_refinement_iterations=2)
+    src, dst = _pair()
+    _assert_motion(est(src, dst), [[DX, DY]])
+    with pytest.raises(ValueError, match="preset"):
+        build_flow("dis", preset="slow")
+    with pytest.raises(TypeError, match="unknown DIS option"):
+        build_flow("dis", bogus_option=1)
+
+
+def test_dis_estimator_pickles():
+    est = build_flow("dis", preset="ultrafast")
+    src, dst = _pair()
+    est(src, dst)  # the cv2 object exists now; pickling must drop it
+    est2 = pickle.loads(pickle.dumps(est))
+    _assert_motion(est2(src, dst), [[DX, DY]])
+
+
+def test_zero_backend():
+    src, dst = _pair(40, 56)
+    flow = build_flow("zero")(src, dst)
+    assert flow.shape == (1, 2, 40, 56) and flow.dtype == torch.float32 and not flow.any()
+    with pytest.raises(TypeError):
+        build_flow("zero", preset="fast")
+
+
+def test_callable_backend_is_wrapped_and_gets_float_in_unit_range():
+    seen = {}
+
+    def fn(a, b):
+        seen["dtype"], seen["max"] = a.dtype, float(a.max())
+        return _shift_search(a, b)
+
+    est = build_flow(fn)
+    assert isinstance(est, FlowEstimator)
+    src, dst = _pair()
+    u8 = lambda x: (x * 255).round().to(torch.uint8)  # noqa: E731
+    flow = est(u8(torch.cat([src, dst])), u8(torch.cat([dst, src])))
+    assert seen["dtype"] == torch.float32 and seen["max"] <= 1.0
+    assert torch.equal(flow[0, 0], torch.full((96, 96), float(DX))) and torch.equal(flow[0, 1], torch.full((96, 96), float(DY)))
+    assert torch.equal(flow[1, 0], torch.full((96, 96), float(-DX)))
+    # numpy output is accepted and converted
+    est_np = build_flow(lambda a, b: _shift_search(a, b).numpy())
+    assert est_np(src, dst).dtype == torch.float32
+
+
+def test_callable_wrong_output_shape_raises():
+    src, dst = _pair(32, 32)
+    with pytest.raises(ValueError, match=r"expected \(N, 2, H, W\)"):
+        build_flow(lambda a, b: torch.zeros(1, 2, 16, 16))(src, dst)
+    with pytest.raises(ValueError, match=r"expected \(N, 2, H, W\)"):
+        build_flow(lambda a, b: torch.zeros(1, 32, 32, 2))(src, dst)
+
+
+# ----------------------------------------------------------------- reduced resolution
+
+def test_reduced_resolution_gives_full_resolution_pixels():
+    sizes = []
+
+    def half_res_truth(a, b):  # at half resolution the true motion is (1.5, -1)
+        sizes.append(tuple(a.shape[-2:]))
+        f = torch.zeros(a.shape[0], 2, *a.shape[-2:])
+        f[:, 0], f[:, 1] = DX / 2, DY / 2
+        return f
+
+    src, dst = _pair(96, 128)
+    flow = build_flow(half_res_truth, size=48)(src, dst)
+    assert sizes == [(48, 64)]  # short side 48, aspect kept
+    assert flow.shape == (1, 2, 96, 128)
+    assert torch.allclose(flow[:, 0], torch.tensor(float(DX))) and torch.allclose(flow[:, 1], torch.tensor(float(DY)))
+
+
+@pytest.mark.parametrize("name", ["dis", "farneback"])
+def test_reduced_resolution_real_backend(name):
+    src, dst = _pair(96, 96)
+    flow = build_flow(name, size=48)(src, dst)
+    assert flow.shape == (1, 2, 96, 96)
+    _assert_motion(flow, [[DX, DY]])
+
+
+def test_size_validation_and_rewrap():
+    with pytest.raises(ValueError, match="size"):
+        build_flow("zero", size=0)
+    est = build_flow("dis")
+    assert build_flow(est) is est
+    assert build_flow(est, size=32).size == 32
+
+
+# ----------------------------------------------------------------- validation / sanitising
+
+def test_input_validation_messages():
+    est = build_flow("zero")
+    good = torch.rand(2, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"expected src of shape \(N, 3, H, W\).*got \(3, 16, 16\)"):
+        est(good[0], good[0])
+    with pytest.raises(ValueError, match=r"got \(2, 4, 16, 16\)"):
+        est(torch.rand(2, 4, 16, 16), torch.rand(2, 4, 16, 16))
+    with pytest.raises(ValueError, match="same shape"):
+        est(good, torch.rand(2, 3, 16, 17))
+    with pytest.raises(ValueError, match="dtype"):
+        est(good.long(), good.long())
+    with pytest.raises(ValueError, match="torch.Tensor"):
+        est(good.numpy(), good.numpy())
+    # 1-channel input is accepted
+    assert est(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)).shape == (1, 2, 8, 8)
+
+
+def test_float_out_of_range_warns_and_clips():
+    est = build_flow("zero")
+    with pytest.warns(RuntimeWarning, match=r"\[0, 1\]"):
+        est(torch.randn(1, 3, 8, 8) * 3, torch.rand(1, 3, 8, 8))
+
+
+def test_nonfinite_output_sanitised_and_warned_once():
+    def bad(a, b):
+        f = torch.ones(a.shape[0], 2, *a.shape[-2:])
+        f[:, 0, 0, 0], f[:, 1, 1, 1], f[:, 0, 2, 2] = float("nan"), float("inf"), -float("inf")
+        return f
+
+    est = build_flow(bad)
+    src, dst = _pair(16, 16)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        f1 = est(src, dst)
+        f2 = est(src, dst)
+    assert len([w for w in rec if "NaN/inf" in str(w.message)]) == 1
+    assert torch.isfinite(f1).all() and f1[0, 0, 0, 0] == 0 and f1[0, 1, 1, 1] == 0 and f1[0, 0, 2, 2] == 0
+    assert f1[0, 0, 5, 5] == 1 and torch.equal(f1, f2)
+
+
+def test_unknown_name_suggests():
+    with pytest.raises(ValueError, match="Did you mean 'dis'"):
+        build_flow("dys")
+    assert {"dis", "farneback", "raft_small", "raft_large", "zero"} <= set(list_flows())
+
+
+def test_flow_to_color():
+    f = torch.zeros(2, 2, 8, 8)
+    f[:, 0] = 1.0
+    f[1, 1, 0, 0] = float("nan")
+    img = flow_to_color(f)
+    assert img.shape == (2, 3, 8, 8) and img.dtype == torch.uint8
+    assert flow_to_color(f[0]).shape == (3, 8, 8)
+    with pytest.raises(ValueError):
+        flow_to_color(torch.zeros(1, 3, 8, 8))
+
+
+# ----------------------------------------------------------------- RAFT: weights and forward
+
+@pytest.fixture(scope="module")
+def small_sd():
+    from torchvision.models.optical_flow import raft_small
+
+    torch.manual_seed(0)
+    return raft_small(weights=None).state_dict()
+
+
+@pytest.fixture(scope="module")
+def large_sd():
+    from torchvision.models.optical_flow import raft_large
+
+    torch.manual_seed(0)
+    m = raft_large(weights=None)
+    # make the BatchNorm buffers non-trivial so that a mix-up would show
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-1, 1)
+            mod.running_var.uniform_(0.5, 2)
+    return m.state_dict()
+
+
+def _model_sd(est):
+    return est.fn.model.state_dict()
+
+
+def test_raft_missing_weights_file_is_a_clear_error(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere" / "raft_small.pth"
+    with pytest.raises(FileNotFoundError) as e:
+        build_flow("raft_small", weights=str(missing))
+    msg = str(e.value)
+    assert str(missing) in msg and "raft-small.pth" in msg and "raft_small_C_T_V2" in msg
+    # no path at all: looks in $MGMAE_WEIGHTS_DIR and torch hub's cache, then says where to put it
+    monkeypatch.delenv("MGMAE_RAFT_SMALL_WEIGHTS", raising=False)
+    monkeypatch.setenv("MGMAE_WEIGHTS_DIR", str(tmp_path / "w"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    with pytest.raises(FileNotFoundError, match=r"MGMAE_RAFT_SMALL_WEIGHTS.*" + str(tmp_path / "w")):
+        build_flow("raft_small")
+
+
+def test_raft_default_location_is_found(tmp_path, monkeypatch, small_sd):
+    monkeypatch.delenv("MGMAE_RAFT_SMALL_WEIGHTS", raising=False)
+    monkeypatch.setenv("MGMAE_WEIGHTS_DIR", str(tmp_path))
+    torch.save(torchvision_to_original(small_sd), tmp_path / "raft-small.pth")
+    est = build_flow("raft_small")
+    assert est.fn.weights_path == tmp_path / "raft-small.pth"
+
+
+def test_raft_torchvision_layout_loads(tmp_path, small_sd):
+    p = tmp_path / "raft_small_C_T_V2-01064c6d.pth"
+    torch.save(small_sd, p)
+    est = build_flow("raft_small", weights=p)
+    got = _model_sd(est)
+    assert set(got) == set(small_sd) and all(torch.equal(got[k], small_sd[k]) for k in small_sd)
+    assert est.fn.iters == 6
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_raft_original_layout_loads_to_identical_weights(tmp_path, which, small_sd, large_sd):
+    sd = small_sd if which == "small" else large_sd
+    orig = torchvision_to_original(sd)
+    # it really is in the original repository's layout
+    assert all(k.startswith("module.") for k in orig)
+    assert "module.fnet.conv1.weight" in orig and "module.update_block.encoder.convc1.weight" in orig
+    assert "module.update_block.flow_head.conv2.bias" in orig
+    if which == "small":
+        assert "module.update_block.gru.convz.weight" in orig and "module.fnet.layer2.0.norm4.weight" not in orig
+        assert "module.cnet.layer1.0.conv3.weight" in orig  # BottleneckBlock
+    else:
+        assert "module.update_block.gru.convq2.weight" in orig and "module.update_block.mask.2.weight" in orig
+        assert torch.equal(orig["module.cnet.layer2.0.norm3.running_mean"],
+                           orig["module.cnet.layer2.0.downsample.1.running_mean"])  # the alias, as nn.Module saves it
+    assert not any(k.startswith("module.feature_encoder") for k in orig)
+    back = original_to_torchvision(orig)
+    assert set(back) == set(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
+
+    p = tmp_path / ("raft-small.pth" if which == "small" else "raft-things.pth")
+    torch.save(orig, p)
+    est = build_flow(f"raft_{which}", weights=p)
+    got = _model_sd(est)
+    assert set(got) == set(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
+    assert est.fn.iters == (6 if which == "small" else 12)
+
+
+def test_raft_wrong_model_or_not_raft_raises(tmp_path, small_sd, large_sd):
+    p = tmp_path / "large.pth"
+    torch.save(large_sd, p)
+    with pytest.raises(ValueError, match=r"holds raft_large weights.*raft_small was requested"):
+        build_flow("raft_small", weights=p)
+    torch.save(torchvision_to_original(large_sd), p)
+    with pytest.raises(ValueError, match=r"holds raft_large weights"):
+        build_flow("raft_small", weights=p)
+    torch.save(small_sd, p)
+    with pytest.raises(ValueError, match=r"holds raft_small weights.*raft_large was requested"):
+        build_flow("raft_large", weights=p)
+    torch.save({"encoder.blocks.0.weight": torch.zeros(3)}, p)
+    with pytest.raises(ValueError, match="not a RAFT state dict"):
+        build_flow("raft_small", weights=p)
+    p.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(ValueError, match="could not read"):
+        build_flow("raft_small", weights=p)
+    # a torchvision-layout file with a layer missing: strict loading names it
+    partial = {k: v for k, v in small_sd.items() if not k.startswith("update_block.flow_head.")}
+    torch.save(partial, p)
+    with pytest.raises(ValueError, match="missing keys: update_block.flow_head"):
+        build_flow("raft_small", weights=p)
+
+
+def test_raft_forward_random_weights_pads_and_crops(tmp_path, small_sd):
+    p = tmp_path / "raft_small.pth"
+    torch.save(small_sd, p)
+    est = build_flow("raft_small", weights=p, iters=2)
+    g = torch.Generator().manual_seed(0)
+    src = torch.rand(2, 3, 60, 84, generator=g)
+    dst = torch.rand(2, 3, 60, 84, generator=g)
+    flow = est(src, dst)
+    assert flow.shape == (2, 2, 60, 84) and flow.dtype == torch.float32 and torch.isfinite(flow).all()
+    # batched == one by one; uint8 input accepted
+    one = est(src[1:], dst[1:])
+    assert torch.allclose(flow[1:], one, atol=1e-4)
+    u8 = est((src * 255).to(torch.uint8), (dst * 255).to(torch.uint8))
+    assert u8.shape == (2, 2, 60, 84)
+    # random_init path (no file) and batch_size chunking
+    est2 = build_flow("raft_small", random_init=True, iters=1, batch_size=1)
+    assert est2(src, dst).shape == (2, 2, 60, 84)
+
+
+@pytest.mark.skipif(not os.environ.get("MGMAE_RAFT_SMALL_WEIGHTS"),
+                    reason="set MGMAE_RAFT_SMALL_WEIGHTS to a raft_small weight file (torchvision "
+                           "raft_small_C_T_V2-01064c6d.pth or princeton-vl raft-small.pth) to run")
+def test_raft_small_accuracy_on_translation():
+    src, dst = _pair(128, 128)
+    est = build_flow("raft_small", weights=os.environ["MGMAE_RAFT_SMALL_WEIGHTS"])
+    flow = est(torch.cat([src, dst]), torch.cat([dst, src]))
+    _assert_motion(flow[:1], [[DX, DY]])
+    _assert_motion(flow[1:], [[-DX, -DY]])
