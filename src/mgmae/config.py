@@ -61,6 +61,7 @@ class MaskingConfig:
     hole_filling: str = "consist"  # motion_guided: consist | zero
     topk_on_all: bool = False  # motion_guided: top-k over the whole clip instead of per slice
     exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
+    official_compat: bool = False  # motion_guided: the official code's flow direction before the base frame
 
 
 @dataclass

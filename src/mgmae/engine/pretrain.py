@@ -59,11 +59,15 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
         return build_masker(k.name, **common)
     f = cfg.flow
     flow = None if f.name == "gt" else f.name
-    flow_options = {"preset": f.preset, "size": f.size, "weights": f.weights, "iters": f.iters}
+    flow_options = {"size": f.size}
+    if f.name == "dis":
+        flow_options["preset"] = f.preset
+    elif f.name.startswith("raft"):
+        flow_options.update(weights=f.weights, iters=f.iters)
     return build_masker("motion_guided", **common, flow=flow, flow_options=flow_options,
                         base_frame=k.base_frame, init_map=k.init_map, warp=k.warp,
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,
-                        exposure_chance=k.exposure_chance)
+                        exposure_chance=k.exposure_chance, official_compat=k.official_compat)
 
 
 def run_directory(cfg: Config) -> Path:
