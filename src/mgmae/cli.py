@@ -37,6 +37,14 @@ def cmd_config(args) -> int:
     return 0
 
 
+# Commands implemented in their own modules take the rest of the command line as they are.
+DELEGATED = {
+    "convert": ("mgmae.convert", "convert a checkpoint: mgmae convert SRC DST --to mgmae|hf|official"),
+    "masks": ("mgmae.masks", "draw masks of a video / dataset: mgmae masks VIDEO --masker motion_guided -o out/"),
+    "data": ("mgmae.data.check", "dataset tools: mgmae data check LIST [--root R]"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgmae", description="Motion-guided masking for video masked autoencoding (MGMAE).")
@@ -47,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="checkpoint path, or 'auto' for the newest valid one in the run dir")
     p.set_defaults(func=cmd_pretrain)
 
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+
     p = sub.add_parser("config", help="print the resolved config (or --keys: every valid key)")
     _add_config_args(p)
     p.add_argument("--keys", action="store_true")
@@ -55,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        rest = argv[1:]
+        if argv[0] == "data":
+            if not rest or rest[0] != "check":
+                print("usage: mgmae data check LIST [--root R] [--min-frames N] [--json out.json]",
+                      file=sys.stderr)
+                return 2
+            rest = rest[1:]
+        return int(module.cli_main(rest) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

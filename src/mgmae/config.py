@@ -101,12 +101,61 @@ class TrainConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Fine-tuning, linear probing and evaluation (``mgmae finetune|linprobe|eval``).
+
+    The optimisation keys live here because their good values differ from pre-training's; the
+    ``train.*`` keys that describe the run (device, amp, output_dir, run_name, seed, num_workers,
+    accum_steps, max_steps, log_every, save_every_epochs, resume, compile) and the ``data.*`` keys
+    are shared. The defaults are the built-in demo: the nano ViT on the synthetic motion labels.
+    """
+
+    model: str | None = None  # classifier for `scratch` runs; None: model.name without "mae_"
+    num_classes: int | None = None  # None: from the data (class names or the largest label + 1)
+    epochs: int = 30
+    batch_size: int = 16  # videos per device per step (x data.num_sample clips)
+    lr: float | None = None  # absolute lr; None: blr * videos per step / 256
+    blr: float = 1e-2  # base lr per 256 videos (SSv2 ViT-B recipe: 2e-3; K400: 7e-4)
+    min_lr: float = 1e-6
+    warmup_lr: float = 1e-8
+    warmup_epochs: float = 3.0
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    clip_grad: float | None = None
+    layer_decay: float = 0.75  # lr of block i (1-based) = lr * layer_decay ** (depth + 1 - i)
+    drop_path: float = 0.1
+    head_drop: float = 0.0  # dropout before the head
+    head_init_scale: float = 0.001  # the new head's initial weights are scaled by this
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # mixup alpha (0: off; paper recipes: 0.8)
+    cutmix: float = 0.0  # cutmix alpha (0: off; paper recipes: 1.0)
+    cutmix_minmax: list[float] | None = None
+    mixup_prob: float = 1.0  # probability of mixing a batch at all
+    mixup_switch_prob: float = 0.5  # probability of cutmix instead of mixup when both are on
+    mixup_mode: str = "batch"  # batch | pair | elem
+    rand_aug: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec; null: off (real data)
+    reprob: float = 0.25  # random erasing probability (real data)
+    remode: str = "pixel"  # random erasing fill: pixel | rand | const
+    ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3)
+    ema_decay: float = 0.9999
+    eval_every: int = 1  # validate every N epochs (the last epoch always)
+    test_num_segment: int = 2  # multi-view test: temporal clips per video
+    test_num_crop: int = 3  # multi-view test: spatial crops per clip
+    synthetic_val_videos: int = 128  # held-out synthetic videos (seed data.synthetic_seed + 1)
+    linprobe_bn: bool = True  # BatchNorm without affine before the linear probe (MAE)
+    linprobe_epochs: int = 100
+    linprobe_lr: float = 1e-3  # AdamW on cached features
+    linprobe_weight_decay: float = 0.0
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +229,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             raise ValueError(f"config key '{key}' expects an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"config key '{key}' expects a number, got {value!r}")
         return float(value)
@@ -260,6 +314,8 @@ _CHOICES = {
     "masking.warp": ("backward", "forward"),
     "masking.hole_filling": ("consist", "zero"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
+    "finetune.mixup_mode": ("batch", "pair", "elem"),
+    "finetune.remode": ("pixel", "rand", "const"),
 }
 
 

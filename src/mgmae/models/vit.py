@@ -140,7 +140,7 @@ class VisionTransformer(nn.Module):
         self.register_buffer("pos_embed", sinusoid_table(self.num_patches, embed_dim),
                              persistent=False)
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth rule
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i])
             for i in range(depth)
