@@ -23,7 +23,12 @@ def cmd_pretrain(args) -> int:
     cfg = _load(args)
     if args.resume:
         cfg.train.resume = args.resume
-    pretrain(cfg)
+    from mgmae.engine.pretrain import Preempted
+
+    try:
+        pretrain(cfg)
+    except Preempted as e:
+        return e.code
     return 0
 
 

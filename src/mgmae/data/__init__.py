@@ -19,13 +19,13 @@ def build_pretrain_dataset(cfg, masker=None):
         videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
         ds = SyntheticDataset(videos, masker=masker, num_sample=d.num_sample, scales=d.scales,
                               flip=d.flip, train=True, label=d.synthetic_label,
-                              gt_flow=cfg.flow.name == "gt")
+                              gt_flow=cfg.flow.name == "gt", seed=cfg.train.seed)
         return ds, ds.class_names
     if cfg.flow.name == "gt":
         raise ValueError("flow.name=gt (ground-truth flow) exists only for the synthetic dataset")
     from mgmae.data.datasets import build_dataset
 
-    return build_dataset(d, masker, train=True)
+    return build_dataset(d, masker, train=True, seed=cfg.train.seed)
 
 
 __all__ = ["SyntheticDataset", "SyntheticVideos", "build_loader", "build_pretrain_dataset",

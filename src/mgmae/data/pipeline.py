@@ -19,6 +19,12 @@ from mgmae.data.transforms import CropParams, apply_frames, to_float_frames
 FlowFn = Callable[[int, int], torch.Tensor]
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The random seed of one sample's augmentation and mask: a pure function of (seed, epoch,
+    index), so results do not depend on worker count, rank or resume point."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def make_views(frames: torch.Tensor | np.ndarray, params: Sequence[CropParams], masker=None,
                flow_fn: FlowFn | None = None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-BG_LO, BG_HI = 0.02, 0.06
 MOTION_CLASSES = [f"{d}-{s}" for d in ("right", "down", "left", "up") for s in ("slow", "fast")]
 APPEARANCE_CLASSES = ["disc", "square", "triangle", "ring"]
 
@@ -117,7 +116,7 @@ class SyntheticVideos:
         layers.append(self._layer(rng, shape, v_main, rng.uniform(9, 13) * scale))  # on top
         # background: two smooth coloured gratings, moving with probability background_motion
         vb = rng.uniform(-0.6, 0.6, size=2) * scale if rng.random() < self.background_motion else np.zeros(2)
-        g_freq = rng.uniform(BG_LO, BG_HI, size=2) * 64 / S
+        g_freq = rng.uniform(0.02, 0.06, size=2) * 64 / S
         g_angle = rng.uniform(0, math.pi, size=2)
         g_col = rng.uniform(0.1, 0.9, size=(3, 3))
 
@@ -161,26 +160,33 @@ class SyntheticDataset(torch.utils.data.Dataset):
         self.label = label
         self.gt_flow = gt_flow  # give motion-guided maskers the exact flow instead of estimating it
         self.seed = seed
+        self.epoch = 0
         self.num_classes = len(MOTION_CLASSES if label == "motion" else APPEARANCE_CLASSES)
         self.class_names = MOTION_CLASSES if label == "motion" else APPEARANCE_CLASSES
 
     def __len__(self) -> int:
         return len(self.videos)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation and masks of an item are a function of (seed, epoch, index)."""
+        self.epoch = epoch
+
     def __getitem__(self, index: int) -> dict:
-        from mgmae.data.pipeline import make_views
+        from mgmae.data.pipeline import make_views, sample_seed
         from mgmae.data.transforms import center_crop_params, multiscale_crop_params
 
         clip = self.videos[index]
         S = self.videos.img_size
+        seed = sample_seed(self.seed, self.epoch, index)
+        generator = torch.Generator().manual_seed(seed)
         if self.train:
-            rng = np.random.default_rng(torch.randint(0, 2**62, (1,)).item())
+            rng = np.random.default_rng(seed)
             params = [multiscale_crop_params(S, S, S, self.scales, self.flip, rng=rng)
                       for _ in range(self.num_sample)]
         else:
             params = [center_crop_params(S, S, S)] * self.num_sample
         video, mask = make_views(clip.frames, params, self.masker,
-                                 flow_fn=clip.flow if self.gt_flow else None)
+                                 flow_fn=clip.flow if self.gt_flow else None, generator=generator)
         item = {"video": video, "label": clip.motion_label if self.label == "motion" else clip.appearance_label,
                 "motion_label": clip.motion_label, "appearance_label": clip.appearance_label,
                 "index": index}

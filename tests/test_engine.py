@@ -1,0 +1,157 @@
+"""The pre-training engine: exact resume, DDP/accumulation equivalence, preemption, NaN guard."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mgmae.config import load_config
+from mgmae.engine import checkpoint as ckpt
+from mgmae.engine.pretrain import Preempted, find_resume, pretrain
+
+TINY = ["data.synthetic_videos=16", "data.num_frames=4", "data.img_size=32", "train.batch_size=4",
+        "train.warmup_epochs=1", "train.vis_clips=1", "train.tensorboard=false", "train.lr=1e-3",
+        "masking.mask_ratio=0.75"]
+
+
+def cfg_for(tmp_path, name, *extra):
+    return load_config(None, TINY + [f"train.output_dir={tmp_path}", f"train.run_name={name}", *extra])
+
+
+def weights(run_dir: Path) -> dict:
+    return ckpt.load_checkpoint(run_dir / "checkpoint-final.pth")["model"]
+
+
+def assert_same(a: dict, b: dict, atol: float = 0.0):
+    assert a.keys() == b.keys()
+    for k in a:
+        if atol == 0:
+            assert torch.equal(a[k], b[k]), k
+        else:
+            torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
+
+
+@pytest.mark.parametrize("stop", [2, 5])  # mid-epoch 0, and mid-epoch 1 (4 steps per epoch)
+def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path, stop):
+    extra = ["train.max_steps=7", "train.num_workers=0", "masking.name=motion_guided"]
+    full = pretrain(cfg_for(tmp_path, "full", *extra))
+    with pytest.raises(Preempted):
+        pretrain(cfg_for(tmp_path, "cut", *extra), stop_at_step=stop)
+    state = ckpt.load_checkpoint(tmp_path / "cut" / "checkpoint-last.pth")
+    assert state["step"] == stop
+    resumed = pretrain(cfg_for(tmp_path, "cut", *extra, "train.resume=auto"))
+    assert_same(weights(full), weights(resumed))
+
+
+def test_worker_count_does_not_change_the_run(tmp_path):
+    a = pretrain(cfg_for(tmp_path, "w0", "train.max_steps=3", "train.num_workers=0"))
+    b = pretrain(cfg_for(tmp_path, "w2", "train.max_steps=3", "train.num_workers=2"))
+    assert_same(weights(a), weights(b))
+
+
+def test_accumulation_equals_the_big_batch(tmp_path):
+    big = pretrain(cfg_for(tmp_path, "big", "train.max_steps=3", "train.num_workers=0", "train.batch_size=4"))
+    acc = pretrain(cfg_for(tmp_path, "acc", "train.max_steps=3", "train.num_workers=0", "train.batch_size=2",
+                           "train.accum_steps=2"))
+    assert_same(weights(big), weights(acc), atol=1e-5)
+
+
+def _torchrun(tmp_path, name, nproc, *extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_port", str(29500 + os.getpid() % 1000), "-m", "mgmae", "pretrain",
+           *TINY, f"train.output_dir={tmp_path}", f"train.run_name={name}", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return tmp_path / name
+
+
+def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU), batch b per rank == 1 process, batch 2b ==
+    1 process, batch b, accum_steps=2 (weights to 1e-5)."""
+    common = ["train.max_steps=3", "train.num_workers=0"]
+    ddp = _torchrun(tmp_path, "ddp", 2, *common, "train.batch_size=2")
+    one = pretrain(cfg_for(tmp_path, "one", *common, "train.batch_size=4"))
+    acc = pretrain(cfg_for(tmp_path, "acc", *common, "train.batch_size=2", "train.accum_steps=2"))
+    assert_same(weights(ddp), weights(one), atol=1e-5)
+    assert_same(weights(acc), weights(one), atol=1e-5)
+
+
+def test_sigterm_saves_a_resume_point_and_exits_with_the_preemption_code(tmp_path):
+    cmd = [sys.executable, "-m", "mgmae", "pretrain", *TINY, f"train.output_dir={tmp_path}",
+           "train.run_name=sig", "train.epochs=1000", "train.num_workers=0", "masking.name=tube"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    log = tmp_path / "sig" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out[-2000:]
+    state = ckpt.load_checkpoint(tmp_path / "sig" / "checkpoint-last.pth")
+    assert state["step"] >= 2
+    assert "resume" in out
+
+
+def test_non_finite_loss_is_skipped_then_stops(tmp_path, monkeypatch):
+    import mgmae.engine.pretrain as eng
+
+    real_build = eng.build_model
+    calls = {"n": 0}
+
+    def poisoned(cfg):
+        model = real_build(cfg)
+        forward = model.forward
+
+        def fwd(clip, mask):
+            out = forward(clip, mask)
+            calls["n"] += 1
+            if calls["n"] in (2,) or calls["n"] >= 4:
+                out.loss = out.loss * float("nan")
+            return out
+        model.forward = fwd
+        return model
+
+    monkeypatch.setattr(eng, "build_model", poisoned)
+    with pytest.raises(FloatingPointError, match="consecutive"):
+        pretrain(cfg_for(tmp_path, "nan", "train.max_steps=20", "train.num_workers=0", "train.max_bad_steps=3"))
+    lines = (tmp_path / "nan" / "log.jsonl").read_text().splitlines()
+    assert sum('"skipped_update": true' in ln for ln in lines) == 4  # step 2, then 4, 5, 6
+
+
+def test_resume_auto_skips_a_corrupt_newer_checkpoint(tmp_path):
+    run = pretrain(cfg_for(tmp_path, "c", "train.max_steps=2", "train.num_workers=0"))
+    good = run / "checkpoint-final.pth"
+    bad = run / "checkpoint-last.pth"
+    bad.write_bytes(good.read_bytes()[:1000])  # truncated
+    os.utime(bad, (time.time() + 10, time.time() + 10))
+    assert find_resume(run, "auto") == good
+
+
+WRITER = r"""
+import sys, torch
+from mgmae.engine.checkpoint import atomic_save
+i = 0
+while True:
+    i += 1
+    atomic_save({"format": "mgmae", "i": i, "w": torch.full((4_000_000,), float(i))}, sys.argv[1])
+    print(i, flush=True)
+"""
+
+
+def test_killing_the_writer_mid_save_never_leaves_a_truncated_checkpoint(tmp_path):
+    path = tmp_path / "ck.pth"
+    for delay in (0.3, 0.55, 0.8):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()  # at least one complete file exists
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        obj = torch.load(path, weights_only=False)
+        assert obj["format"] == "mgmae" and bool((obj["w"] == obj["i"]).all())
