@@ -185,6 +185,9 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     optimizer = build_optimizer(model, lr, t.weight_decay, t.betas)
     dtype = autocast_dtype(t.amp, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    if device.type == "cuda":  # TF32 matmuls when autocast is off (no effect under bf16)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
            if info.enabled else model)
     fwd = torch.compile(ddp) if t.compile else ddp
