@@ -77,7 +77,7 @@ class FlowConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
+    epochs: int = 20
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
     batch_size: int = 16  # videos per device per step (before repeated augmentation)
     accum_steps: int = 1
