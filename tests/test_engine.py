@@ -80,6 +80,8 @@ def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path):
     acc = pretrain(cfg_for(tmp_path, "acc", *common, "train.batch_size=2", "train.accum_steps=2"))
     assert_same(weights(ddp), weights(one), atol=1e-5)
     assert_same(weights(acc), weights(one), atol=1e-5)
+    fsdp = _torchrun(tmp_path, "fsdp", 2, *common, "train.batch_size=2", "train.fsdp=true")
+    assert_same(weights(fsdp), weights(one), atol=1e-5)
 
 
 def test_sigterm_saves_a_resume_point_and_exits_with_the_preemption_code(tmp_path):

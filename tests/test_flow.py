@@ -377,3 +377,191 @@ def test_raft_small_accuracy_on_translation():
     flow = est(torch.cat([src, dst]), torch.cat([dst, src]))
     _assert_motion(flow[:1], [[DX, DY]])
     _assert_motion(flow[1:], [[-DX, -DY]])
+
+
+# ----------------------------------------------------------------- RAFT: the original repository's key layout
+# Written from the original RAFT source as vendored by the official MGMAE repository
+# (flow_utils/raft/core/extractor.py, update.py, raft.py), not from torchvision.
+# small: SmallEncoder (BottleneckBlock, 32-32-64-96), fnet InstanceNorm (no keys), cnet no norm,
+#        SmallMotionEncoder (corr 4 levels x 7x7 = 196), ConvGRU(96, 82 + 64), FlowHead(96, 128).
+# large: BasicEncoder (ResidualBlock, 64-64-96-128), fnet InstanceNorm (no keys), cnet BatchNorm,
+#        BasicMotionEncoder (corr 4 x 9x9 = 324), SepConvGRU(128, 256), FlowHead(128, 256), mask head.
+ORIGINAL_SMALL = {
+    "fnet.conv1.weight": (32, 3, 7, 7), "fnet.conv1.bias": (32,),
+    "fnet.layer1.0.conv1.weight": (8, 32, 1, 1), "fnet.layer1.0.conv2.weight": (8, 8, 3, 3),
+    "fnet.layer1.0.conv3.weight": (32, 8, 1, 1), "fnet.layer2.0.conv1.weight": (16, 32, 1, 1),
+    "fnet.layer2.0.conv2.weight": (16, 16, 3, 3), "fnet.layer2.0.conv3.bias": (64,),
+    "fnet.layer2.0.downsample.0.weight": (64, 32, 1, 1), "fnet.layer2.1.conv1.weight": (16, 64, 1, 1),
+    "fnet.layer3.0.conv1.weight": (24, 64, 1, 1), "fnet.layer3.0.downsample.0.weight": (96, 64, 1, 1),
+    "fnet.layer3.1.conv3.weight": (96, 24, 1, 1), "fnet.conv2.weight": (128, 96, 1, 1),
+    "cnet.conv1.weight": (32, 3, 7, 7), "cnet.layer3.0.downsample.0.bias": (96,),
+    "cnet.conv2.weight": (160, 96, 1, 1), "cnet.conv2.bias": (160,),
+    "update_block.encoder.convc1.weight": (96, 196, 1, 1), "update_block.encoder.convf1.weight": (64, 2, 7, 7),
+    "update_block.encoder.convf2.weight": (32, 64, 3, 3), "update_block.encoder.conv.weight": (80, 128, 3, 3),
+    "update_block.encoder.conv.bias": (80,), "update_block.gru.convz.weight": (96, 242, 3, 3),
+    "update_block.gru.convr.weight": (96, 242, 3, 3), "update_block.gru.convq.weight": (96, 242, 3, 3),
+    "update_block.gru.convq.bias": (96,), "update_block.flow_head.conv1.weight": (128, 96, 3, 3),
+    "update_block.flow_head.conv2.weight": (2, 128, 3, 3), "update_block.flow_head.conv2.bias": (2,),
+}
+ABSENT_SMALL = ["fnet.norm1.weight", "cnet.norm1.weight", "fnet.layer2.0.norm4.weight",
+                "cnet.layer2.0.downsample.1.weight", "fnet.layer1.0.downsample.0.weight",
+                "update_block.encoder.convc2.weight", "update_block.gru.convz1.weight",
+                "update_block.mask.0.weight"]
+ORIGINAL_LARGE = {
+    "fnet.conv1.weight": (64, 3, 7, 7), "fnet.layer1.0.conv1.weight": (64, 64, 3, 3),
+    "fnet.layer1.1.conv2.weight": (64, 64, 3, 3), "fnet.layer2.0.conv1.weight": (96, 64, 3, 3),
+    "fnet.layer2.0.downsample.0.weight": (96, 64, 1, 1), "fnet.layer3.0.conv1.weight": (128, 96, 3, 3),
+    "fnet.layer3.1.conv2.bias": (128,), "fnet.conv2.weight": (256, 128, 1, 1),
+    "cnet.norm1.weight": (64,), "cnet.norm1.running_var": (64,), "cnet.norm1.num_batches_tracked": (),
+    "cnet.layer1.0.norm1.weight": (64,), "cnet.layer1.0.norm2.running_mean": (64,),
+    "cnet.layer2.0.norm3.weight": (96,), "cnet.layer2.0.downsample.1.weight": (96,),
+    "cnet.layer2.0.downsample.1.running_mean": (96,), "cnet.layer3.0.norm3.bias": (128,),
+    "cnet.layer3.1.norm2.weight": (128,), "cnet.conv2.weight": (256, 128, 1, 1),
+    "update_block.encoder.convc1.weight": (256, 324, 1, 1), "update_block.encoder.convc2.weight": (192, 256, 3, 3),
+    "update_block.encoder.convf1.weight": (128, 2, 7, 7), "update_block.encoder.convf2.weight": (64, 128, 3, 3),
+    "update_block.encoder.conv.weight": (126, 256, 3, 3), "update_block.gru.convz1.weight": (128, 384, 1, 5),
+    "update_block.gru.convr1.weight": (128, 384, 1, 5), "update_block.gru.convq1.bias": (128,),
+    "update_block.gru.convz2.weight": (128, 384, 5, 1), "update_block.gru.convq2.weight": (128, 384, 5, 1),
+    "update_block.flow_head.conv1.weight": (256, 128, 3, 3), "update_block.flow_head.conv2.weight": (2, 256, 3, 3),
+    "update_block.mask.0.weight": (256, 128, 3, 3), "update_block.mask.0.bias": (256,),
+    "update_block.mask.2.weight": (576, 256, 1, 1), "update_block.mask.2.bias": (576,),
+}
+ABSENT_LARGE = ["fnet.norm1.weight", "fnet.layer2.0.norm3.weight", "fnet.layer2.0.downsample.1.weight",
+                "cnet.layer1.0.norm3.weight", "cnet.layer1.0.downsample.0.weight",
+                "update_block.gru.convz.weight", "update_block.encoder.convc3.weight"]
+# a few original -> torchvision correspondences, spelled out
+ORIGINAL_TO_TV = {
+    "small": {"fnet.conv1.weight": "feature_encoder.convnormrelu.0.weight",
+              "fnet.conv2.weight": "feature_encoder.conv.weight",
+              "fnet.layer1.0.conv3.weight": "feature_encoder.layer1.0.convnormrelu3.0.weight",
+              "cnet.layer2.0.downsample.0.weight": "context_encoder.layer2.0.downsample.0.weight",
+              "update_block.encoder.convc1.weight": "update_block.motion_encoder.convcorr1.0.weight",
+              "update_block.encoder.conv.bias": "update_block.motion_encoder.conv.0.bias",
+              "update_block.gru.convq.weight": "update_block.recurrent_block.convgru1.convq.weight",
+              "update_block.flow_head.conv2.bias": "update_block.flow_head.conv2.bias"},
+    "large": {"cnet.norm1.running_mean": "context_encoder.convnormrelu.1.running_mean",
+              "cnet.layer1.1.norm2.weight": "context_encoder.layer1.1.convnormrelu2.1.weight",
+              "cnet.layer3.0.norm3.weight": "context_encoder.layer3.0.downsample.1.weight",
+              "update_block.encoder.convc2.weight": "update_block.motion_encoder.convcorr2.0.weight",
+              "update_block.encoder.convf2.bias": "update_block.motion_encoder.convflow2.0.bias",
+              "update_block.gru.convz2.weight": "update_block.recurrent_block.convgru2.convz.weight",
+              "update_block.mask.0.weight": "mask_predictor.convrelu.0.weight",
+              "update_block.mask.2.bias": "mask_predictor.conv.bias"},
+}
+
+
+def _original_raft_shapes(small: bool) -> dict[str, tuple]:
+    """Every key of the original RAFT state dict with its shape (what ``RAFT(args).state_dict()``
+    holds, aliases included), enumerated from the architecture described above."""
+    keys: dict[str, tuple] = {}
+
+    def conv(name, cout, cin, kh, kw=None):
+        keys[f"{name}.weight"] = (cout, cin, kh, kh if kw is None else kw)
+        keys[f"{name}.bias"] = (cout,)
+
+    def norm(name, kind, c):
+        if kind == "batch":
+            keys.update({f"{name}.{p}": (c,) for p in ("weight", "bias", "running_mean", "running_var")})
+            keys[f"{name}.num_batches_tracked"] = ()
+
+    def encoder(pre, out_dim, kind):
+        dims = (32, 32, 64, 96) if small else (64, 64, 96, 128)
+        conv(f"{pre}.conv1", dims[0], 3, 7)
+        norm(f"{pre}.norm1", kind, dims[0])
+        cin = dims[0]
+        for layer, (d, first_stride) in enumerate(zip(dims[1:], (1, 2, 2)), start=1):
+            for i in range(2):
+                b, stride = f"{pre}.layer{layer}.{i}", first_stride if i == 0 else 1
+                if small:  # BottleneckBlock
+                    conv(f"{b}.conv1", d // 4, cin, 1)
+                    conv(f"{b}.conv2", d // 4, d // 4, 3)
+                    conv(f"{b}.conv3", d, d // 4, 1)
+                    for j, c in ((1, d // 4), (2, d // 4), (3, d)):
+                        norm(f"{b}.norm{j}", kind, c)
+                else:  # ResidualBlock
+                    conv(f"{b}.conv1", d, cin, 3)
+                    conv(f"{b}.conv2", d, d, 3)
+                    norm(f"{b}.norm1", kind, d)
+                    norm(f"{b}.norm2", kind, d)
+                if stride != 1:  # the downsample's norm is registered twice
+                    norm(f"{b}.norm{4 if small else 3}", kind, d)
+                    conv(f"{b}.downsample.0", d, cin, 1)
+                    norm(f"{b}.downsample.1", kind, d)
+                cin = d
+        conv(f"{pre}.conv2", out_dim, dims[3], 1)
+
+    u = "update_block"
+    if small:
+        encoder("fnet", 128, "instance")
+        encoder("cnet", 96 + 64, "none")
+        conv(f"{u}.encoder.convc1", 96, 4 * 7 * 7, 1)
+        conv(f"{u}.encoder.convf1", 64, 2, 7)
+        conv(f"{u}.encoder.convf2", 32, 64, 3)
+        conv(f"{u}.encoder.conv", 80, 128, 3)
+        for g in "zrq":
+            conv(f"{u}.gru.conv{g}", 96, 96 + 82 + 64, 3)
+        conv(f"{u}.flow_head.conv1", 128, 96, 3)
+        conv(f"{u}.flow_head.conv2", 2, 128, 3)
+    else:
+        encoder("fnet", 256, "instance")
+        encoder("cnet", 128 + 128, "batch")
+        conv(f"{u}.encoder.convc1", 256, 4 * 9 * 9, 1)
+        conv(f"{u}.encoder.convc2", 192, 256, 3)
+        conv(f"{u}.encoder.convf1", 128, 2, 7)
+        conv(f"{u}.encoder.convf2", 64, 128, 3)
+        conv(f"{u}.encoder.conv", 126, 64 + 192, 3)
+        for i, (kh, kw) in ((1, (1, 5)), (2, (5, 1))):
+            for g in "zrq":
+                conv(f"{u}.gru.conv{g}{i}", 128, 128 + 256, kh, kw)
+        conv(f"{u}.flow_head.conv1", 256, 128, 3)
+        conv(f"{u}.flow_head.conv2", 2, 256, 3)
+        conv(f"{u}.mask.0", 256, 128, 3)
+        conv(f"{u}.mask.2", 64 * 9, 256, 1)
+    return keys
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_raft_key_map_matches_the_original_repository(which, small_sd, large_sd):
+    small = which == "small"
+    sd = small_sd if small else large_sd
+    expected, absent = (ORIGINAL_SMALL, ABSENT_SMALL) if small else (ORIGINAL_LARGE, ABSENT_LARGE)
+    full = _original_raft_shapes(small)
+    assert len(full) == (106 if small else 179)
+    # the enumeration agrees with the hand-written representative keys
+    for k, shape in expected.items():
+        assert full.get(k) == shape, k
+    assert not set(absent) & set(full)
+
+    # torchvision -> original gives exactly the original layout, with the original shapes
+    conv = {k.removeprefix("module."): tuple(v.shape) for k, v in torchvision_to_original(sd).items()}
+    assert conv == full
+    for k in absent:
+        assert k not in conv
+
+    # an original-layout state dict (no "module." prefix, like MGMAE's raft-small-clean.pth) converts
+    # to exactly torchvision's keys and shapes; values go where the names say
+    g = torch.Generator().manual_seed(0)
+    orig = {k: torch.randn(s, generator=g) if s else torch.tensor(7) for k, s in full.items()}
+    for k in list(orig):  # the aliased norm holds the same tensor under both names
+        if ".downsample.1." in k:
+            orig[k.replace("downsample.1", f"norm{4 if small else 3}")] = orig[k]
+    tv = original_to_torchvision(orig)
+    assert {k: tuple(v.shape) for k, v in tv.items()} == {k: tuple(v.shape) for k, v in sd.items()}
+    for k_orig, k_tv in ORIGINAL_TO_TV[which].items():
+        assert torch.equal(tv[k_tv], orig[k_orig]), (k_orig, k_tv)
+    # aliases that disagree are refused
+    if not small:
+        bad = dict(orig)
+        bad["cnet.layer2.0.norm3.weight"] = orig["cnet.layer2.0.norm3.weight"] + 1
+        with pytest.raises(ValueError, match="alias"):
+            original_to_torchvision(bad)
+
+
+def test_raft_original_file_without_prefix_or_bn_counter_loads(tmp_path, large_sd):
+    orig = torchvision_to_original(large_sd, prefix="")
+    assert "cnet.norm1.num_batches_tracked" in orig
+    old = {k: v for k, v in orig.items() if not k.endswith("num_batches_tracked")}  # pre-0.4.1 file
+    p = tmp_path / "raft-things.pth"
+    torch.save(old, p)
+    got = _model_sd(build_flow("raft_large", weights=p, iters=1))
+    assert all(torch.equal(got[k], large_sd[k]) for k in large_sd if not k.endswith("num_batches_tracked"))

@@ -104,6 +104,7 @@ class TrainConfig:
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     vis_clips: int = 4  # clips in the reconstruction picture
     compile: bool = False
+    fsdp: bool = False  # under torchrun: shard params/grads/optimizer state per block (fully_shard)
 
 
 @dataclass

@@ -61,13 +61,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, config: dict, kind: str,
                     optimizer=None, scaler=None, epoch: int = 0, step: int = 0,
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, model_state: dict | None = None,
+                    optimizer_state: dict | None = None) -> Path:
+    """``model_state``/``optimizer_state`` replace ``model.state_dict()``/``optimizer.state_dict()``
+    (e.g. full state dicts gathered from FSDP shards)."""
     model = getattr(model, "module", model)  # unwrap DDP
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     obj = {
         "format": FORMAT, "version": VERSION, "kind": kind, "config": config,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "model": model_state if model_state is not None else model.state_dict(),
+        "optimizer": (optimizer_state if optimizer_state is not None
+                      else optimizer.state_dict() if optimizer is not None else None),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": epoch, "step": step, "rng": rng_state(), "extra": extra or {},
     }

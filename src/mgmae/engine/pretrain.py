@@ -182,6 +182,13 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     eff_videos = t.batch_size * accum * info.world_size
     lr = t.lr if t.lr is not None else t.blr * eff_videos / 256
     warmup_steps = int(t.warmup_epochs * steps_per_epoch)
+    fsdp = t.fsdp and info.enabled
+    if fsdp:  # shard parameters, gradients and optimizer state block by block (ViT-L/H/g)
+        from torch.distributed.fsdp import fully_shard
+
+        for blk in [*model.encoder.blocks, *model.decoder.blocks]:
+            fully_shard(blk)
+        fully_shard(model)
     optimizer = build_optimizer(model, lr, t.weight_decay, t.betas)
     dtype = autocast_dtype(t.amp, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -189,7 +196,8 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-           if info.enabled else model)
+           if info.enabled and not fsdp else model)
+    saver = _Saver(run_dir, model, cfg, optimizer, scaler, fsdp, main)
     fwd = torch.compile(ddp) if t.compile else ddp
 
     step, epoch, skip = 0, 0, 0
@@ -198,8 +206,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
         state = ckpt.load_checkpoint(resume, map_location=device)
         if state.get("kind") != "pretrain":
             raise ValueError(f"{resume} is a {state.get('kind')!r} checkpoint, not a pre-training one")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        saver.load(state)
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
@@ -247,7 +254,9 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                 t_compute = time.time()
                 micro += 1
                 sync = micro == accum
-                with (nullcontext() if sync or not info.enabled else ddp.no_sync()):
+                if fsdp:
+                    model.set_requires_gradient_sync(sync)
+                with (nullcontext() if sync or not info.enabled or fsdp else ddp.no_sync()):
                     with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
                         out = fwd(video, mask)
                     loss = out.loss
@@ -307,8 +316,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                 micro, loss_acc, clips, finite = 0, 0.0, 0, True
                 stop = broadcast_flag(signals.caught is not None or step == stop_at_step, info, device)
                 if stop or (t.save_every_steps and step % t.save_every_steps == 0):
-                    path = _save(run_dir, "checkpoint-last.pth", model, cfg, optimizer, scaler, epoch, step,
-                                 steps_in_epoch, main)
+                    path = saver.save("checkpoint-last.pth", epoch, step, steps_in_epoch)
                     if stop:
                         bar.close()
                         if main:
@@ -323,48 +331,83 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                     break
             epoch += 1
             if step < total_steps or epoch_losses:
-                _end_of_epoch(run_dir, model, cfg, optimizer, scaler, epoch, step, steps_per_epoch,
-                              epoch_losses, dataset, t_start, total_steps, main, step >= total_steps)
+                _end_of_epoch(saver, epoch, step, epoch_losses, dataset, t_start, total_steps,
+                              step >= total_steps)
     bar.close()
+    final = saver.save("checkpoint-final.pth", epoch, step, 0)
     if not main:
         return run_dir
     log_file.close()
     if tb is not None:
         tb.close()
-    final = _save(run_dir, "checkpoint-final.pth", model, cfg, optimizer, scaler, epoch, step, 0, main)
     summary = summarize(losses, time.time() - t_start)
     with log_path.open("a") as f:
         f.write(json.dumps({"summary": summary}) + "\n")
     print(f"[mgmae] {summary['message']}")
+    if fsdp:  # pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
+        model = build_model(cfg).to(device)
+        model.load_state_dict(ckpt.load_checkpoint(final, map_location=device)["model"])
     artefacts = write_pictures(cfg, model, dataset, masker, run_dir, device, in_loader)
     print(f"[mgmae] wrote:\n  config      {run_dir / 'config.yaml'}\n  log         {log_path}\n"
           f"  checkpoint  {final}\n" + "".join(f"  {k:<11} {v}\n" for k, v in artefacts.items()))
     return run_dir
 
 
-def _save(run_dir, name, model, cfg, optimizer, scaler, epoch, step, steps_in_epoch, main) -> Path:
-    path = run_dir / name
-    if main:
-        ckpt.save_checkpoint(path, model=model, config=cfg.to_dict(), kind="pretrain", optimizer=optimizer,
-                             scaler=scaler, epoch=epoch, step=step,
-                             extra={"steps_in_epoch": steps_in_epoch})
-    return path
+class _Saver:
+    """Writes checkpoints (rank 0) and restores them; with FSDP, full state dicts are gathered
+    from every rank first (so a checkpoint is the same file whatever the sharding)."""
+
+    def __init__(self, run_dir, model, cfg, optimizer, scaler, fsdp: bool, main: bool):
+        self.run_dir, self.model, self.cfg = run_dir, model, cfg
+        self.optimizer, self.scaler, self.fsdp, self.main = optimizer, scaler, fsdp, main
+
+    def _states(self):
+        if not self.fsdp:
+            return None, None
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (get_model_state_dict(self.model, options=opts),
+                get_optimizer_state_dict(self.model, self.optimizer, options=opts))
+
+    def save(self, name: str, epoch: int, step: int, steps_in_epoch: int) -> Path:
+        path = self.run_dir / name
+        model_state, optim_state = self._states()  # collective under FSDP: every rank calls it
+        if self.main:
+            ckpt.save_checkpoint(path, model=self.model, config=self.cfg.to_dict(), kind="pretrain",
+                                 optimizer=self.optimizer, scaler=self.scaler, epoch=epoch, step=step,
+                                 extra={"steps_in_epoch": steps_in_epoch}, model_state=model_state,
+                                 optimizer_state=optim_state)
+        return path
+
+    def load(self, state: dict) -> None:
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                                 set_optimizer_state_dict)
+
+            opts = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, state["model"], options=opts)
+            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=opts)
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
 
 
-def _end_of_epoch(run_dir, model, cfg, optimizer, scaler, epoch, step, steps_per_epoch, epoch_losses,
-                  dataset, t_start, total_steps, main, last) -> None:
-    t = cfg.train
-    if not main:
-        return
+def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, total_steps, last) -> None:
+    t = saver.cfg.train
+    run_dir = saver.run_dir
     if not last:  # resume point at the epoch boundary, plus the kept epochs
-        _save(run_dir, "checkpoint-last.pth", model, cfg, optimizer, scaler, epoch, step, 0, main)
+        saver.save("checkpoint-last.pth", epoch, step, 0)
         if t.save_every_epochs and epoch % t.save_every_epochs == 0:
-            _save(run_dir, f"checkpoint-{epoch:04d}.pth", model, cfg, optimizer, scaler, epoch, step, 0, main)
-            kept = sorted(run_dir.glob("checkpoint-[0-9]*.pth"))
+            saver.save(f"checkpoint-{epoch:04d}.pth", epoch, step, 0)
+            kept = sorted(run_dir.glob("checkpoint-[0-9]*.pth")) if saver.main else []
             for old in kept[:-max(1, t.keep_last)] if t.keep_last else []:
                 ep = int(old.stem.split("-")[1])
                 if ep % max(1, t.save_every_epochs * 5) != 0:  # every 5th kept epoch stays for good
                     old.unlink(missing_ok=True)
+    if not saver.main:
+        return
     elapsed = time.time() - t_start
     eta = elapsed / max(step, 1) * (total_steps - step)
     mean = sum(epoch_losses) / max(len(epoch_losses), 1)

@@ -7,26 +7,38 @@ Accepted weight files (the layout is recognised by the keys, the file name does 
   ``raft_large_C_T_SKHT_V2-ff5fadd5.pth`` (from ``https://download.pytorch.org/models/``);
 * the original princeton-vl/RAFT repository's files ``raft-small.pth`` (small) and
   ``raft-things.pth`` / ``raft-sintel.pth`` / ``raft-kitti.pth`` / ``raft-chairs.pth`` (large),
-  and re-trained files in that layout (e.g. ``raft-small-clean.pth``): keys prefixed ``module.``
-  (saved from ``nn.DataParallel``), modules named ``fnet`` / ``cnet`` / ``update_block``.
+  and re-trained files in that layout (e.g. MGMAE's ``raft-small-clean.pth``): modules named
+  ``fnet`` / ``cnet`` / ``update_block``, keys optionally prefixed ``module.`` (``nn.DataParallel``).
   They are converted on load by :func:`original_to_torchvision`.
 
 Both may also be wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``.
 
-About the key map, honestly: torchvision's module names were read from its source
-(``torchvision/models/optical_flow/raft.py``, 0.29). The original repository's names were written
-from knowledge of its ``core/extractor.py`` (``BasicEncoder`` / ``SmallEncoder``: ``conv1``,
-``norm1``, ``layer1..3`` of ``ResidualBlock`` (conv1-2, norm1-3) or ``BottleneckBlock``
-(conv1-3, norm1-4), the extra norm also registered inside ``downsample``; ``conv2``) and
-``core/update.py`` (``BasicUpdateBlock`` / ``SmallUpdateBlock``: ``encoder`` with ``convc1``,
-``convc2``, ``convf1``, ``convf2``, ``conv``; ``gru`` = ``SepConvGRU`` (``convz1``...``convq2``) or
-``ConvGRU`` (``convz``, ``convr``, ``convq``); ``flow_head`` (``conv1``, ``conv2``); ``mask`` (0, 2)),
-WITHOUT access to the repository or to a real ``raft-small.pth`` / ``raft-things.pth`` while
-writing it. What is verified: every torchvision parameter has exactly one source name, the map
-inverts (:func:`torchvision_to_original` then :func:`original_to_torchvision` is the identity), and
-the shapes implied by the original architecture (e.g. SmallMotionEncoder 96/64/32/80 channels,
-ConvGRU input 82+64) agree with torchvision's. What is not verified: loading a real original file.
-Loading is strict, so a wrong name fails loudly (listing missing/unexpected keys), never silently.
+About the key map: torchvision's module names were read from its source
+(``torchvision/models/optical_flow/raft.py``, 0.29); the original repository's names and shapes from
+the original RAFT code as vendored by the official MGMAE repository (``flow_utils/raft/core/
+extractor.py``, ``update.py``, ``raft.py``):
+
+* ``fnet`` / ``cnet``: ``BasicEncoder`` (large: 64-64-96-128 channels, ``ResidualBlock`` with
+  ``conv1``/``conv2``, ``norm1``/``norm2``, and for the stride-2 blocks ``norm3`` that is *also*
+  registered as ``downsample.1``) or ``SmallEncoder`` (small: 32-32-64-96, ``BottleneckBlock``
+  with ``conv1..3``, ``norm1..3`` and the aliased ``norm4``); stem ``conv1``/``norm1``, head ``conv2``.
+  ``fnet`` uses ``InstanceNorm2d`` (no affine, no running stats: no keys), the large ``cnet``
+  ``BatchNorm2d`` (weight, bias, running mean/var, num_batches_tracked), the small ``cnet`` no norm.
+* ``update_block``: ``encoder`` (``BasicMotionEncoder``: ``convc1``, ``convc2``, ``convf1``,
+  ``convf2``, ``conv``; ``SmallMotionEncoder``: the same without ``convc2``), ``gru``
+  (``SepConvGRU``: ``convz1``/``convr1``/``convq1`` (1x5) and ``...2`` (5x1); ``ConvGRU``: ``convz``,
+  ``convr``, ``convq`` (3x3)), ``flow_head`` (``conv1``, ``conv2``) and, large only, ``mask``
+  (``Sequential(conv 3x3, ReLU, conv 1x1)``: indices 0 and 2).
+
+Verified (tests/test_flow.py): the full original key/shape lists, enumerated from that source
+(106 keys for RAFT-small, 179 for RAFT-large including the 10 aliased downsample-norm entries),
+convert to exactly torchvision's state dicts (106 / 169 keys, equal shapes) and back. Files saved
+from ``nn.DataParallel`` (``module.`` prefix, the published ``models.zip``) and bare ones (the
+MGMAE default ``raft-small-clean.pth``, loaded by the official code with a plain
+``load_state_dict``) are both accepted. Not verified: loading a real published file (none can be
+downloaded here). Loading is strict, so a wrong name fails loudly (listing missing/unexpected
+keys), never silently; the only thing filled in is a missing BatchNorm ``num_batches_tracked``
+(files saved by PyTorch < 0.4.1 lack it; it does not affect inference).
 """
 
 from __future__ import annotations
@@ -49,7 +61,7 @@ _MIN_SIDE = 128  # torchvision RAFT refuses feature maps < 16 (images < 128 px):
 # File names looked for (in this order) in the default directories when no path is given.
 KNOWN_WEIGHT_FILES = {
     "raft_small": ("raft_small.pth", "raft_small_C_T_V2-01064c6d.pth", "raft_small_C_T_V1-ad48884c.pth",
-                   "raft-small.pth"),
+                   "raft-small.pth", "raft-small-clean.pth"),
     "raft_large": ("raft_large.pth", "raft_large_C_T_SKHT_V2-ff5fadd5.pth", "raft_large_C_T_V2-1bb1363a.pth",
                    "raft_large_C_T_SKHT_V1-0b8c9e55.pth", "raft_large_C_T_V1-22a6c225.pth", "raft-things.pth",
                    "raft-sintel.pth"),
@@ -296,6 +308,9 @@ def load_raft_state_dict(model: torch.nn.Module, name: str, path: str | os.PathL
             f"use build_flow({guess!r}, weights=...) or give a {name} file. Expected: {_expected_files_text(name)}."
         )
     own = model.state_dict()
+    for k in set(own) - set(sd):  # pre-0.4.1 files lack BatchNorm's counter; harmless at inference
+        if k.endswith(".num_batches_tracked"):
+            sd[k] = torch.zeros_like(own[k])
     bad = [k for k, v in sd.items() if k in own and (not isinstance(v, Tensor) or v.shape != own[k].shape)]
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
