@@ -565,3 +565,29 @@ def test_raft_original_file_without_prefix_or_bn_counter_loads(tmp_path, large_s
     torch.save(old, p)
     got = _model_sd(build_flow("raft_large", weights=p, iters=1))
     assert all(torch.equal(got[k], large_sd[k]) for k in large_sd if not k.endswith("num_batches_tracked"))
+
+
+@pytest.mark.parametrize("name,size", [("dis", None), ("farneback", None), ("dis", 32), ("zero", None)])
+def test_pairs_equals_pairwise_calls(name, size):
+    """FlowEstimator.pairs (frames converted/resized once) gives exactly what per-pair calls give."""
+    g = torch.Generator().manual_seed(0)
+    frames = torch.nn.functional.avg_pool2d(torch.rand(2 * 5, 3, 48, 64, generator=g), 5, 1, 2)
+    frames = frames.reshape(2, 5, 3, 48, 64)
+    pairs = [(1, 0), (2, 1), (0, 1), (3, 4)]
+    f = build_flow(name, size=size)
+    got = f.pairs(frames, pairs)
+    assert got.shape == (2, 4, 2, 48, 64)
+    for b in range(2):
+        for i, (s, d) in enumerate(pairs):
+            want = f(frames[b, s][None], frames[b, d][None])[0]
+            torch.testing.assert_close(got[b, i], want, atol=1e-5, rtol=0)
+
+
+def test_dis_results_do_not_depend_on_call_history():
+    """OpenCV's DIS changes its own finest scale on small images; our wrapper must not carry that
+    state from one call to the next."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(2, 1, 3, 32, 43, generator=g)
+    f = build_flow("dis")
+    first = f(a, b)
+    assert torch.equal(first, f(a, b))

@@ -116,9 +116,36 @@ class FlowEstimator:
                 return resize_flow(flow, (h, w)).contiguous()
         return self._compute(a, b, h, w)
 
+    def pairs(self, frames: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+        """Flows between frames of the same clips: ``frames (B, T, C, H, W)``, ``pairs`` of frame
+        indices ``(src, dst)`` -> ``(B, P, 2, H, W)``. Frames are validated and (with ``size``)
+        resized once, not once per pair; backends with a ``pairs`` method (DIS, Farneback) also
+        convert each frame to grey once."""
+        if frames.dim() != 5:
+            raise ValueError(f"flow: expected frames of shape (B, T, C, H, W), got {tuple(frames.shape)}")
+        B, T, C, H, W = frames.shape
+        x, _ = prepare_images(*(frames.reshape(B * T, C, H, W),) * 2)  # [B*T, C, H, W] in [0, 1]
+        h, w = H, W
+        if self.size is not None and short_side_size(H, W, self.size) != (H, W):
+            h, w = short_side_size(H, W, self.size)
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
+                              antialias=h < H or w < W).clamp_(0.0, 1.0)
+        x = x.reshape(B, T, C, h, w)
+        P = len(pairs)
+        if hasattr(self.fn, "pairs"):
+            flow = self._check(self.fn.pairs(x, pairs).reshape(B * P, 2, h, w), B * P, h, w)
+        else:
+            src = x[:, [s for s, _ in pairs]].reshape(B * P, C, h, w)
+            dst = x[:, [d for _, d in pairs]].reshape(B * P, C, h, w)
+            flow = self._compute(src, dst, h, w)
+        if (h, w) != (H, W):
+            flow = resize_flow(flow, (H, W)).contiguous()
+        return flow.reshape(B, P, 2, H, W)
+
     def _compute(self, a: Tensor, b: Tensor, h: int, w: int) -> Tensor:
-        n = a.shape[0]
-        flow = self.fn(a, b)
+        return self._check(self.fn(a, b), a.shape[0], h, w, device=a.device)
+
+    def _check(self, flow, n: int, h: int, w: int, device=None) -> Tensor:
         if not isinstance(flow, Tensor):
             try:
                 flow = torch.as_tensor(flow)
@@ -128,7 +155,7 @@ class FlowEstimator:
         if tuple(flow.shape) != (n, 2, h, w):
             raise ValueError(f"flow backend {self.name!r} returned shape {tuple(flow.shape)}; "
                              f"expected (N, 2, H, W) = {(n, 2, h, w)}")
-        flow = flow.to(device=a.device, dtype=torch.float32)
+        flow = flow.to(device=device or flow.device, dtype=torch.float32)
         if not bool(torch.isfinite(flow).all()):
             if not self._warned_nonfinite:
                 warnings.warn(f"flow backend {self.name!r} returned NaN/inf values; they were replaced by 0 "

@@ -35,6 +35,15 @@ def to_gray_uint8(x: Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.cpu().numpy())
 
 
+def _pairs(calc, frames: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+    """Flows for index pairs of clips, each frame converted to grey once: ``frames (B, T, C, H, W)``
+    float in ``[0, 1]`` -> ``(B, P, 2, H, W)``."""
+    B, T, C, H, W = frames.shape
+    gray = to_gray_uint8(frames.reshape(B * T, C, H, W)).reshape(B, T, H, W)
+    flows = [calc(gray[b, s], gray[b, d]) for b in range(B) for s, d in pairs]
+    return _stack_flows(flows, frames.device).reshape(B, len(pairs), 2, H, W)
+
+
 def _stack_flows(flows: list[np.ndarray], device) -> Tensor:
     f = torch.from_numpy(np.stack(flows, axis=0))  # (N, H, W, 2)
     return f.permute(0, 3, 1, 2).contiguous().to(device=device, dtype=torch.float32)
@@ -57,6 +66,7 @@ class DISFlow:
         self.preset = preset
         self.params = dict(params)
         self._dis = None
+        self._finest = None
         self._make()  # validate the parameter names now, not in a worker later
 
     def _make(self):
@@ -72,7 +82,7 @@ class DISFlow:
                 names = sorted(_snake(n[3:]) for n in dir(dis) if n.startswith("set") and n != "setDefaultName")
                 raise TypeError(f"unknown DIS option {key!r}; known: {', '.join(names)}")
             getattr(dis, setter)(value)
-        self._dis = dis
+        self._dis, self._finest = dis, dis.getFinestScale()
         return dis
 
     def __getstate__(self):
@@ -80,11 +90,19 @@ class DISFlow:
         state["_dis"] = None
         return state
 
-    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+    def _calc(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         dis = self._dis if self._dis is not None else self._make()
+        # OpenCV's DIS lowers its finest scale for small images and keeps it for later calls, which
+        # would make results depend on call history: restore the configured value every time.
+        dis.setFinestScale(self._finest)
+        return dis.calc(a, b, None)
+
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
         a, b = to_gray_uint8(src), to_gray_uint8(dst)
-        flows = [dis.calc(a[i], b[i], None) for i in range(a.shape[0])]
-        return _stack_flows(flows, src.device)
+        return _stack_flows([self._calc(a[i], b[i]) for i in range(a.shape[0])], src.device)
+
+    def pairs(self, frames: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+        return _pairs(self._calc, frames, pairs)
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
@@ -114,13 +132,18 @@ class FarnebackFlow:
         self.args = (float(pyr_scale), int(levels), int(winsize), int(iterations), int(poly_n), float(poly_sigma))
         self.gaussian_window = bool(gaussian_window)
 
-    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+    def _calc(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         import cv2
 
         flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if self.gaussian_window else 0
+        return cv2.calcOpticalFlowFarneback(a, b, None, *self.args, flags)
+
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
         a, b = to_gray_uint8(src), to_gray_uint8(dst)
-        flows = [cv2.calcOpticalFlowFarneback(a[i], b[i], None, *self.args, flags) for i in range(a.shape[0])]
-        return _stack_flows(flows, src.device)
+        return _stack_flows([self._calc(a[i], b[i]) for i in range(a.shape[0])], src.device)
+
+    def pairs(self, frames: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+        return _pairs(self._calc, frames, pairs)
 
     def __repr__(self) -> str:
         names = ("pyr_scale", "levels", "winsize", "iterations", "poly_n", "poly_sigma")

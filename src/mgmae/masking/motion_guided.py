@@ -152,11 +152,7 @@ class MotionGuidedMasker(Masker):
 
     def compute_flows(self, frames: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.Tensor:
         """``frames (B, T, 3, H, W)`` in ``[0, 1]`` -> flows ``(B, P, 2, H, W)`` for the pairs."""
-        B, T, C, H, W = frames.shape
-        src = frames[:, [s for s, _ in pairs]].reshape(-1, C, H, W)  # [B*P, 3, H, W]
-        dst = frames[:, [d for _, d in pairs]].reshape(-1, C, H, W)  # [B*P, 3, H, W]
-        flow = self._sanitize(self.flow(src, dst), (src.shape[0], 2, H, W))
-        return flow.reshape(B, len(pairs), 2, H, W)
+        return self.flow.pairs(frames, pairs)  # [B, P, 2, H, W], validated by the estimator
 
     # ------------------------------------------------------------------ maps
     def initial_map(self, batch: int, height: int, width: int,
@@ -179,8 +175,8 @@ class MotionGuidedMasker(Masker):
         cx = (torch.arange(w, dtype=torch.float32) + 0.5) * p
         gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [h, H]
         gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [w, W]
-        bumps = gy[:, None, :, None] * gx[None, :, None, :]  # [h, w, H, W]
-        bumps = bumps.reshape(1, h * w, height, width) * visible.float()[:, :, None, None]
+        idx = visible.nonzero()[:, 1].reshape(batch, self.k)  # [B, k] chosen patches, row-major
+        bumps = gy[idx // w][..., :, None] * gx[idx % w][..., None, :]  # [B, k, H, W]
         return bumps.amax(dim=1)  # [B, H, W]
 
     def propagate(self, init: torch.Tensor, flows: torch.Tensor, base: int) -> torch.Tensor:
