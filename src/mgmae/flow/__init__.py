@@ -13,7 +13,7 @@ returns a :class:`FlowEstimator` ``f(src, dst) -> flow``:
 Backends and their options:
 
 * ``"dis"`` (CPU default, ~1 ms per 224x224 pair): ``preset="ultrafast"|"fast"|"medium"`` (default
-  ``"fast"``) plus OpenCV overrides, see :class:`~mgmae.flow.opencv.DISFlow`.
+  ``"ultrafast"``), ``finest_scale`` plus OpenCV overrides, see :class:`~mgmae.flow.opencv.DISFlow`.
 * ``"farneback"``: OpenCV Farneback, see :class:`~mgmae.flow.opencv.FarnebackFlow`.
 * ``"raft_small"`` / ``"raft_large"``: torchvision RAFT from a local file, ``weights=PATH``,
   ``iters`` (6 / 12), ``batch_size``, ``random_init``; see :class:`~mgmae.flow.raft.RAFTFlow`.

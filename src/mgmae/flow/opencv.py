@@ -53,17 +53,21 @@ class DISFlow:
     """Dense Inverse Search optical flow (``cv2.DISOpticalFlow``), about 1 ms per 224x224 pair.
 
     Args:
-        preset: ``"ultrafast"`` | ``"fast"`` (default) | ``"medium"``.
+        preset: ``"ultrafast"`` (default) | ``"fast"`` | ``"medium"``.
+        finest_scale: ``"auto"`` (see :meth:`_scale_for`) or an explicit pyramid level.
         **params: optional overrides of the preset, by the snake_case name of the OpenCV setter,
             e.g. ``variational_refinement_iterations=5``, ``finest_scale=1``, ``patch_size=8``,
             ``patch_stride=4``, ``gradient_descent_iterations=16``, ``use_spatial_propagation=True``,
             ``use_mean_normalization=True``, ``variational_refinement_alpha=20.0``.
     """
 
-    def __init__(self, preset: str = "fast", **params):
+    def __init__(self, preset: str = "ultrafast", finest_scale: int | str = "auto", **params):
         if preset not in _DIS_PRESETS:
             raise ValueError(f"DIS preset must be one of {', '.join(_DIS_PRESETS)}; got {preset!r}")
+        if finest_scale != "auto" and not (isinstance(finest_scale, int) and finest_scale >= 0):
+            raise ValueError(f"finest_scale must be 'auto' or an int >= 0, got {finest_scale!r}")
         self.preset = preset
+        self.finest_scale = finest_scale
         self.params = dict(params)
         self._dis = None
         self._finest = None
@@ -94,8 +98,16 @@ class DISFlow:
         dis = self._dis if self._dis is not None else self._make()
         # OpenCV's DIS lowers its finest scale for small images and keeps it for later calls, which
         # would make results depend on call history: restore the configured value every time.
-        dis.setFinestScale(self._finest)
+        dis.setFinestScale(self._scale_for(a.shape))
         return dis.calc(a, b, None)
+
+    def _scale_for(self, shape) -> int:
+        """``auto``: the preset's finest scale, except 1 for frames with a short side under 128 px,
+        where OpenCV would fall back to scale 0 (measured at 64 px, ultrafast: 0.50 -> 0.09 ms per
+        pair for an end-point error of 0.22 -> 0.33 px on the synthetic data's exact flow)."""
+        if self.finest_scale != "auto":
+            return int(self.finest_scale)
+        return 1 if min(shape[-2:]) < 128 else self._finest
 
     def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
         a, b = to_gray_uint8(src), to_gray_uint8(dst)
@@ -106,7 +118,7 @@ class DISFlow:
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
-        return f"DISFlow(preset={self.preset!r}{extra})"
+        return f"DISFlow(preset={self.preset!r}, finest_scale={self.finest_scale!r}{extra})"
 
 
 def _snake(camel: str) -> str:
