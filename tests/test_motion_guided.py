@@ -221,3 +221,11 @@ def test_non_finite_flow_is_sanitized_with_a_warning():
     with pytest.warns(RuntimeWarning, match="NaN/inf"):
         mask = m(torch.randn(1, 3, T, S, S))
     assert ((~mask).reshape(GRID[0], -1).sum(-1) == m.k).all()
+
+
+def test_synthetic_cache_returns_the_same_clips():
+    a, b = SyntheticVideos(4, T, S, seed=5), SyntheticVideos(4, T, S, seed=5)
+    assert b.cache_all()
+    for i in range(4):
+        assert np.array_equal(a[i].frames, b[i].frames) and np.array_equal(a[i].layers, b[i].layers)
+    assert not SyntheticVideos(4, T, S).cache_all(max_bytes=10)

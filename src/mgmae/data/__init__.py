@@ -17,6 +17,7 @@ def build_pretrain_dataset(cfg, masker=None):
     d = cfg.data
     if uses_synthetic(cfg):
         videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
+        videos.cache_all()  # rendered once, shared by the loader workers
         ds = SyntheticDataset(videos, masker=masker, num_sample=d.num_sample, scales=d.scales,
                               flip=d.flip, train=True, label=d.synthetic_label,
                               gt_flow=cfg.flow.name == "gt", seed=cfg.train.seed)
