@@ -49,7 +49,21 @@ def _stack_flows(flows: list[np.ndarray], device) -> Tensor:
     return f.permute(0, 3, 1, 2).contiguous().to(device=device, dtype=torch.float32)
 
 
-class DISFlow:
+class _OpenCVFlow:
+    """One frame pair at a time on grey uint8 images: subclasses define ``_calc(a, b) -> (H, W, 2)``."""
+
+    def _calc(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+        a, b = to_gray_uint8(src), to_gray_uint8(dst)
+        return _stack_flows([self._calc(a[i], b[i]) for i in range(a.shape[0])], src.device)
+
+    def pairs(self, frames: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+        return _pairs(self._calc, frames, pairs)
+
+
+class DISFlow(_OpenCVFlow):
     """Dense Inverse Search optical flow (``cv2.DISOpticalFlow``), about 1 ms per 224x224 pair.
 
     Args:
@@ -109,13 +123,6 @@ class DISFlow:
             return int(self.finest_scale)
         return 1 if min(shape[-2:]) < 128 else self._finest
 
-    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
-        a, b = to_gray_uint8(src), to_gray_uint8(dst)
-        return _stack_flows([self._calc(a[i], b[i]) for i in range(a.shape[0])], src.device)
-
-    def pairs(self, frames: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
-        return _pairs(self._calc, frames, pairs)
-
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"DISFlow(preset={self.preset!r}, finest_scale={self.finest_scale!r}{extra})"
@@ -130,7 +137,7 @@ def _snake(camel: str) -> str:
     return "".join(out)
 
 
-class FarnebackFlow:
+class FarnebackFlow(_OpenCVFlow):
     """Gunnar Farneback's polynomial-expansion flow (``cv2.calcOpticalFlowFarneback``); slower than
     DIS (~15 ms per 224x224 pair on one core) and smoother. Arguments are OpenCV's, same defaults
     as the OpenCV tutorial."""
@@ -149,13 +156,6 @@ class FarnebackFlow:
 
         flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if self.gaussian_window else 0
         return cv2.calcOpticalFlowFarneback(a, b, None, *self.args, flags)
-
-    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
-        a, b = to_gray_uint8(src), to_gray_uint8(dst)
-        return _stack_flows([self._calc(a[i], b[i]) for i in range(a.shape[0])], src.device)
-
-    def pairs(self, frames: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
-        return _pairs(self._calc, frames, pairs)
 
     def __repr__(self) -> str:
         names = ("pyr_scale", "levels", "winsize", "iterations", "poly_n", "poly_sigma")
