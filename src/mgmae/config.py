@@ -258,7 +258,8 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
     if len(parts) != 2 or key not in keys:
         close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
         if not close:  # try matching the last part alone, e.g. "lr" -> "train.lr"
-            close = [k for k in keys if k.split(".")[-1] == parts[-1]]
+            close = sorted((k for k in keys if k.split(".")[-1] == parts[-1]),
+                           key=lambda k: (not k.startswith("train."), k))
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise KeyError(f"unknown config key '{key}'.{hint} Valid keys: `mgmae config --keys`.")
     section = getattr(cfg, parts[0])
