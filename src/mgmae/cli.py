@@ -47,6 +47,12 @@ DELEGATED = {
     "convert": ("mgmae.convert", "convert a checkpoint: mgmae convert SRC DST --to mgmae|hf|official"),
     "masks": ("mgmae.masks", "draw masks of a video / dataset: mgmae masks VIDEO --masker motion_guided -o out/"),
     "data": ("mgmae.data.check", "dataset tools: mgmae data check LIST [--root R]"),
+    "finetune": ("mgmae.engine.finetune",
+                 "fine-tune a pre-trained encoder: mgmae finetune PRETRAINED|scratch [-c CFG] [key=value ...]"),
+    "eval": ("mgmae.engine.evaluate", "multi-view evaluation: mgmae eval CHECKPOINT data.test_list=..."),
+    "linprobe": ("mgmae.engine.linprobe", "linear probe on frozen features: mgmae linprobe PRETRAINED"),
+    "extract": ("mgmae.engine.extract", "features per video: mgmae extract PRETRAINED VIDEOS -o feats/"),
+    "study": ("mgmae.study", "masking study on synthetic data: mgmae study -c configs/study_small.yaml [--quick]"),
 }
 
 

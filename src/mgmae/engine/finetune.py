@@ -1,0 +1,727 @@
+"""The fine-tuning engine: ``finetune(cfg, pretrained)``, one loop, one function (like pre-training).
+
+A pre-trained encoder (any checkpoint :func:`mgmae.convert.load_model` reads, or ``"scratch"``
+for random initialisation) gets mean pooling + ``fc_norm`` + a linear head (weights scaled by
+``finetune.head_init_scale``) and is trained with the VideoMAE / MGMAE recipe: AdamW
+(betas 0.9/0.999), layer-wise lr decay, linear warm-up + cosine, drop path, label smoothing,
+Mixup/CutMix with mixed labels, RandAugment + random erasing (real videos), repeated
+augmentation (``data.num_sample`` clips per video), optional EMA and gradient clipping. After
+every ``finetune.eval_every`` epochs the model is validated (one view per video) and the best one
+is kept (``checkpoint-best.pth``); at the end the best model gets the multi-view test
+(``test/``: metrics, predictions, confusion matrix).
+
+Learning rate: ``lr = finetune.blr * videos per optimizer step / 256`` (videos, not clips: repeated
+augmentation does not change it), as in the official VideoMAE V2 / MGMAE fine-tuning script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from torch import nn
+from tqdm.auto import tqdm
+
+from mgmae.config import Config
+from mgmae.data import build_loader, uses_synthetic
+from mgmae.engine import checkpoint as ckpt
+from mgmae.engine.distributed import (DistInfo, ResumableSampler, all_reduce_mean, broadcast_flag,
+                                      cleanup, init_distributed)
+from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
+                                   evaluate, format_metrics, predict_dataset, views_of)
+from mgmae.engine.optim import build_optimizer, lr_at, set_lr
+from mgmae.engine.pretrain import (PREEMPTED_EXIT_CODE, Preempted, _Signals, _tensorboard,
+                                   autocast_dtype, run_directory, summarize)
+
+__all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
+           "build_train_dataset", "cli_main", "compare_scratch", "finetune", "is_scratch"]
+
+SCRATCH = "scratch"
+
+
+def is_scratch(pretrained) -> bool:
+    return pretrained is None or str(pretrained) == SCRATCH
+
+
+# ----------------------------------------------------------------------------- mixup
+class VideoMixup(Mixup):
+    """timm's Mixup/CutMix for clip batches ``(B, C, T, H, W)``.
+
+    timm indexes the last two dimensions as the box, but writes ``x[:, :, y0:y1, x0:x1]``, which on
+    a 5-D clip cuts a T x H slab across the whole width. Folding time into channels
+    (``(B, C*T, H, W)``, a view) makes CutMix cut the same H x W box out of every frame; mixup is
+    unchanged. Targets are ``lam * onehot_s(y) + (1 - lam) * onehot_s(y.flip(0))`` with
+    ``onehot_s`` the label-smoothed one-hot (timm's ``mixup_target``)."""
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor):
+        if x.ndim != 5:
+            return super().__call__(x, target)
+        B, C, T, H, W = x.shape
+        x = x.contiguous()
+        x4, target = super().__call__(x.view(B, C * T, H, W), target)  # in place on the view
+        return x4.view(B, C, T, H, W), target
+
+
+def build_mixup(f, num_classes: int) -> VideoMixup | None:
+    if not (f.mixup > 0 or f.cutmix > 0 or f.cutmix_minmax is not None):
+        return None
+    return VideoMixup(mixup_alpha=f.mixup, cutmix_alpha=f.cutmix, cutmix_minmax=f.cutmix_minmax,
+                      prob=f.mixup_prob, switch_prob=f.mixup_switch_prob, mode=f.mixup_mode,
+                      label_smoothing=f.label_smoothing, num_classes=num_classes)
+
+
+def build_criterion(f, mixup_active: bool) -> nn.Module:
+    """Soft-target CE with mixup (smoothing is in the mixed targets), else label-smoothing CE."""
+    if mixup_active:
+        return SoftTargetCrossEntropy()
+    if f.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=f.label_smoothing)
+    return nn.CrossEntropyLoss()
+
+
+# ----------------------------------------------------------------------------- model
+def classifier_name(cfg: Config) -> str:
+    return cfg.finetune.model or cfg.model.name.removeprefix("mae_")
+
+
+def build_classifier(pretrained: str | Path | None, cfg: Config, num_classes: int) -> nn.Module:
+    """The classifier to fine-tune: ``pretrained`` loaded with a (new) head for ``num_classes``,
+    or a randomly initialised ``classifier_name(cfg)`` for ``"scratch"``/None. The model carries
+    ``load_report`` (None from scratch)."""
+    from mgmae.convert import load_model
+    from mgmae.models import create_model
+
+    f, d = cfg.finetune, cfg.data
+    build = dict(drop_path_rate=f.drop_path, init_scale=f.head_init_scale, fc_drop_rate=f.head_drop)
+    if is_scratch(pretrained):
+        model = create_model(classifier_name(cfg), num_classes=num_classes, num_frames=d.num_frames,
+                             img_size=d.img_size, tubelet_size=cfg.model.tubelet_size,
+                             use_mean_pooling=True, **build)
+        model.load_report = None
+        return model
+    path = Path(pretrained)
+    if not path.exists():
+        raise FileNotFoundError(f"pre-trained checkpoint not found: {path} (pass '{SCRATCH}' to "
+                                f"fine-tune from random initialisation)")
+    try:
+        model = load_model(path, task="classify", num_classes=num_classes,
+                           num_frames=d.num_frames, img_size=d.img_size, **build)
+    except ValueError as e:
+        raise ValueError(f"cannot fine-tune from {path}: no usable video encoder in it. {e}") from None
+    rep = model.load_report
+    if rep.source_kind == "classify" and any(k.startswith("head.") for k in rep.initialised):
+        print(f"[mgmae] note: the classification head of {path} is not for {num_classes} "
+              f"classes (the data's); it is re-initialised")
+        rep.notes.append(f"head re-initialised for {num_classes} classes")
+    return model
+
+
+def sync_model_config(cfg: Config, model: nn.Module) -> None:
+    """Make ``cfg.model`` describe ``model`` (so the saved config rebuilds it)."""
+    from mgmae.convert import arch_of, registry_name
+
+    arch, _ = arch_of(model)
+    name = registry_name(arch, "pretrain")
+    if name is not None:
+        cfg.model.name = name
+    cfg.model.tubelet_size = arch.tubelet_size
+
+
+# ----------------------------------------------------------------------------- data
+def build_train_dataset(cfg: Config):
+    """``(dataset, class_names, source)`` for training. Synthetic data: multi-scale crops (no flip
+    with motion labels: it would turn 'left' into 'right'); real videos: RandAugment + random
+    erasing through :class:`mgmae.data.transforms.VideoAugment`."""
+    from mgmae.data import SyntheticDataset, SyntheticVideos
+
+    d, f = cfg.data, cfg.finetune
+    if uses_synthetic(cfg):
+        videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
+        videos.cache_all()  # rendered once, shared by the loader workers
+        flip = d.flip and d.synthetic_label != "motion"
+        ds = SyntheticDataset(videos, num_sample=d.num_sample, scales=d.scales, flip=flip,
+                              train=True, label=d.synthetic_label, seed=cfg.train.seed)
+        return ds, ds.class_names, f"synthetic (seed {d.synthetic_seed}, {len(videos)} videos)"
+    from mgmae.data.datasets import build_dataset
+    from mgmae.data.transforms import VideoAugment
+
+    augment = None
+    if f.rand_aug or f.reprob > 0:
+        augment = VideoAugment(f.rand_aug or None, f.reprob, f.remode)
+    ds, names = build_dataset(d, None, train=True, augment=augment)
+    return ds, names, d.train_list
+
+
+def has_val_data(cfg: Config) -> bool:
+    return uses_synthetic(cfg) or bool(cfg.data.val_list or cfg.data.test_list)
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class FinetuneResult:
+    run_dir: str
+    pretrained: str
+    best_acc1: float | None  # best validation top-1 (%)
+    best_epoch: int | None
+    final_val_acc1: float | None  # validation top-1 of the last epoch
+    test: dict[str, Any] | None  # multi-view test metrics of the best model
+    epochs: int
+    steps: int
+    seconds: float
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)  # validation records per epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["test"]:
+            d["test"] = {k: v for k, v in d["test"].items() if k not in ("confusion", "per_class")}
+        return d
+
+
+# ----------------------------------------------------------------------------- the loop
+def run_name_for(cfg: Config, pretrained) -> str:
+    src = SCRATCH if is_scratch(pretrained) else Path(str(pretrained)).stem
+    return cfg.train.run_name or (f"ft-{classifier_name(cfg)}-{src}-"
+                                  f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def finetune(cfg: Config, pretrained: str | Path | None = SCRATCH, *, progress: bool = True,
+             stop_at_step: int | None = None) -> FinetuneResult:
+    """Fine-tune ``pretrained`` (a checkpoint path or ``"scratch"``) as described by ``cfg``.
+    Writes ``config.yaml``, ``classes.json``, ``log.jsonl``, ``checkpoint-best.pth``,
+    ``checkpoint-final.pth``, ``curves.png``, ``result.json`` and ``test/`` into the run directory.
+
+    Single process or ``torchrun`` (DDP), like pre-training; ``train.resume=auto`` continues an
+    interrupted run exactly (``checkpoint-last.pth``). ``stop_at_step`` behaves like a preemption
+    signal arriving at that step (tests use it)."""
+    info, device = init_distributed(cfg.train.device)
+    try:
+        return _finetune(cfg, pretrained, info, device, progress, stop_at_step)
+    finally:
+        cleanup()
+
+
+def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, progress: bool,
+              stop_at_step: int | None) -> FinetuneResult:
+    t_start = time.time()
+    cfg = copy.deepcopy(cfg)
+    f, t = cfg.finetune, cfg.train
+    main = info.is_main
+    say = print if main else (lambda *a, **k: None)
+    torch.manual_seed(t.seed)  # identical initial weights (new head) on every rank
+    np.random.seed((t.seed + info.rank) % 2**32)  # timm Mixup draws from numpy's global generator
+    random.seed(t.seed + info.rank)
+
+    # data
+    train_set, class_names, train_source = build_train_dataset(cfg)
+    data_classes = len(class_names) if class_names else getattr(train_set, "num_classes", 0)
+    num_classes = f.num_classes or data_classes
+    if num_classes < 1:
+        raise ValueError(f"no classes: the training labels are all -1 ({train_source}); "
+                         f"fine-tuning needs 'path label' list files or set finetune.num_classes")
+    check_labels(train_set, num_classes, train_source if isinstance(train_source, str) else None,
+                 what=("finetune.num_classes" if f.num_classes else "the training data"))
+    val_set = val_source = None
+    if has_val_data(cfg):
+        val_set, _, val_source = build_eval_dataset(cfg, "val", views=(1, 1),
+                                                    synthetic=uses_synthetic(cfg))
+        check_labels(val_set, num_classes, val_source if isinstance(val_source, str) else None,
+                     what="the training data")
+    f.num_classes = num_classes
+
+    # model, run directory
+    model = build_classifier(pretrained, cfg, num_classes)
+    report = model.load_report
+    sync_model_config(cfg, model)
+    model.to(device)
+    cfg.train.run_name = run_name_for(cfg, pretrained)
+    run_dir = run_directory(cfg, info)
+    cfg.train.run_name = run_dir.name
+    names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
+    if main:
+        cfg.save(run_dir / "config.yaml")
+        (run_dir / "classes.json").write_text(json.dumps(names, indent=1))
+
+    # optimisation
+    accum = t.accum_steps
+    sampler = ResumableSampler(len(train_set), rank=info.rank, world_size=info.world_size,
+                               seed=t.seed, batch_size=f.batch_size, multiple=f.batch_size * accum)
+    steps_per_epoch = sampler.per_rank // (f.batch_size * accum)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set has {len(train_set)} videos, fewer than one optimizer "
+                         f"step needs (finetune.batch_size={f.batch_size} x accum_steps={accum} x "
+                         f"{info.world_size} ranks); lower the batch size")
+    loader = build_loader(train_set, f.batch_size, num_workers=t.num_workers, seed=t.seed,
+                          sampler=sampler, pin_memory=device.type == "cuda")
+    total_steps = t.max_steps or f.epochs * steps_per_epoch
+    total_epochs = math.ceil(total_steps / steps_per_epoch)
+    eff_videos = f.batch_size * accum * info.world_size
+    lr = f.lr if f.lr is not None else f.blr * eff_videos / 256
+    warmup_steps = int(f.warmup_epochs * steps_per_epoch)
+    depth = len(model.blocks)
+    layer_decay = f.layer_decay if f.layer_decay < 1.0 else None
+    optimizer = build_optimizer(model, lr, f.weight_decay, f.betas, layer_decay=layer_decay,
+                                num_layers=depth)
+    dtype = autocast_dtype(t.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    clips_per_step = f.batch_size * max(1, cfg.data.num_sample)
+    mixup = build_mixup(f, num_classes)
+    if mixup is not None and clips_per_step % 2:
+        say(f"[mgmae] note: mixup/cutmix need an even number of clips per batch, got "
+            f"{clips_per_step}; mixup is off")
+        mixup = None
+    criterion = build_criterion(f, mixup is not None)
+    ema = None
+    if f.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=f.ema_decay)
+    ddp = (torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None) if info.enabled else model)
+    fwd = torch.compile(ddp) if t.compile else ddp
+    eval_bs = max(1, 2 * clips_per_step)  # clips per evaluation batch (no gradients)
+
+    # resume
+    step, epoch, skip = 0, 0, 0
+    best_acc1, best_epoch, history, best_state = None, None, [], None
+    resume = _find_resume(run_dir, t.resume)
+    if resume is not None:
+        state = ckpt.load_checkpoint(resume, map_location=device)
+        if state.get("kind") != "classify" or not state.get("optimizer"):
+            raise ValueError(f"{resume} is not a fine-tuning resume point (kind "
+                             f"{state.get('kind')!r}, optimizer state "
+                             f"{'present' if state.get('optimizer') else 'missing'})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        extra = state.get("extra") or {}
+        if ema is not None and extra.get("model_ema"):
+            ema.module.load_state_dict(extra["model_ema"])
+        best_acc1, best_epoch = extra.get("best_acc1"), extra.get("best_epoch")
+        history = list(extra.get("history") or [])
+        if (run_dir / "checkpoint-best.pth").is_file():
+            best_state = ckpt.load_checkpoint(run_dir / "checkpoint-best.pth")["model"]
+        ckpt.set_rng_state(state["rng"])
+        step, epoch = state["step"], state["epoch"]
+        skip = extra.get("steps_in_epoch", 0) * accum  # micro-batches already consumed
+        say(f"[mgmae] resumed from {resume} at step {step} (epoch {epoch})")
+
+    src = SCRATCH if report is None else f"{pretrained} ({report.source}, {report.source_kind})"
+    say(f"[mgmae] run dir: {run_dir}")
+    say(f"[mgmae] fine-tuning {src}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+        f"params, {depth} blocks, {num_classes} classes")
+    if report is not None:
+        say("[mgmae] " + report.summary().replace("\n", "\n[mgmae] "))
+    say(f"[mgmae] data: {train_source}: {len(train_set)} videos x {cfg.data.num_sample} clips; "
+        f"val: {val_source or 'none'}; {steps_per_epoch} steps/epoch, {total_steps} steps; "
+        f"{info.world_size} process(es) on {device}, autocast {dtype or 'fp32'}")
+    say(f"[mgmae] global batch {eff_videos} videos (= {f.batch_size} x {accum} accum x "
+        f"{info.world_size} ranks) x {cfg.data.num_sample} clips; lr {lr:.3g} "
+        + (f"(= blr {f.blr:g} x {eff_videos} / 256)" if f.lr is None else "(set)")
+        + f", layer decay {f.layer_decay}, weight decay {f.weight_decay}, drop path {f.drop_path}, "
+        f"label smoothing {f.label_smoothing}, mixup {f.mixup if mixup else 0} / cutmix "
+        f"{f.cutmix if mixup else 0}, EMA {('%g' % f.ema_decay) if ema else 'off'}")
+
+    def save(name: str, steps_in_epoch: int) -> Path:
+        path = run_dir / name
+        if main:
+            ckpt.save_checkpoint(path, model=model, config=cfg.to_dict(), kind="classify",
+                                 optimizer=optimizer, scaler=scaler, epoch=epoch, step=step,
+                                 extra=_extra(model, names, pretrained, best_acc1, best_epoch,
+                                              history=history, ema=ema,
+                                              steps_in_epoch=steps_in_epoch))
+        return path
+
+    log_path = run_dir / "log.jsonl"
+    log_file = log_path.open("a") if main else None
+    tb = _tensorboard(run_dir) if (main and t.tensorboard) else None
+    losses: list[float] = []
+    bad_steps = 0
+    val_every = max(1, f.eval_every)
+    bar = tqdm(total=total_steps, initial=step, desc="finetune", unit="step", dynamic_ncols=True,
+               disable=not (main and progress))
+    with _Signals() as signals:
+        while step < total_steps:
+            model.train()
+            sampler.set_epoch(epoch, start_batch=skip)
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            steps_in_epoch = skip // accum
+            skip = 0
+            micro, loss_acc, clips, finite = 0, 0.0, 0, True
+            t_data = time.time()
+            for batch in loader:
+                if hasattr(train_set, "update_failures"):  # unreadable files seen by the workers
+                    train_set.update_failures(batch)
+                video = batch["video"].to(device, non_blocking=True)  # [B*S, C, T, H, W]
+                target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)  # [B*S]
+                if mixup is not None:
+                    video, target = mixup(video, target)  # target: [B*S, K] soft
+                t_compute = time.time()
+                micro += 1
+                sync = micro == accum
+                with nullcontext() if sync or not info.enabled else ddp.no_sync():
+                    with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+                        logits = fwd(video)  # [B*S, K]
+                    loss = criterion(logits.float(), target)
+                    loss_value = loss.item()
+                    finite &= math.isfinite(loss_value)
+                    loss_b = loss / accum
+                    (scaler.scale(loss_b) if scaler else loss_b).backward()
+                loss_acc += loss_value / accum
+                clips += video.shape[0]
+                if not sync:
+                    continue
+                cur_lr = lr_at(step, total_steps, warmup_steps, lr, f.min_lr, f.warmup_lr)
+                set_lr(optimizer, cur_lr)
+                if scaler:
+                    scaler.unscale_(optimizer)
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                             f.clip_grad or float("inf")))
+                bad = broadcast_flag(not (finite and math.isfinite(gnorm)), info, device)
+                if bad:  # skip the update; stop after max_bad_steps in a row
+                    optimizer.zero_grad(set_to_none=True)
+                    bad_steps += 1
+                    if main:
+                        tqdm.write(f"[mgmae] step {step + 1}: non-finite loss/gradient (loss "
+                                   f"{loss_acc}, grad norm {gnorm}); update skipped")
+                        log_file.write(json.dumps({"step": step + 1, "skipped_update": True,
+                                                   "loss": str(loss_acc),
+                                                   "grad_norm": str(gnorm)}) + "\n")
+                    if bad_steps >= t.max_bad_steps:
+                        raise FloatingPointError(
+                            f"{bad_steps} consecutive steps with a non-finite loss or gradient "
+                            f"(last at step {step + 1}); lower finetune.lr / blr, set "
+                            f"finetune.clip_grad, or use train.amp=bf16")
+                else:
+                    bad_steps = 0
+                    if scaler:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if ema is not None:
+                        ema.update(model, step=step + 1)
+                step += 1
+                steps_in_epoch += 1
+                now = time.time()
+                loss_mean, clips_s = all_reduce_mean([loss_acc, clips / max(now - t_data, 1e-9)],
+                                                     info, device)
+                if not bad:
+                    losses.append(loss_mean)
+                if main:
+                    rec = {"step": step, "epoch": epoch, "loss": round(loss_mean, 6), "lr": cur_lr,
+                           "grad_norm": round(gnorm, 4),
+                           "clips_per_s": round(clips_s * info.world_size, 2),
+                           "data_s": round(t_compute - t_data, 4), "step_s": round(now - t_data, 4)}
+                    if step % t.log_every == 0 or step == total_steps:
+                        log_file.write(json.dumps(rec) + "\n")
+                        log_file.flush()
+                    if tb is not None:
+                        for k in ("loss", "lr", "grad_norm", "clips_per_s"):
+                            tb.add_scalar(f"finetune/{k}", rec[k], step)
+                    bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{cur_lr:.2e}",
+                                    clips_s=rec["clips_per_s"])
+                    bar.update(1)
+                micro, loss_acc, clips, finite = 0, 0.0, 0, True
+                stop = broadcast_flag(signals.caught is not None or step == stop_at_step, info,
+                                      device)
+                if stop or (t.save_every_steps and step % t.save_every_steps == 0
+                            and step < total_steps):
+                    path = save("checkpoint-last.pth", steps_in_epoch)
+                    if stop:
+                        bar.close()
+                        if main:
+                            log_file.close()
+                            reason = (f"signal {signals.caught}" if signals.caught is not None
+                                      else f"stop_at_step={stop_at_step}")
+                            print(f"[mgmae] stopped on {reason} at step {step}; resume point "
+                                  f"{path} (continue with --resume auto); exit code "
+                                  f"{PREEMPTED_EXIT_CODE}")
+                        raise Preempted(path)
+                t_data = time.time()
+                if step >= total_steps:
+                    break
+            epoch += 1
+            # validation and best-model selection (every rank takes part)
+            if val_set is not None and (epoch % val_every == 0 or step >= total_steps):
+                rec = {"epoch": epoch, "step": step}
+                rec.update(_validate(model, val_set, cfg, device, dtype, "val", progress, info,
+                                     eval_bs))
+                selected, sel_key = model, "val_acc1"
+                if ema is not None:  # with EMA, its weights are the ones selected and kept
+                    rec.update(_validate(ema.module, val_set, cfg, device, dtype, "val_ema",
+                                         progress, info, eval_bs))
+                    selected, sel_key = ema.module, "val_ema_acc1"
+                if best_acc1 is None or rec[sel_key] > best_acc1:
+                    best_acc1, best_epoch = rec[sel_key], epoch
+                    best_state = _state(selected)
+                    if main:
+                        ckpt.save_checkpoint(run_dir / "checkpoint-best.pth", model=selected,
+                                             config=cfg.to_dict(), kind="classify", epoch=epoch,
+                                             step=step, extra=_extra(model, names, pretrained,
+                                                                     best_acc1, best_epoch))
+                rec["best_acc1"] = best_acc1
+                history.append(rec)
+                if main:
+                    log_file.write(json.dumps(rec) + "\n")
+                    log_file.flush()
+                    if tb is not None:
+                        for k, v in rec.items():
+                            if k.startswith("val"):
+                                tb.add_scalar(f"finetune/{k}", v, step)
+                    bar.write(f"[mgmae] epoch {epoch}/{total_epochs}: val top-1 "
+                              f"{rec['val_acc1']:.2f}%"
+                              + (f" (EMA {rec['val_ema_acc1']:.2f}%)" if ema is not None else "")
+                              + f", top-5 {rec['val_acc5']:.2f}%, loss {rec['val_loss']:.4f}; "
+                                f"best {best_acc1:.2f}% (epoch {best_epoch})")
+            if step < total_steps:
+                save("checkpoint-last.pth", 0)
+                if t.save_every_epochs and epoch % t.save_every_epochs == 0:
+                    save(f"checkpoint-{epoch:04d}.pth", 0)
+    bar.close()
+    final = save("checkpoint-final.pth", 0)
+    if main:
+        log_file.close()
+        (run_dir / "checkpoint-last.pth").unlink(missing_ok=True)
+    checkpoints = {"final": str(final)}
+    if best_state is not None:
+        checkpoints["best"] = str(run_dir / "checkpoint-best.pth")
+
+    # multi-view test of the best model
+    test_metrics = None
+    if val_set is not None:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        test_set, _, test_source = build_eval_dataset(cfg, "test", synthetic=uses_synthetic(cfg))
+        check_labels(test_set, num_classes, test_source if isinstance(test_source, str) else None,
+                     allow_unlabelled=True, what="the training data")
+        V = views_of(test_set)
+        res = evaluate(model, test_set, batch_size=max(1, eval_bs // V), device=device,
+                       num_workers=t.num_workers, dtype=dtype, out_dir=run_dir / "test",
+                       class_names=names, progress=progress, info=info,
+                       extra={"checkpoint": checkpoints.get("best", str(final)),
+                              "data": str(test_source), "best_epoch": best_epoch})
+        test_metrics = res.metrics
+        say(f"[mgmae] test ({test_source}, best model of epoch {best_epoch}): "
+            f"{format_metrics(res.metrics)}")
+
+    seconds = time.time() - t_start
+    result = FinetuneResult(run_dir=str(run_dir), pretrained=str(pretrained or SCRATCH),
+                            best_acc1=best_acc1, best_epoch=best_epoch,
+                            final_val_acc1=history[-1]["val_acc1"] if history else None,
+                            test=test_metrics, epochs=epoch, steps=step, seconds=round(seconds, 1),
+                            checkpoints=checkpoints, history=history)
+    if not main:
+        return result
+    if tb is not None:
+        tb.close()
+    summary = summarize(losses, seconds)
+    summary.update(best_acc1=best_acc1, best_epoch=best_epoch,
+                   test_acc1=test_metrics["top1"] if test_metrics else None,
+                   test_acc5=test_metrics["top5"] if test_metrics else None)
+    with log_path.open("a") as fh:
+        fh.write(json.dumps({"summary": summary}) + "\n")
+    _plot_curves(log_path, run_dir / "curves.png")
+    (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    print(f"[mgmae] {summary['message']}")
+    files = {"config": run_dir / "config.yaml", "log": log_path, **checkpoints,
+             "curves": run_dir / "curves.png", "result": run_dir / "result.json"}
+    if test_metrics:
+        files["test"] = run_dir / "test"
+    print("[mgmae] wrote:\n" + "".join(f"  {k:<11} {v}\n" for k, v in files.items()), end="")
+    return result
+
+
+def _find_resume(run_dir: Path, resume: str | None) -> Path | None:
+    """``auto``: the run's resume point (``checkpoint-last.pth``), else its final checkpoint (a
+    finished run: nothing left to train); unreadable files are skipped with a note."""
+    if resume is None:
+        return None
+    if resume != "auto":
+        return Path(resume)
+    for name in ("checkpoint-last.pth", "checkpoint-final.pth"):
+        p = run_dir / name
+        if p.is_file():
+            if ckpt.is_valid_checkpoint(p):
+                return p
+            print(f"[mgmae] skipping unreadable checkpoint {p}")
+    return None
+
+
+def _extra(model, names, pretrained, best_acc1, best_epoch, history=None, ema=None,
+           steps_in_epoch: int | None = None) -> dict:
+    from mgmae.convert import arch_of
+
+    extra = {"arch": arch_of(model)[0].to_dict(), "class_names": names,
+             "pretrained": str(pretrained or SCRATCH), "best_acc1": best_acc1,
+             "best_epoch": best_epoch}
+    if history is not None:
+        extra["history"] = history
+    if ema is not None:
+        extra["model_ema"] = ema.module.state_dict()
+    if steps_in_epoch is not None:
+        extra["steps_in_epoch"] = steps_in_epoch
+    return extra
+
+
+@torch.no_grad()
+def _validate(model, dataset, cfg: Config, device, dtype, prefix: str, progress: bool, info,
+              clips_per_batch: int) -> dict:
+    V = views_of(dataset)
+    scores, labels, _ = predict_dataset(model, dataset, batch_size=max(1, clips_per_batch // V),
+                                        device=device, num_workers=cfg.train.num_workers,
+                                        dtype=dtype, progress=progress, desc=prefix, info=info)
+    m = classification_metrics(scores, labels)
+    keep = labels >= 0
+    p = torch.as_tensor(scores[keep]).clamp_min(1e-12)
+    nll = float(-p.log().gather(1, torch.as_tensor(labels[keep]).view(-1, 1)).mean()) \
+        if keep.any() else float("nan")
+    return {f"{prefix}_acc1": round(m["top1"], 4), f"{prefix}_acc5": round(m["top5"], 4),
+            f"{prefix}_loss": round(nll, 6)}
+
+
+def _plot_curves(log_path: Path, png: Path) -> None:
+    """Training loss per step and validation top-1 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, loss, vs, acc = [], [], [], []
+    for line in log_path.read_text().splitlines():
+        rec = json.loads(line)
+        if "loss" in rec and "step" in rec:
+            steps.append(rec["step"])
+            loss.append(rec["loss"])
+        if "val_acc1" in rec:
+            vs.append(rec["step"])
+            acc.append(rec["val_acc1"])
+    if not steps:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, loss, lw=0.8, alpha=0.6, label="train loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    handles = ax.get_legend_handles_labels()
+    if acc:
+        ax2 = ax.twinx()
+        ax2.plot(vs, acc, "o-", color="tab:green", label="val top-1 (%)")
+        ax2.set_ylabel("val top-1 (%)")
+        h2 = ax2.get_legend_handles_labels()
+        handles = (handles[0] + h2[0], handles[1] + h2[1])
+    ax.legend(*handles, loc="center right")
+    ax.set_title("fine-tuning")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- scratch comparison
+def compare_scratch(cfg: Config, pretrained: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``pretrained`` and, with the same config and seed, a randomly initialised model;
+    returns ``{"pretrained": FinetuneResult, "scratch": FinetuneResult, "table": str}``."""
+    base = cfg.train.run_name or f"cmp-{classifier_name(cfg)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    results = {}
+    for kind, src in (("pretrained", pretrained), ("scratch", SCRATCH)):
+        c = copy.deepcopy(cfg)
+        c.train.run_name = f"{base}-{kind}"
+        print(f"[mgmae] ===== {kind}: {src} =====")
+        results[kind] = finetune(c, src, progress=progress)
+    rows = []
+    for kind, r in results.items():
+        test = r.test or {}
+        rows.append(f"  {kind:<10} best val top-1 {_fmt(r.best_acc1)} (epoch {r.best_epoch})   "
+                    f"test top-1 {_fmt(test.get('top1'))}  top-5 {_fmt(test.get('top5'))}   "
+                    f"{r.epochs} epochs, {r.seconds / 60:.1f} min")
+    p, s = results["pretrained"].best_acc1, results["scratch"].best_acc1
+    verdict = ("pre-trained beats scratch" if (p or 0) > (s or 0) else
+               "pre-trained does NOT beat scratch")
+    table = "\n".join([f"[mgmae] fine-tuning from {pretrained} vs from scratch "
+                       f"({cfg.data.synthetic_label if uses_synthetic(cfg) else 'list'} labels):"]
+                      + rows + [f"  -> {verdict} by {(p or 0) - (s or 0):+.2f} points (val top-1)"])
+    return {**results, "table": table}
+
+
+def _fmt(v) -> str:
+    return "   n/a" if v is None else f"{v:6.2f}%"
+
+
+# ----------------------------------------------------------------------------- CLI
+def split_positionals(items: list[str], n: int, names: list[str]) -> tuple[list[str], list[str]]:
+    """The first ``n`` items without ``=`` are positional arguments, the rest overrides."""
+    pos = [a for a in items if "=" not in a][:n]
+    rest = list(items)
+    for a in pos:
+        rest.remove(a)
+    return pos, rest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mgmae finetune",
+        description="Fine-tune a pre-trained encoder for action recognition. No config: the "
+                    "built-in demo (synthetic videos, motion labels).")
+    p.add_argument("args", nargs="*", metavar="PRETRAINED [key=value ...]",
+                   help="checkpoint (ours, official .pth, HF dir) or 'scratch', then overrides "
+                        "such as finetune.epochs=10")
+    p.add_argument("-c", "--config", help="YAML recipe (e.g. configs/finetune_vit_base_ssv2.yaml)")
+    p.add_argument("--resume", help="'auto' (checkpoint-last.pth of the run dir) or a path")
+    p.add_argument("--compare-scratch", action="store_true",
+                   help="also fine-tune from random initialisation with the same settings and "
+                        "print both accuracies")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """``mgmae finetune PRETRAINED|scratch [-c CONFIG] [key=value ...] [--compare-scratch]``."""
+    from mgmae.config import load_config
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    pos, overrides = split_positionals(args.args, 1, ["PRETRAINED"])
+    if not pos:
+        parser.error("give the pre-trained checkpoint to fine-tune, or 'scratch' for random "
+                     "initialisation (e.g. mgmae finetune runs/demo/checkpoint-final.pth)")
+    pretrained = pos[0]
+    try:
+        cfg = load_config(args.config, overrides)
+        if args.resume:
+            cfg.train.resume = args.resume
+        if args.compare_scratch:
+            if is_scratch(pretrained):
+                parser.error("--compare-scratch needs a pre-trained checkpoint")
+            out = compare_scratch(cfg, pretrained, progress=not args.quiet)
+            print(out["table"])
+        else:
+            finetune(cfg, pretrained, progress=not args.quiet)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        print(f"mgmae finetune: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    return 0
