@@ -172,3 +172,29 @@ def test_check_labels_csv_header_and_folder(tmp_path):
     with pytest.raises(ListFileError, match=r"l\.csv:3: label 3"):
         check_labels(ds, 2, str(lst))
     check_labels(ds, 4, str(lst))  # fine
+
+
+def test_eval_multiview_on_frame_folders_skips_unreadable_videos(tmp_path, capsys):
+    import os
+
+    import cv2
+
+    for name in ("v0", "v1"):
+        os.makedirs(tmp_path / name)
+        for i in range(10):
+            cv2.imwrite(str(tmp_path / name / f"img_{i + 1:05d}.jpg"),
+                        np.full((20, 28, 3), 25 * i, np.uint8))
+    test = tmp_path / "test.txt"
+    test.write_text(f"{tmp_path / 'v0'} 10 1\n{tmp_path / 'gone'} 10 2\n{tmp_path / 'v1'} 10 3\n")
+    ckpt = _classifier_checkpoint(tmp_path / "clf.pth", num_classes=5)
+    out = tmp_path / "ev"
+    assert cli_main([str(ckpt), f"data.test_list={test}", "--views", "2", "3", "-o", str(out),
+                     "--quiet", "data.dataset=list"]) == 0
+    assert "1 of 3 videos could not be read" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_views"] == 6 and metrics["num_videos"] == 2
+    assert metrics["unreadable"] == [str(tmp_path / "gone")]
+    with open(out / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["path"], r["label"]) for r in rows] == [(str(tmp_path / "v0"), "1"),
+                                                      (str(tmp_path / "v1"), "3")]

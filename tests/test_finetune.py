@@ -171,6 +171,21 @@ def test_finetune_from_scratch_via_cli(tmp_path, capsys):
     assert "scratch" in capsys.readouterr().err
 
 
+def test_compare_scratch_prints_both_accuracies(tmp_path, capsys):
+    cfg = tiny_cfg(tmp_path)
+    pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg)
+    args = [str(pre), "--compare-scratch", *TINY, f"train.output_dir={tmp_path}",
+            "train.run_name=cmp", "train.max_steps=2", "--quiet"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "pretrained" in out and "scratch" in out and "best val top-1" in out
+    summary = json.loads((tmp_path / "cmp-compare.json").read_text())
+    assert summary["pretrained"]["run_dir"].endswith("cmp-pretrained")
+    assert summary["scratch"]["pretrained"] == "scratch"
+    assert summary["difference_best_val_acc1"] == pytest.approx(
+        summary["pretrained"]["best_acc1"] - summary["scratch"]["best_acc1"])
+
+
 def test_finetune_resume_auto(tmp_path):
     cfg = tiny_cfg(tmp_path, "train.run_name=r", "finetune.epochs=2")
     # a first run stopped after epoch 1: keep its resume point

@@ -212,6 +212,9 @@ def predict_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 8, dev
         out = (scores, labels, indices)
     if len(out[1]) == 0:
         raise ValueError("the evaluation dataset is empty")
+    keep = out[2] == np.arange(len(out[2]))  # row r is video r unless the dataset replaced it
+    if not keep.all():  # an unreadable video answered by another one: never score it twice
+        out = tuple(a[keep] for a in out)
     return out
 
 
@@ -230,6 +233,13 @@ def evaluate(model: torch.nn.Module, dataset, *, batch_size: int = 8, device="cp
     K = scores.shape[1]
     metrics = classification_metrics(scores, labels, K)
     metrics.update(num_views=V, num_classes=K, num_predicted=int(len(labels)), **(extra or {}))
+    if len(indices) < len(dataset):
+        paths = video_paths(dataset)
+        missing = sorted(set(range(len(dataset))) - set(indices.tolist()))
+        metrics["unreadable"] = [paths[i] for i in missing]
+        if info is None or info.is_main:
+            print(f"[mgmae] warning: {len(missing)} of {len(dataset)} videos could not be read and "
+                  f"are not scored (listed in metrics.json 'unreadable')")
     res = EvalResult(metrics, scores, labels, indices)
     if out_dir is not None and (info is None or info.is_main):
         res.files = write_eval_outputs(out_dir, res, dataset, class_names)
@@ -389,7 +399,9 @@ def build_eval_dataset(cfg, split: str = "test", views: tuple[int, int] | None =
     from mgmae.data.datasets import build_dataset
 
     views = views or (f.test_num_segment, f.test_num_crop)
-    ds, names = build_dataset(d, None, train=False, split=split, test_views=tuple(views))
+    # unreadable videos are left out of the scores and listed (evaluate), never fatal here
+    ds, names = build_dataset(d, None, train=False, split=split, test_views=tuple(views),
+                              max_fail_frac=1.0)
     source = {"train": d.train_list, "val": d.val_list or d.test_list,
               "test": d.test_list or d.val_list}[split]
     return ds, names, source

@@ -403,7 +403,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
-    pos, overrides = split_positionals(args.args, 2, ["PRETRAINED", "VIDEOS"])
+    pos, overrides = split_positionals(args.args, 2)
     if len(pos) < 2:
         parser.error("give PRETRAINED (a checkpoint or 'scratch') and VIDEOS (a video, a folder, "
                      "a list file or 'synthetic')")

@@ -40,7 +40,7 @@ from mgmae.config import Config
 from mgmae.data import build_loader, uses_synthetic
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import (DistInfo, ResumableSampler, all_reduce_mean, broadcast_flag,
-                                      cleanup, init_distributed)
+                                      cleanup, env_info, init_distributed)
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.optim import build_optimizer, lr_at, set_lr
@@ -664,7 +664,13 @@ def compare_scratch(cfg: Config, pretrained: str | Path, *, progress: bool = Tru
     table = "\n".join([f"[mgmae] fine-tuning from {pretrained} vs from scratch "
                        f"({cfg.data.synthetic_label if uses_synthetic(cfg) else 'list'} labels):"]
                       + rows + [f"  -> {verdict} by {(p or 0) - (s or 0):+.2f} points (val top-1)"])
-    return {**results, "table": table}
+    summary = Path(cfg.train.output_dir) / f"{base}-compare.json"
+    if env_info().is_main:
+        summary.write_text(json.dumps({"pretrained": results["pretrained"].to_dict(),
+                                       "scratch": results["scratch"].to_dict(),
+                                       "difference_best_val_acc1": (p or 0) - (s or 0),
+                                       "table": table}, indent=1) + "\n")
+    return {**results, "table": table, "summary": str(summary)}
 
 
 def _fmt(v) -> str:
@@ -672,7 +678,7 @@ def _fmt(v) -> str:
 
 
 # ----------------------------------------------------------------------------- CLI
-def split_positionals(items: list[str], n: int, names: list[str]) -> tuple[list[str], list[str]]:
+def split_positionals(items: list[str], n: int) -> tuple[list[str], list[str]]:
     """The first ``n`` items without ``=`` are positional arguments, the rest overrides."""
     pos = [a for a in items if "=" not in a][:n]
     rest = list(items)
@@ -705,7 +711,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
-    pos, overrides = split_positionals(args.args, 1, ["PRETRAINED"])
+    pos, overrides = split_positionals(args.args, 1)
     if not pos:
         parser.error("give the pre-trained checkpoint to fine-tune, or 'scratch' for random "
                      "initialisation (e.g. mgmae finetune runs/demo/checkpoint-final.pth)")
@@ -718,7 +724,9 @@ def cli_main(argv: list[str] | None = None) -> int:
             if is_scratch(pretrained):
                 parser.error("--compare-scratch needs a pre-trained checkpoint")
             out = compare_scratch(cfg, pretrained, progress=not args.quiet)
-            print(out["table"])
+            if env_info().is_main:
+                print(out["table"])
+                print(f"[mgmae] comparison written to {out['summary']}")
         else:
             finetune(cfg, pretrained, progress=not args.quiet)
     except (KeyError, ValueError, FileNotFoundError) as e:

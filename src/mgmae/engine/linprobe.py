@@ -245,7 +245,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
-    pos, overrides = split_positionals(args.args, 1, ["PRETRAINED"])
+    pos, overrides = split_positionals(args.args, 1)
     if not pos:
         parser.error("give the checkpoint whose encoder to probe (or 'scratch')")
     try:
