@@ -10,7 +10,7 @@ import yaml
 from mgmae.config import Config, apply_overrides, load_config, parse_value, set_key, valid_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted({*ROOT.glob("configs/*.yaml"), *ROOT.glob("src/mgmae/configs/*.yaml")})
+RECIPES = [p for p in sorted({*ROOT.glob("configs/*.yaml"), *ROOT.glob("src/mgmae/configs/*.yaml")}) if not p.name.startswith("study_")]  # study specs are not training recipes
 
 
 # ----------------------------------------------------------------------------- override parsing

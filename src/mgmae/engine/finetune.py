@@ -658,17 +658,23 @@ def compare_scratch(cfg: Config, pretrained: str | Path, *, progress: bool = Tru
         rows.append(f"  {kind:<10} best val top-1 {_fmt(r.best_acc1)} (epoch {r.best_epoch})   "
                     f"test top-1 {_fmt(test.get('top1'))}  top-5 {_fmt(test.get('top5'))}   "
                     f"{r.epochs} epochs, {r.seconds / 60:.1f} min")
-    p, s = results["pretrained"].best_acc1, results["scratch"].best_acc1
-    verdict = ("pre-trained beats scratch" if (p or 0) > (s or 0) else
-               "pre-trained does NOT beat scratch")
+    p, s = results["pretrained"].best_acc1 or 0.0, results["scratch"].best_acc1 or 0.0
+    test = results["scratch"].test or {}
+    n, K = test.get("num_videos") or 0, test.get("num_classes") or 0
+    se = 100 * math.sqrt((p / 100 * (1 - p / 100) + s / 100 * (1 - s / 100)) / n) if n else 0.0
+    verdict = ("pre-trained beats scratch" if p > s else "pre-trained does NOT beat scratch")
+    noise = (f"; the difference is within 2 standard errors ({2 * se:.1f} points for {n} videos): "
+             f"not significant" if n and abs(p - s) < 2 * se else "")
+    chance = f"; chance level {100 / K:.1f}%" if K else ""
     table = "\n".join([f"[mgmae] fine-tuning from {pretrained} vs from scratch "
                        f"({cfg.data.synthetic_label if uses_synthetic(cfg) else 'list'} labels):"]
-                      + rows + [f"  -> {verdict} by {(p or 0) - (s or 0):+.2f} points (val top-1)"])
+                      + rows + [f"  -> {verdict} by {p - s:+.2f} points (val top-1){noise}{chance}"])
     summary = Path(cfg.train.output_dir) / f"{base}-compare.json"
     if env_info().is_main:
         summary.write_text(json.dumps({"pretrained": results["pretrained"].to_dict(),
                                        "scratch": results["scratch"].to_dict(),
-                                       "difference_best_val_acc1": (p or 0) - (s or 0),
+                                       "difference_best_val_acc1": p - s,
+                                       "difference_two_standard_errors": 2 * se,
                                        "table": table}, indent=1) + "\n")
     return {**results, "table": table, "summary": str(summary)}
 
