@@ -43,6 +43,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -807,7 +808,8 @@ def collect_rows(study: Study, records: dict[str, Any]) -> tuple[list[Row], dict
     return rows, groups
 
 
-def _paired(a: Row, b: Row, what: str, lab: str | None) -> tuple[list[float], str]:
+def _paired(a: Row, b: Row, what: str, lab: str | None,
+            resolution: float = 0.0) -> tuple[list[float], str]:
     """Per-seed differences a - b (same seed: same initialisation, data order and eval set)."""
     def by_seed(r: Row):
         vals = r.loss_end if what == "loss" else (r.lp if what == "lp" else r.ft)[lab]
@@ -815,21 +817,36 @@ def _paired(a: Row, b: Row, what: str, lab: str | None) -> tuple[list[float], st
 
     da, db = by_seed(a), by_seed(b)
     diffs = [da[s] - db[s] for s in sorted(set(da) & set(db))]
-    return diffs, _verdict(diffs)
+    return diffs, _verdict(diffs, 0.0 if what == "loss" else resolution)
 
 
-def _verdict(diffs: list[float]) -> str:
-    """``higher`` / ``lower`` when the mean paired difference is at least two standard errors from
-    zero, ``n.s.`` (not distinguishable) otherwise, ``n=1`` without an error estimate."""
+def _verdict(diffs: list[float], resolution: float = 0.0) -> str:
+    """Paired two-sided t-test at 95%: ``higher`` / ``lower`` when the mean difference is
+    significant, ``n.s.`` otherwise, ``n=1`` without an error estimate. ``resolution``: the
+    metric's step (one held-out video for an accuracy); the standard deviation is floored at it,
+    so differences of exactly one video on every seed do not count as certain."""
     m, s, n = mean_std(diffs)
     if n < 2:
         return "n=1"
-    se = s / math.sqrt(n)
-    if se == 0:
+    s = max(s, resolution)
+    if s == 0:
         return "n.s." if m == 0 else ("higher" if m > 0 else "lower")
-    if abs(m / se) >= 2:
+    t = abs(m) / (s / math.sqrt(n))
+    if t >= _t_crit(n - 1):
         return "higher" if m > 0 else "lower"
     return "n.s."
+
+
+def _t_crit(df: int) -> float:
+    """Two-sided 95% critical value of Student's t with ``df`` degrees of freedom."""
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, df))
+    except ImportError:  # table (scipy is optional)
+        table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+                 9: 2.262, 10: 2.228}
+        return table.get(df, 2.0 + 2.5 / df)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -840,6 +857,45 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _example_clip(study: Study) -> int:
+    """The tracking clip that shows motion-guided masking best: most (visible cube on the main
+    object) x (object speed) under the best-tracking masker, summed over the slices."""
+    p = study.plan
+    best = max(p.strategies, key=lambda s: _rate(study._mask_items[s.name]["tracking_moving"]))
+    item = study._mask_items[best.name]
+    t, h, w = item["grid"]
+    patch, tub = item["patch"], item["tubelet"]
+    scores = []
+    for k, mask in enumerate(item["masks"]):
+        clip = item["videos"][k]
+        main = len(clip.velocities) - 1  # the top layer
+        centres = clip.layers[::tub, patch // 2::patch, patch // 2::patch][:t, :h, :w]  # [t, h, w]
+        on_main = torch.from_numpy(centres == main) & ~mask.reshape(t, h, w)
+        scores.append(float(on_main.sum()) * float(np.hypot(*clip.velocities[main])))
+    return int(np.argmax(scores))
+
+
+def _encoder_desc(cfg: Config) -> str:
+    from mgmae.models import parse_name
+
+    _, spec, patch = parse_name(cfg.model.name)
+    return (f"encoder {spec.embed_dim}-d x {spec.depth} blocks, {_encoder_params(cfg) / 1e6:.2f}M "
+            f"parameters; decoder depth {cfg.model.decoder_depth or spec.decoder_depth}; patch {patch}")
+
+
+def _encoder_params(cfg: Config) -> int:
+    from mgmae.models import create_model
+
+    enc = create_model(cfg.model.name.removeprefix("mae_"), num_frames=cfg.data.num_frames,
+                       img_size=cfg.data.img_size, tubelet_size=cfg.model.tubelet_size)
+    return sum(p.numel() for p in enc.parameters())
+
+
+def _rate(hits_count) -> float:
+    h, c = hits_count
+    return h / c if c else 0.0
 
 
 def write_plots(study: Study, records: dict[str, Any], rows: list[Row], img_dir: Path,
@@ -854,27 +910,48 @@ def write_plots(study: Study, records: dict[str, Any], rows: list[Row], img_dir:
     files: dict[str, Path] = {}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
-    # reconstruction-loss curves, mean over seeds (thin: each seed)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    # reconstruction-loss curves: mean over seeds (thin: each seed); right: paired difference to tube
+    curves: dict[str, dict[int, np.ndarray]] = {}
+    for s in p.strategies:
+        curves[s.name] = {r["seed"]: np.asarray(r["loss_curve"]) for r in records["pretrain"]
+                          if r["strategy"] == s.name and r["ablation"] is None and r["loss_curve"]}
+    ref = "tube" if curves.get("tube") else None
+    fig, axes = plt.subplots(1, 2 if ref else 1, figsize=(13 if ref else 8, 4.5), dpi=110, squeeze=False)
+    ax, axd = axes[0][0], (axes[0][1] if ref else None)
+
+    def smooth(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = max(1, len(c) // 25)
+        return np.arange(w, len(c) + 1), np.convolve(c, np.ones(w) / w, "valid")
+
     for i, s in enumerate(p.strategies):
-        curves = [np.asarray(r["loss_curve"]) for r in records["pretrain"]
-                  if r["strategy"] == s.name and r["ablation"] is None and r["loss_curve"]]
-        if not curves:
+        cs = curves[s.name]
+        if not cs:
             continue
-        n = min(len(c) for c in curves)
-        arr = np.stack([c[:n] for c in curves])
-        w = max(1, n // 25)
-        kern = np.ones(w) / w
+        n = min(len(c) for c in cs.values())
+        arr = np.stack([c[:n] for c in cs.values()])
         col = colors[i % len(colors)]
         for c in arr:
-            ax.plot(np.arange(w, n + 1), np.convolve(c, kern, "valid"), color=col, lw=0.5, alpha=0.35)
-        ax.plot(np.arange(w, n + 1), np.convolve(arr.mean(0), kern, "valid"), color=col, lw=2,
-                label=f"{s.label} (n={len(curves)})")
+            ax.plot(*smooth(c), color=col, lw=0.5, alpha=0.35)
+        ax.plot(*smooth(arr.mean(0)), color=col, lw=2, label=f"{s.label} (n={len(cs)})")
+        if axd is not None and s.name != ref:
+            seeds = sorted(set(cs) & set(curves[ref]))
+            if seeds:
+                n2 = min(n, *(len(curves[ref][k]) for k in seeds))
+                diff = np.stack([cs[k][:n2] - curves[ref][k][:n2] for k in seeds]).mean(0)
+                axd.plot(*smooth(diff), color=col, lw=1.5, label=s.label)
+    ax.set_yscale("log")
     ax.set_xlabel("pre-training step")
-    ax.set_ylabel(f"reconstruction loss (moving mean)")
-    ax.set_title("pre-training loss per strategy (thick: mean over seeds; thin: each seed)")
-    ax.grid(alpha=0.3)
+    ax.set_ylabel("reconstruction loss (moving mean, log scale)")
+    ax.set_title("pre-training loss (thick: mean over seeds; thin: each seed)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    if axd is not None:
+        axd.axhline(0, color="black", lw=1)
+        axd.set_xlabel("pre-training step")
+        axd.set_ylabel("loss minus tube's (same seed), moving mean")
+        axd.set_title("difference to tube masking (> 0: higher loss than tube)", fontsize=10)
+        axd.grid(alpha=0.3)
+        axd.legend(fontsize=8)
     fig.tight_layout()
     files["loss"] = img_dir / f"{prefix}loss.png"
     fig.savefig(files["loss"])
@@ -908,10 +985,8 @@ def write_plots(study: Study, records: dict[str, Any], rows: list[Row], img_dir:
     from mgmae.viz import darken, mask_to_pixels, save_panels, to_uint8
 
     i = p.example_clip
-    if i is None:  # the clip whose main object (the top layer) moves fastest: motion shows best
-        videos = study._mask_items[p.strategies[0].name]["videos"]
-        speeds = [float(np.hypot(*videos[k].velocities[-1])) for k in range(len(videos))]
-        i = int(np.argmax(speeds))
+    if i is None:
+        i = _example_clip(study)
     panels_rows = []
     inp = to_uint8(denormalize(study._mask_video(p.strategies[0].name)[i:i + 1])[0])
     panels_rows.append((f"input (held-out clip {i})", inp))
@@ -988,7 +1063,7 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
                  f"{cfg.data.synthetic_seed + 1})"],
         ["labels", "motion: direction x speed of the main object (8 classes, chance 12.5%); "
                    "appearance: its shape (4 classes, chance 25%)"],
-        ["model", f"`{cfg.model.name}` (encoder 128-d, 4 blocks), tubelet {cfg.model.tubelet_size}, "
+        ["model", f"`{cfg.model.name}` ({_encoder_desc(cfg)}), tubelet {cfg.model.tubelet_size}, "
                   f"target {'per-patch normalised' if cfg.model.norm_pix_loss else 'raw'} pixels"],
         ["pre-training", f"{p.pretrain_steps} steps x {cfg.train.batch_size} clips, blr "
                          f"{cfg.train.blr:g}, warm-up {cfg.train.warmup_epochs:g} epoch(s), mask ratio "
@@ -1049,13 +1124,15 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
             pairs.append((a, b))
     for s in p.strategies:
         pairs.append((s.name, SCRATCH))
+    res = 100.0 / p.eval_videos
     if pairs:
         L.append("### Paired differences (same seed)")
         L.append("")
         L.append("Per-seed difference, first strategy minus second (a seed fixes the initialisation "
-                 "and data order of both), mean ± std over seeds; in brackets 'higher'/'lower' when the "
-                 "mean difference is at least two standard errors from zero, else 'n.s.' (not "
-                 "distinguishable from noise).")
+                 "and data order of both), mean ± std over seeds; in brackets the paired two-sided "
+                 "t-test at 95%: 'higher'/'lower' when significant, else 'n.s.' (not distinguishable "
+                 f"from noise). For accuracies the standard deviation is floored at one held-out video "
+                 f"({100 / p.eval_videos:.2f} points), the metric's resolution.")
         L.append("")
         header = ["comparison", "loss at end"] + [f"LP {lab}" for lab in labs] + \
                  [f"FT {lab}" for lab in labs]
@@ -1067,10 +1144,10 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
                 cells.append("–")
             else:
                 d, v = _paired(ra, rb, "loss", None)
-                cells.append(f"{_fmt(d, 4)} ({v})")
+                cells.append(f"{_fmt(d, 5)} ({v})")
             for kind in ("lp", "ft"):
                 for lab in labs:
-                    d, v = _paired(ra, rb, kind, lab)
+                    d, v = _paired(ra, rb, kind, lab, res)
                     cells.append(f"{_fmt(d)} ({v})")
             body.append(cells)
         L.append(_table(header, body))
@@ -1140,7 +1217,8 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
     L.append("## Masks")
     L.append("")
     L.append("The same held-out clip under each strategy (hidden cubes darkened; every second frame; "
-             "the clip is the one of the tracking set whose main object moves fastest). "
+             "the clip is the one of the tracking set where the best-tracking strategy keeps most "
+             "visible cubes on the main object, weighted by its speed). "
              "Animated, one per strategy: " + ", ".join(
                  f"[{s.label}]({rel(files['gif_' + s.name])})" for s in p.strategies) + ".")
     L.append("")
@@ -1194,6 +1272,7 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
 def _reading(study: Study, rows: list[Row], records) -> list[str]:
     """Statements that follow from the numbers (no hand-written conclusions)."""
     p = study.plan
+    res = 100.0 / p.eval_videos
     by = {r.name: r for r in rows}
     out = []
     n = len(p.seeds)
@@ -1221,7 +1300,7 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
                 continue
             d, v = _paired(by[s.name], by["tube"], "loss", None)
             m, sd, k = mean_std(d)
-            parts.append(f"{s.label} {m:+.4f} ± {sd:.4f} ({v})")
+            parts.append(f"{s.label} {m:+.5f} ± {sd:.5f} ({v})")
         out.append("- **Reconstruction loss at the end of pre-training**, difference to tube masking "
                    "(same seed): " + "; ".join(parts) + ". A higher training loss under a strategy's "
                    "own masks is what the paper means by a harder task; the held-out matrix above "
@@ -1237,10 +1316,10 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
                 d = [x[name] - x["tube"] for x in tube_rows if name in x]
                 if d:
                     m, sd, k = mean_std(d)
-                    comps.append(f"{by[name].label} masks {m:+.4f}")
+                    comps.append(f"{by[name].label} masks {m:+.5f}")
             rnd = [x["random"] - x["tube"] for x in tube_rows if "random" in x]
             if rnd:
-                comps.append(f"random masks {mean_std(rnd)[0]:+.4f}")
+                comps.append(f"random masks {mean_std(rnd)[0]:+.5f}")
             if comps:
                 out.append("  With the tube-pre-trained models fixed, held-out loss relative to tube "
                            "masks: " + "; ".join(comps) + " (positive = harder).")
@@ -1251,7 +1330,7 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
             wins = 0
             for kind, name in (("lp", "linear probe"), ("ft", "fine-tuning")):
                 for lab in p.labels:
-                    d, v = _paired(by[key], by["tube"], kind, lab)
+                    d, v = _paired(by[key], by["tube"], kind, lab, res)
                     m, sd, k = mean_std(d)
                     if k == 0:
                         continue
@@ -1260,13 +1339,24 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
             if parts:
                 out.append(f"- **{by[key].label} vs tube**, downstream (paired): " + "; ".join(parts) + ".")
                 if wins == 0:
-                    out.append(f"  At this scale {by[key].label} does **not** beat tube masking on any "
-                               f"downstream metric by more than two standard errors.")
+                    out.append(f"  At this scale {by[key].label} does **not** beat tube masking "
+                               f"significantly on any downstream metric.")
+    flat = []
+    for kind, name in (("lp", "linear probe"), ("ft", "fine-tuning")):
+        for lab in p.labels:
+            means = [mean_std((r.lp if kind == "lp" else r.ft)[lab])[0] for r in rows]
+            means = [m for m in means if math.isfinite(m)]
+            if means and max(means) <= CHANCE[lab] + 2 * res:
+                flat.append(f"{name} on {lab} labels (best row {max(means):.1f}%, chance {CHANCE[lab]:.1f}%)")
+    if flat:
+        out.append("- **At chance.** No row, pre-trained or not, is more than two held-out videos above "
+                   "chance for: " + "; ".join(flat) + ". These columns carry no evidence for or "
+                   "against any masking strategy.")
     if "tube" in by:
         parts = []
         for kind, name in (("lp", "linear probe"), ("ft", "fine-tuning")):
             for lab in p.labels:
-                d, v = _paired(by["tube"], by[SCRATCH], kind, lab)
+                d, v = _paired(by["tube"], by[SCRATCH], kind, lab, res)
                 m, sd, k = mean_std(d)
                 if k:
                     parts.append(f"{name} {lab} {m:+.1f} ± {sd:.1f} ({v})")
@@ -1276,7 +1366,7 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
     out.append("- **What it would take.** The paper's gains over VideoMAE (about one point of top-1) "
                "come from ViT-S/B/L models pre-trained for hundreds of epochs on Something-Something V2 "
                "(169k real videos) or Kinetics-400 (240k), fine-tuned for tens of epochs with the full "
-               "recipe. Here a 0.8M-parameter encoder "
+               f"recipe. Here a {_encoder_params(study.plan.config()) / 1e6:.1f}M-parameter encoder "
                f"sees {p.pretrain_steps} steps of {study.plan.config().train.batch_size} clips on "
                f"{study.plan.config().data.synthetic_videos} synthetic videos. A fair test at small "
                "scale would need: pre-training long enough for the loss to flatten under every "
@@ -1345,19 +1435,38 @@ def cli_main(argv: list[str] | None = None) -> int:
     if args.report_only:
         study.cache_only = True
         study.log = lambda *a, **k: None
+    inv_path = study.root / "invocations.jsonl"
+
+    def record(interrupted: bool) -> None:  # wall time of every invocation that computed something
+        if args.report_only:
+            return
+        inv = {"started": started, "command": command, "mode": plan.mode,
+               "wall_seconds": round(time.time() - t0, 1),
+               "computed_seconds": round(study.computed_seconds, 1), "load_start": load0,
+               "load_end": _loadavg(), "threads": study.threads(), "interrupted": interrupted,
+               "machine": machine}
+        inv_path.parent.mkdir(parents=True, exist_ok=True)
+        with inv_path.open("a") as fh:
+            fh.write(json.dumps(inv) + "\n")
+
+    def on_term(signum, frame):  # `kill PID`: record the time spent, then stop (runs stay cached)
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
     try:
         records = study.run()
     except MissingRun as e:
         print(f"mgmae study: error: {e}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, SystemExit):
+        record(True)
+        print("[study] interrupted; finished runs are cached: run the same command to continue",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     wall = time.time() - t0
-    inv_path = study.root / "invocations.jsonl"
-    if not args.report_only:
-        inv = {"started": started, "command": command, "mode": plan.mode, "wall_seconds": round(wall, 1),
-               "computed_seconds": records["computed_seconds"], "load_start": load0,
-               "load_end": _loadavg(), "threads": records.get("threads"), "machine": machine}
-        with inv_path.open("a") as fh:
-            fh.write(json.dumps(inv) + "\n")
+    record(False)
     invocations = [json.loads(x) for x in inv_path.read_text().splitlines()] if inv_path.is_file() else []
     out = write_report(study, records, Path(args.out), command=command, started=started,
                        machine=machine, invocations=invocations)
