@@ -16,12 +16,8 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    try:  # one OpenCV thread per worker: workers already run in parallel (no oversubscription)
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
+    # No cv2.setNumThreads here: changing OpenCV's thread pool in a forked child whose parent already
+    # used it deadlocks (seen in CI).
 
 
 def build_loader(dataset, batch_size: int, *, num_workers: int = 0, seed: int = 0, shuffle: bool = True,
