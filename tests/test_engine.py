@@ -12,7 +12,8 @@ import torch
 
 from mgmae.config import load_config
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.pretrain import Preempted, find_resume, pretrain
+from mgmae.engine.loop import Preempted, find_resume
+from mgmae.engine.pretrain import pretrain
 
 TINY = ["data.synthetic_videos=16", "data.num_frames=4", "data.img_size=32", "train.batch_size=4",
         "train.warmup_epochs=1", "train.vis_clips=1", "train.tensorboard=false", "train.lr=1e-3",

@@ -203,7 +203,7 @@ def test_finetune_resume_auto(tmp_path):
 
 
 def test_preempted_finetune_resumes_exactly(tmp_path):
-    from mgmae.engine.pretrain import Preempted
+    from mgmae.engine.loop import Preempted
 
     over = ["finetune.epochs=2", "finetune.mixup=0.8", "finetune.cutmix=1.0", "finetune.ema=true",
             "finetune.ema_decay=0.5"]

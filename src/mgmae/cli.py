@@ -23,7 +23,7 @@ def cmd_pretrain(args) -> int:
     cfg = _load(args)
     if args.resume:
         cfg.train.resume = args.resume
-    from mgmae.engine.pretrain import Preempted
+    from mgmae.engine.loop import Preempted
 
     try:
         pretrain(cfg)

@@ -431,7 +431,7 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg, *, split: str = "test",
 
 def _evaluate_checkpoint(checkpoint, cfg, split, out_dir, views, batch_size, progress, info,
                          device) -> EvalResult:
-    from mgmae.engine.pretrain import autocast_dtype
+    from mgmae.engine.loop import autocast_dtype
 
     model = load_classifier(checkpoint, cfg)
     report = model.load_report

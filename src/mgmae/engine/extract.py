@@ -227,7 +227,7 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
     (resumable; see the module docstring)."""
     from mgmae.data import build_loader
     from mgmae.engine.evaluate import views_of
-    from mgmae.engine.pretrain import autocast_dtype, resolve_device
+    from mgmae.engine.loop import autocast_dtype, resolve_device
 
     if fmt not in ("npy", "safetensors"):
         raise ValueError(f"format must be 'npy' or 'safetensors', got {fmt!r}")

@@ -23,7 +23,6 @@ import math
 import random
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,18 +33,16 @@ import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
-from tqdm.auto import tqdm
 
 from mgmae.config import Config
 from mgmae.data import build_loader, uses_synthetic
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.distributed import (DistInfo, ResumableSampler, all_reduce_mean, broadcast_flag,
-                                      cleanup, env_info, init_distributed)
+from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, env_info, init_distributed
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
-from mgmae.engine.optim import build_optimizer, lr_at, set_lr
-from mgmae.engine.pretrain import (PREEMPTED_EXIT_CODE, Preempted, _Signals, _tensorboard,
-                                   autocast_dtype, run_directory, summarize)
+from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
+                               find_resume, run_directory, summarize)
+from mgmae.engine.optim import build_optimizer, lr_at
 
 __all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
            "build_train_dataset", "cli_main", "compare_scratch", "finetune", "is_scratch"]
@@ -305,7 +302,7 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     # resume
     step, epoch, skip = 0, 0, 0
     best_acc1, best_epoch, history, best_state = None, None, [], None
-    resume = _find_resume(run_dir, t.resume)
+    resume = find_resume(run_dir, t.resume, prefer=("checkpoint-last.pth", "checkpoint-final.pth"))
     if resume is not None:
         state = ckpt.load_checkpoint(resume, map_location=device)
         if state.get("kind") != "classify" or not state.get("optimizer"):
@@ -354,15 +351,14 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                                               steps_in_epoch=steps_in_epoch))
         return path
 
-    log_path = run_dir / "log.jsonl"
-    log_file = log_path.open("a") if main else None
-    tb = _tensorboard(run_dir) if (main and t.tensorboard) else None
+    log = StepLog(run_dir, main=main, prefix="finetune", total_steps=total_steps, initial=step,
+                  log_every=t.log_every, tensorboard=t.tensorboard, progress=progress)
+    stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler,
+                      clip_grad=f.clip_grad, max_bad_steps=t.max_bad_steps, info=info,
+                      device=device, log=log, config_prefix="finetune")
     losses: list[float] = []
-    bad_steps = 0
     val_every = max(1, f.eval_every)
-    bar = tqdm(total=total_steps, initial=step, desc="finetune", unit="step", dynamic_ncols=True,
-               disable=not (main and progress))
-    with _Signals() as signals:
+    with Signals() as signals:
         while step < total_steps:
             model.train()
             sampler.set_epoch(epoch, start_batch=skip)
@@ -370,7 +366,6 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                 train_set.set_epoch(epoch)
             steps_in_epoch = skip // accum
             skip = 0
-            micro, loss_acc, clips, finite = 0, 0.0, 0, True
             t_data = time.time()
             for batch in loader:
                 if hasattr(train_set, "update_failures"):  # unreadable files seen by the workers
@@ -380,88 +375,25 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                 if mixup is not None:
                     video, target = mixup(video, target)  # target: [B*S, K] soft
                 t_compute = time.time()
-                micro += 1
-                sync = micro == accum
-                with nullcontext() if sync or not info.enabled else ddp.no_sync():
-                    with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-                        logits = fwd(video)  # [B*S, K]
-                    loss = criterion(logits.float(), target)
-                    loss_value = loss.item()
-                    finite &= math.isfinite(loss_value)
-                    loss_b = loss / accum
-                    (scaler.scale(loss_b) if scaler else loss_b).backward()
-                loss_acc += loss_value / accum
-                clips += video.shape[0]
-                if not sync:
+                if not stepper.backward(lambda: criterion(fwd(video).float(), target),
+                                        clips=video.shape[0]):
                     continue
                 cur_lr = lr_at(step, total_steps, warmup_steps, lr, f.min_lr, f.warmup_lr)
-                set_lr(optimizer, cur_lr)
-                if scaler:
-                    scaler.unscale_(optimizer)
-                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                             f.clip_grad or float("inf")))
-                bad = broadcast_flag(not (finite and math.isfinite(gnorm)), info, device)
-                if bad:  # skip the update; stop after max_bad_steps in a row
-                    optimizer.zero_grad(set_to_none=True)
-                    bad_steps += 1
-                    if main:
-                        tqdm.write(f"[mgmae] step {step + 1}: non-finite loss/gradient (loss "
-                                   f"{loss_acc}, grad norm {gnorm}); update skipped")
-                        log_file.write(json.dumps({"step": step + 1, "skipped_update": True,
-                                                   "loss": str(loss_acc),
-                                                   "grad_norm": str(gnorm)}) + "\n")
-                    if bad_steps >= t.max_bad_steps:
-                        raise FloatingPointError(
-                            f"{bad_steps} consecutive steps with a non-finite loss or gradient "
-                            f"(last at step {step + 1}); lower finetune.lr / blr, set "
-                            f"finetune.clip_grad, or use train.amp=bf16")
-                else:
-                    bad_steps = 0
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    if ema is not None:
-                        ema.update(model, step=step + 1)
+                res = stepper.update(step, cur_lr, t_data)
+                if ema is not None and not res.bad:
+                    ema.update(model, step=step + 1)
                 step += 1
                 steps_in_epoch += 1
-                now = time.time()
-                loss_mean, clips_s = all_reduce_mean([loss_acc, clips / max(now - t_data, 1e-9)],
-                                                     info, device)
-                if not bad:
-                    losses.append(loss_mean)
-                if main:
-                    rec = {"step": step, "epoch": epoch, "loss": round(loss_mean, 6), "lr": cur_lr,
-                           "grad_norm": round(gnorm, 4),
-                           "clips_per_s": round(clips_s * info.world_size, 2),
-                           "data_s": round(t_compute - t_data, 4), "step_s": round(now - t_data, 4)}
-                    if step % t.log_every == 0 or step == total_steps:
-                        log_file.write(json.dumps(rec) + "\n")
-                        log_file.flush()
-                    if tb is not None:
-                        for k in ("loss", "lr", "grad_norm", "clips_per_s"):
-                            tb.add_scalar(f"finetune/{k}", rec[k], step)
-                    bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{cur_lr:.2e}",
-                                    clips_s=rec["clips_per_s"])
-                    bar.update(1)
-                micro, loss_acc, clips, finite = 0, 0.0, 0, True
-                stop = broadcast_flag(signals.caught is not None or step == stop_at_step, info,
-                                      device)
-                if stop or (t.save_every_steps and step % t.save_every_steps == 0
-                            and step < total_steps):
-                    path = save("checkpoint-last.pth", steps_in_epoch)
-                    if stop:
-                        bar.close()
-                        if main:
-                            log_file.close()
-                            reason = (f"signal {signals.caught}" if signals.caught is not None
-                                      else f"stop_at_step={stop_at_step}")
-                            print(f"[mgmae] stopped on {reason} at step {step}; resume point "
-                                  f"{path} (continue with --resume auto); exit code "
-                                  f"{PREEMPTED_EXIT_CODE}")
-                        raise Preempted(path)
+                if not res.bad:
+                    losses.append(res.loss)
+                log.step({"step": step, "epoch": epoch, "loss": round(res.loss, 6), "lr": cur_lr,
+                          "grad_norm": round(res.grad_norm, 4),
+                          "clips_per_s": round(res.clips_per_s * info.world_size, 2),
+                          "data_s": round(t_compute - t_data, 4),
+                          "step_s": round(time.time() - t_data, 4)})
+                check_preempt(signals, step, stop_at_step, info, device,
+                              lambda: save("checkpoint-last.pth", steps_in_epoch), log,
+                              t.save_every_steps, total_steps)
                 t_data = time.time()
                 if step >= total_steps:
                     break
@@ -486,14 +418,10 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                                                                      best_acc1, best_epoch))
                 rec["best_acc1"] = best_acc1
                 history.append(rec)
+                log.record(rec)
+                log.scalars({k: v for k, v in rec.items() if k.startswith("val")}, step)
                 if main:
-                    log_file.write(json.dumps(rec) + "\n")
-                    log_file.flush()
-                    if tb is not None:
-                        for k, v in rec.items():
-                            if k.startswith("val"):
-                                tb.add_scalar(f"finetune/{k}", v, step)
-                    bar.write(f"[mgmae] epoch {epoch}/{total_epochs}: val top-1 "
+                    log.write(f"[mgmae] epoch {epoch}/{total_epochs}: val top-1 "
                               f"{rec['val_acc1']:.2f}%"
                               + (f" (EMA {rec['val_ema_acc1']:.2f}%)" if ema is not None else "")
                               + f", top-5 {rec['val_acc5']:.2f}%, loss {rec['val_loss']:.4f}; "
@@ -502,10 +430,9 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                 save("checkpoint-last.pth", 0)
                 if t.save_every_epochs and epoch % t.save_every_epochs == 0:
                     save(f"checkpoint-{epoch:04d}.pth", 0)
-    bar.close()
+    log.close()
     final = save("checkpoint-final.pth", 0)
     if main:
-        log_file.close()
         (run_dir / "checkpoint-last.pth").unlink(missing_ok=True)
     checkpoints = {"final": str(final)}
     if best_state is not None:
@@ -537,39 +464,21 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                             checkpoints=checkpoints, history=history)
     if not main:
         return result
-    if tb is not None:
-        tb.close()
     summary = summarize(losses, seconds)
     summary.update(best_acc1=best_acc1, best_epoch=best_epoch,
                    test_acc1=test_metrics["top1"] if test_metrics else None,
                    test_acc5=test_metrics["top5"] if test_metrics else None)
-    with log_path.open("a") as fh:
+    with log.path.open("a") as fh:
         fh.write(json.dumps({"summary": summary}) + "\n")
-    _plot_curves(log_path, run_dir / "curves.png")
+    _plot_curves(log.path, run_dir / "curves.png")
     (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     print(f"[mgmae] {summary['message']}")
-    files = {"config": run_dir / "config.yaml", "log": log_path, **checkpoints,
+    files = {"config": run_dir / "config.yaml", "log": log.path, **checkpoints,
              "curves": run_dir / "curves.png", "result": run_dir / "result.json"}
     if test_metrics:
         files["test"] = run_dir / "test"
     print("[mgmae] wrote:\n" + "".join(f"  {k:<11} {v}\n" for k, v in files.items()), end="")
     return result
-
-
-def _find_resume(run_dir: Path, resume: str | None) -> Path | None:
-    """``auto``: the run's resume point (``checkpoint-last.pth``), else its final checkpoint (a
-    finished run: nothing left to train); unreadable files are skipped with a note."""
-    if resume is None:
-        return None
-    if resume != "auto":
-        return Path(resume)
-    for name in ("checkpoint-last.pth", "checkpoint-final.pth"):
-        p = run_dir / name
-        if p.is_file():
-            if ckpt.is_valid_checkpoint(p):
-                return p
-            print(f"[mgmae] skipping unreadable checkpoint {p}")
-    return None
 
 
 def _extra(model, names, pretrained, best_acc1, best_epoch, history=None, ema=None,

@@ -144,7 +144,7 @@ def linprobe(cfg: Config, pretrained: str | Path | None, *, progress: bool = Tru
     from mgmae.data import uses_synthetic
     from mgmae.engine.extract import load_encoder
     from mgmae.engine.finetune import SCRATCH, classifier_name, is_scratch
-    from mgmae.engine.pretrain import autocast_dtype, resolve_device
+    from mgmae.engine.loop import autocast_dtype, resolve_device
 
     t0 = time.time()
     cfg = copy.deepcopy(cfg)

@@ -9,12 +9,7 @@ exactly, and N ranks x batch b reproduce 1 rank x batch N*b.
 from __future__ import annotations
 
 import json
-import math
-import os
-import signal
 import time
-from contextlib import nullcontext
-from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -23,53 +18,14 @@ from tqdm.auto import tqdm
 from mgmae.config import Config
 from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.distributed import (DistInfo, ResumableSampler, all_reduce_mean, broadcast_flag,
-                                      cleanup, init_distributed)
-from mgmae.engine.optim import build_optimizer, lr_at, set_lr
+from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
+from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype,
+                               check_preempt, find_resume, run_directory, set_cpu_threads,
+                               summarize)
+from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.models import create_model
 from mgmae.models.mae import denormalize
-
-PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
-
-
-class Preempted(SystemExit):
-    """Raised after a resume checkpoint was written on SIGTERM/SIGUSR1."""
-
-    def __init__(self, path: Path):
-        super().__init__(PREEMPTED_EXIT_CODE)
-        self.path = path
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available; use train.device=cpu")
-    return dev
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16 on GPUs that support it (``auto``), fp32 (None) on CPU."""
-    if amp == "none" or device.type != "cuda":
-        return None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def set_cpu_threads(device: torch.device, num_workers: int, info: DistInfo) -> None:
-    """On CPU, leave a core to each loader worker (they decode, crop and compute flow in parallel):
-    the training process gets ``cores / processes - workers`` intra-op threads, at least one.
-    An explicit ``OMP_NUM_THREADS`` wins. Oversubscribed cores made the demo ~2x slower."""
-    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores // info.world_size - num_workers))
-
 
 def build_model(cfg: Config) -> torch.nn.Module:
     m = cfg.model
@@ -98,57 +54,6 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
                         base_frame=k.base_frame, init_map=k.init_map, warp=k.warp,
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,
                         exposure_chance=k.exposure_chance, official_compat=k.official_compat)
-
-
-def run_directory(cfg: Config, info: DistInfo | None = None) -> Path:
-    name = cfg.train.run_name or (
-        f"{cfg.model.name}-{cfg.masking.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    if info is not None and info.enabled:  # every rank must agree on rank 0's name
-        import torch.distributed as dist
-
-        box = [name]
-        dist.broadcast_object_list(box, src=0)
-        name = box[0]
-    path = Path(cfg.train.output_dir) / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def find_resume(run_dir: Path, resume: str | None) -> Path | None:
-    """``auto``: the newest checkpoint in ``run_dir`` that loads (corrupt ones skipped, with a note)."""
-    if resume is None:
-        return None
-    if resume != "auto":
-        return Path(resume)
-    found = sorted(run_dir.glob("checkpoint-*.pth"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for p in found:
-        if ckpt.is_valid_checkpoint(p):
-            return p
-        print(f"[mgmae] skipping unreadable checkpoint {p}")
-    return None
-
-
-class _Signals:
-    """SIGTERM/SIGUSR1 set a flag; the loop finishes its step, saves and exits."""
-
-    def __init__(self):
-        self.caught: int | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.caught = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
@@ -239,22 +144,19 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
               f"{info.world_size} ranks) x {cfg.data.num_sample} views; " +
               (f"lr {lr:.3g} (= blr {t.blr:g} x {eff_videos} / 256)" if t.lr is None else f"lr {lr:.3g} (set)"))
 
-    log_path = run_dir / "log.jsonl"
-    log_file = log_path.open("a") if main else None
-    tb = _tensorboard(run_dir) if (main and t.tensorboard) else None
+    log = StepLog(run_dir, main=main, prefix="pretrain", total_steps=total_steps, initial=step,
+                  log_every=t.log_every, tensorboard=t.tensorboard)
+    stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler, clip_grad=t.clip_grad,
+                      max_bad_steps=t.max_bad_steps, info=info, device=device, log=log, fsdp=fsdp)
     losses: list[float] = []
-    bad_steps = 0
-    bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True,
-               disable=not main)
     model.train()
-    with _Signals() as signals:
+    with Signals() as signals:
         while step < total_steps:
             sampler.set_epoch(epoch, start_batch=skip)
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(epoch)
             steps_in_epoch = skip // accum
             skip = 0
-            micro, loss_acc, clips, finite = 0, 0.0, 0, True
             epoch_losses = []
             t_data = time.time()
             for batch in loader:
@@ -264,80 +166,22 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                 mask = batch["mask"] if in_loader else masker(video)  # [B, N]
                 mask = mask.to(device, non_blocking=True).flatten(1)
                 t_compute = time.time()
-                micro += 1
-                sync = micro == accum
-                if fsdp:
-                    model.set_requires_gradient_sync(sync)
-                with (nullcontext() if sync or not info.enabled or fsdp else ddp.no_sync()):
-                    with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-                        out = fwd(video, mask)
-                    loss = out.loss
-                    loss_value = loss.item()
-                    finite &= math.isfinite(loss_value)
-                    loss_b = loss / accum
-                    (scaler.scale(loss_b) if scaler else loss_b).backward()
-                loss_acc += loss_value / accum
-                clips += video.shape[0]
-                if not sync:
+                if not stepper.backward(lambda: fwd(video, mask).loss, clips=video.shape[0]):
                     continue
                 cur_lr = lr_at(step, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr)
-                set_lr(optimizer, cur_lr)
-                if scaler:
-                    scaler.unscale_(optimizer)
-                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad or float("inf")))
-                bad = broadcast_flag(not (finite and math.isfinite(gnorm)), info, device)
-                if bad:  # skip the update; stop after max_bad_steps in a row
-                    optimizer.zero_grad(set_to_none=True)
-                    bad_steps += 1
-                    if main:
-                        tqdm.write(f"[mgmae] step {step + 1}: non-finite loss/gradient (loss {loss_acc}, "
-                                   f"grad norm {gnorm}); update skipped ({bad_steps} in a row)")
-                        log_file.write(json.dumps({"step": step + 1, "skipped_update": True,
-                                                   "loss": str(loss_acc), "grad_norm": str(gnorm)}) + "\n")
-                    if bad_steps >= t.max_bad_steps:
-                        raise FloatingPointError(
-                            f"{bad_steps} consecutive steps with a non-finite loss or gradient (last at step "
-                            f"{step + 1}); lower train.lr / blr, set train.clip_grad, or use train.amp=bf16")
-                else:
-                    bad_steps = 0
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                res = stepper.update(step, cur_lr, t_data)
                 step += 1
                 steps_in_epoch += 1
-                now = time.time()
-                loss_mean, clips_s = all_reduce_mean([loss_acc, clips / max(now - t_data, 1e-9)], info, device)
-                if not bad:
-                    losses.append(loss_mean)
-                    epoch_losses.append(loss_mean)
-                if main:
-                    rec = {"step": step, "epoch": epoch, "loss": round(loss_mean, 6), "lr": cur_lr,
-                           "grad_norm": round(gnorm, 4), "clips_per_s": round(clips_s * info.world_size, 2),
-                           "data_s": round(t_compute - t_data, 4), "step_s": round(now - t_data, 4)}
-                    if step % t.log_every == 0 or step == total_steps:
-                        log_file.write(json.dumps(rec) + "\n")
-                        log_file.flush()
-                    if tb is not None:
-                        for k in ("loss", "lr", "grad_norm", "clips_per_s"):
-                            tb.add_scalar(f"pretrain/{k}", rec[k], step)
-                    bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{cur_lr:.2e}", clips_s=rec["clips_per_s"])
-                    bar.update(1)
-                micro, loss_acc, clips, finite = 0, 0.0, 0, True
-                stop = broadcast_flag(signals.caught is not None or step == stop_at_step, info, device)
-                if stop or (t.save_every_steps and step % t.save_every_steps == 0):
-                    path = saver.save("checkpoint-last.pth", epoch, step, steps_in_epoch)
-                    if stop:
-                        bar.close()
-                        if main:
-                            log_file.close()
-                            reason = (f"signal {signals.caught}" if signals.caught is not None
-                                      else f"stop_at_step={stop_at_step}")
-                            print(f"[mgmae] stopped on {reason} at step {step}; resume point {path} "
-                                  f"(continue with --resume auto); exit code {PREEMPTED_EXIT_CODE}")
-                        raise Preempted(path)
+                if not res.bad:
+                    losses.append(res.loss)
+                    epoch_losses.append(res.loss)
+                log.step({"step": step, "epoch": epoch, "loss": round(res.loss, 6), "lr": cur_lr,
+                          "grad_norm": round(res.grad_norm, 4),
+                          "clips_per_s": round(res.clips_per_s * info.world_size, 2),
+                          "data_s": round(t_compute - t_data, 4), "step_s": round(time.time() - t_data, 4)})
+                check_preempt(signals, step, stop_at_step, info, device,
+                              lambda: saver.save("checkpoint-last.pth", epoch, step, steps_in_epoch), log,
+                              t.save_every_steps, total_steps)
                 t_data = time.time()
                 if step >= total_steps:
                     break
@@ -345,22 +189,19 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
             if step < total_steps or epoch_losses:
                 _end_of_epoch(saver, epoch, step, epoch_losses, dataset, t_start, total_steps,
                               step >= total_steps)
-    bar.close()
+    log.close()
     final = saver.save("checkpoint-final.pth", epoch, step, 0)
     if not main:
         return run_dir
-    log_file.close()
-    if tb is not None:
-        tb.close()
     summary = summarize(losses, time.time() - t_start)
-    with log_path.open("a") as f:
+    with log.path.open("a") as f:
         f.write(json.dumps({"summary": summary}) + "\n")
     print(f"[mgmae] {summary['message']}")
     if fsdp:  # pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
         model = build_model(cfg).to(device)
         model.load_state_dict(ckpt.load_checkpoint(final, map_location=device)["model"])
     artefacts = write_pictures(cfg, model, dataset, masker, run_dir, device, in_loader)
-    print(f"[mgmae] wrote:\n  config      {run_dir / 'config.yaml'}\n  log         {log_path}\n"
+    print(f"[mgmae] wrote:\n  config      {run_dir / 'config.yaml'}\n  log         {log.path}\n"
           f"  checkpoint  {final}\n" + "".join(f"  {k:<11} {v}\n" for k, v in artefacts.items()))
     return run_dir
 
@@ -428,27 +269,6 @@ def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, to
                f"replaced)" if report.get("num_failed") else "")
     tqdm.write(f"[mgmae] epoch {epoch}: loss {mean:.4f}, step {step}/{total_steps}, "
                f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min{skipped}")
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: JSONL only
-        return None
-    return SummaryWriter(str(run_dir / "tb"))
-
-
-def summarize(losses: list[float], seconds: float) -> dict:
-    if not losses:
-        return {"message": "no steps were run", "seconds": seconds}
-    n = max(1, min(10, len(losses) // 10))
-    first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
-    ratio = last / first if first else float("nan")
-    verdict = ("went clearly down" if ratio < 0.7 else "went down" if ratio < 0.95 else "did NOT go down")
-    msg = (f"loss {verdict}: {first:.4f} (mean of first {n} steps) -> {last:.4f} (mean of last {n}), "
-           f"ratio {ratio:.3f}; {len(losses)} steps in {seconds / 60:.1f} min")
-    return {"message": msg, "loss_start": first, "loss_end": last, "ratio": ratio,
-            "steps": len(losses), "seconds": round(seconds, 1)}
 
 
 @torch.no_grad()

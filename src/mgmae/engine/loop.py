@@ -1,0 +1,296 @@
+"""What the pre-training and fine-tuning loops share, written once.
+
+* :class:`Stepper`: one optimizer step out of ``accum`` micro-batches: DDP ``no_sync`` / FSDP
+  gradient-sync switching, autocast, fp16 loss scaling, the lr schedule, gradient clipping and the
+  non-finite guard (a step with a NaN/inf loss or gradient is skipped on every rank; too many in a
+  row stop the run with advice).
+* :class:`StepLog`: the per-step JSONL record, TensorBoard scalars and the progress bar.
+* :class:`Signals` / :func:`check_preempt`: SIGTERM/SIGUSR1 finish the step, write a resume point
+  and exit with :data:`PREEMPTED_EXIT_CODE`.
+* device / autocast choice, the run directory, resume-point lookup and the end-of-run summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from mgmae.engine import checkpoint as ckpt
+from mgmae.engine.distributed import DistInfo, all_reduce_mean, broadcast_flag
+from mgmae.engine.optim import set_lr
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
+
+
+class Preempted(SystemExit):
+    """Raised after a resume checkpoint was written on SIGTERM/SIGUSR1."""
+
+    def __init__(self, path: Path):
+        super().__init__(PREEMPTED_EXIT_CODE)
+        self.path = path
+
+
+class Signals:
+    """SIGTERM/SIGUSR1 set a flag; the loop finishes its step, saves and exits."""
+
+    def __init__(self):
+        self.caught: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.caught = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available; use train.device=cpu")
+    return dev
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 on GPUs that support it (``auto``), fp32 (None) on CPU."""
+    if amp == "none" or device.type != "cuda":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def set_cpu_threads(device: torch.device, num_workers: int, info: DistInfo) -> None:
+    """On CPU, leave a core to each loader worker (they decode, crop and compute flow in parallel):
+    the training process gets ``cores / processes - workers`` intra-op threads, at least one.
+    An explicit ``OMP_NUM_THREADS`` wins. Oversubscribed cores made the demo ~2x slower."""
+    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, cores // info.world_size - num_workers))
+
+
+def run_directory(cfg, info: DistInfo | None = None) -> Path:
+    name = cfg.train.run_name or (
+        f"{cfg.model.name}-{cfg.masking.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if info is not None and info.enabled:  # every rank must agree on rank 0's name
+        import torch.distributed as dist
+
+        box = [name]
+        dist.broadcast_object_list(box, src=0)
+        name = box[0]
+    path = Path(cfg.train.output_dir) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def find_resume(run_dir: Path, resume: str | None, prefer: tuple[str, ...] | None = None) -> Path | None:
+    """The checkpoint to resume from: ``resume`` itself when it is a path; for ``auto`` the first
+    loadable file of ``prefer`` (names in ``run_dir``, in order) or, without ``prefer``, the newest
+    loadable ``checkpoint-*.pth``. Unreadable files are skipped with a note."""
+    if resume is None:
+        return None
+    if resume != "auto":
+        return Path(resume)
+    if prefer is not None:
+        found = [run_dir / n for n in prefer if (run_dir / n).is_file()]
+    else:
+        found = sorted(run_dir.glob("checkpoint-*.pth"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in found:
+        if ckpt.is_valid_checkpoint(p):
+            return p
+        print(f"[mgmae] skipping unreadable checkpoint {p}")
+    return None
+
+
+def tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: JSONL only
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def summarize(losses: list[float], seconds: float) -> dict:
+    if not losses:
+        return {"message": "no steps were run", "seconds": seconds}
+    n = max(1, min(10, len(losses) // 10))
+    first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
+    ratio = last / first if first else float("nan")
+    verdict = ("went clearly down" if ratio < 0.7 else "went down" if ratio < 0.95 else "did NOT go down")
+    msg = (f"loss {verdict}: {first:.4f} (mean of first {n} steps) -> {last:.4f} (mean of last {n}), "
+           f"ratio {ratio:.3f}; {len(losses)} steps in {seconds / 60:.1f} min")
+    return {"message": msg, "loss_start": first, "loss_end": last, "ratio": ratio,
+            "steps": len(losses), "seconds": round(seconds, 1)}
+
+
+class StepLog:
+    """Rank 0's per-step record: ``log.jsonl`` (every ``log_every`` steps and the last one),
+    TensorBoard scalars under ``<prefix>/``, and the progress bar. Other ranks get a no-op."""
+
+    def __init__(self, run_dir: Path, *, main: bool, prefix: str, total_steps: int, initial: int,
+                 log_every: int = 1, tensorboard: bool = True, progress: bool = True):
+        self.main, self.prefix, self.total_steps, self.log_every = main, prefix, total_steps, log_every
+        self.path = run_dir / "log.jsonl"
+        self.file = self.path.open("a") if main else None
+        self.tb = tensorboard_writer(run_dir) if (main and tensorboard) else None
+        self.bar = tqdm(total=total_steps, initial=initial, desc=prefix, unit="step", dynamic_ncols=True,
+                        disable=not (main and progress))
+
+    def record(self, rec: dict, *, flush: bool = True) -> None:
+        """Append any record (skipped updates, validation results) to the JSONL log."""
+        if self.main:
+            self.file.write(json.dumps(rec) + "\n")
+            if flush:
+                self.file.flush()
+
+    def scalars(self, values: dict, step: int) -> None:
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{self.prefix}/{k}", v, step)
+
+    def step(self, rec: dict) -> None:
+        if not self.main:
+            return
+        if rec["step"] % self.log_every == 0 or rec["step"] == self.total_steps:
+            self.record(rec)
+        self.scalars({k: rec[k] for k in ("loss", "lr", "grad_norm", "clips_per_s")}, rec["step"])
+        self.bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}", clips_s=rec["clips_per_s"])
+        self.bar.update(1)
+
+    def write(self, msg: str) -> None:
+        if self.main:
+            self.bar.write(msg)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.file is not None and not self.file.closed:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+@dataclass
+class StepResult:
+    bad: bool  # the update was skipped (non-finite loss or gradient)
+    grad_norm: float
+    loss: float  # mean over ranks of the accumulated loss
+    clips_per_s: float  # this rank's clips per second since ``t_data``
+
+
+class Stepper:
+    """Gradient accumulation and the optimizer update, the same for every training loop.
+
+    Per micro-batch call :meth:`backward` with a closure that returns the loss (it runs under
+    autocast and, except on the last micro-batch of a step, under DDP ``no_sync``); when it returns
+    True an update is due: call :meth:`update`.
+    """
+
+    def __init__(self, model: torch.nn.Module, ddp: torch.nn.Module, optimizer, *, accum: int,
+                 dtype: torch.dtype | None, scaler, clip_grad: float | None, max_bad_steps: int,
+                 info: DistInfo, device: torch.device, log: StepLog, fsdp: bool = False,
+                 config_prefix: str = "train"):
+        self.model, self.ddp, self.optimizer = model, ddp, optimizer
+        self.accum, self.dtype, self.scaler = accum, dtype, scaler
+        self.clip_grad, self.max_bad_steps = clip_grad, max_bad_steps
+        self.info, self.device, self.log, self.fsdp = info, device, log, fsdp
+        self.config_prefix = config_prefix
+        self.bad_steps = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.micro, self.loss_acc, self.clips, self.finite = 0, 0.0, 0, True
+
+    def backward(self, compute_loss: Callable[[], torch.Tensor], clips: int) -> bool:
+        self.micro += 1
+        sync = self.micro == self.accum
+        if self.fsdp:
+            self.ddp.set_requires_gradient_sync(sync)
+        no_sync = not (sync or not self.info.enabled or self.fsdp)
+        with self.ddp.no_sync() if no_sync else nullcontext():
+            with torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext():
+                loss = compute_loss()
+            value = loss.item()
+            self.finite &= math.isfinite(value)
+            loss = loss / self.accum
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+        self.loss_acc += value / self.accum
+        self.clips += clips
+        return sync
+
+    def update(self, step: int, lr: float, t_data: float) -> StepResult:
+        """Apply (or skip) the accumulated gradients as optimizer step ``step + 1`` at ``lr``."""
+        set_lr(self.optimizer, lr)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad or float("inf")))
+        bad = broadcast_flag(not (self.finite and math.isfinite(gnorm)), self.info, self.device)
+        if bad:  # skip the update; stop after max_bad_steps in a row
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_steps += 1
+            self.log.write(f"[mgmae] step {step + 1}: non-finite loss/gradient (loss {self.loss_acc}, "
+                           f"grad norm {gnorm}); update skipped ({self.bad_steps} in a row)")
+            self.log.record({"step": step + 1, "skipped_update": True, "loss": str(self.loss_acc),
+                             "grad_norm": str(gnorm)})
+            if self.bad_steps >= self.max_bad_steps:
+                p = self.config_prefix
+                raise FloatingPointError(
+                    f"{self.bad_steps} consecutive steps with a non-finite loss or gradient (last at step "
+                    f"{step + 1}); lower {p}.lr / blr, set {p}.clip_grad, or use train.amp=bf16")
+        else:
+            self.bad_steps = 0
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        loss, clips_s = all_reduce_mean([self.loss_acc, self.clips / max(time.time() - t_data, 1e-9)],
+                                        self.info, self.device)
+        self._reset()
+        return StepResult(bad, gnorm, loss, clips_s)
+
+
+def check_preempt(signals: Signals, step: int, stop_at_step: int | None, info: DistInfo,
+                  device: torch.device, save: Callable[[], Path], log: StepLog,
+                  save_every_steps: int = 0, total_steps: int | None = None) -> None:
+    """After an optimizer step: on a caught signal (or at ``stop_at_step``, as tests simulate
+    one) write the resume point with ``save()`` and raise :class:`Preempted`; otherwise write one
+    every ``save_every_steps`` steps (not at the last step: the final checkpoint follows)."""
+    stop = broadcast_flag(signals.caught is not None or step == stop_at_step, info, device)
+    periodic = bool(save_every_steps) and step % save_every_steps == 0 and step != total_steps
+    if not (stop or periodic):
+        return
+    path = save()
+    if stop:
+        log.close()
+        if info.is_main:
+            reason = f"signal {signals.caught}" if signals.caught is not None else f"stop_at_step={stop_at_step}"
+            print(f"[mgmae] stopped on {reason} at step {step}; resume point {path} (continue with "
+                  f"--resume auto); exit code {PREEMPTED_EXIT_CODE}")
+        raise Preempted(path)
