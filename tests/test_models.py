@@ -137,6 +137,58 @@ def test_target_rows_are_the_hidden_cubes(norm_pix):
     torch.testing.assert_close(out.loss, F.mse_loss(out.pred, out.target))
 
 
+def _normalized(rgb: torch.Tensor) -> torch.Tensor:
+    """A ``[0, 1]`` RGB clip ``(B, 3, T, H, W)`` in the model's ImageNet-normalized input space."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+    return (rgb - mean) / std
+
+
+def test_baseline_loss_raw_pixels_is_the_mean_colour_predictor():
+    """Visible cubes of colour a, hidden cubes of colour b: the trivial predictor (each clip's mean
+    visible colour) scores mean((b - a)^2); per clip, not over the batch."""
+    model = nano(norm_pix_loss=False)
+    mask = tube_mask()  # [2, N]
+    a = torch.tensor([[0.2, 0.4, 0.6], [0.9, 0.1, 0.5]])  # visible colour per clip
+    b = torch.tensor([[0.3, 0.1, 0.6], [0.5, 0.5, 0.5]])  # hidden colour per clip
+    rgb = torch.empty(2, 3, T, S, S)
+    for i in range(2):
+        tokens = torch.where(mask[i].view(N, 1), b[i].repeat(TS * P * P), a[i].repeat(TS * P * P))
+        rgb[i] = unpatchify(tokens[None], GRID, P, TS)[0]
+    expected = ((b - a) ** 2).mean()
+    torch.testing.assert_close(model.baseline_loss(_normalized(rgb), mask), expected, rtol=1e-5, atol=1e-6)
+    # a clip of one colour: the trivial predictor is exact
+    flat = torch.ones(2, 3, T, S, S) * 0.25
+    assert float(model.baseline_loss(_normalized(flat), mask)) < 1e-10
+
+
+def test_baseline_loss_norm_pix_is_the_zero_predictor():
+    model = nano(norm_pix_loss=True)
+    clip, mask = rand_clip(), tube_mask()
+    with torch.no_grad():
+        target = model(clip, mask).target
+    torch.testing.assert_close(model.baseline_loss(clip, mask), target.pow(2).mean())
+    # per-cube standardised with the unbiased std: the mean square is (n - 1) / n, n = ts*p*p pixels
+    n = TS * P * P
+    torch.testing.assert_close(model.baseline_loss(clip, mask), torch.tensor((n - 1) / n), rtol=1e-4, atol=1e-4)
+
+
+def test_baseline_check_reports_ratio():
+    from mgmae.engine.pretrain import baseline_check
+
+    model = nano(norm_pix_loss=False)
+    clip, mask = rand_clip(b=3).clamp(-2, 2), tube_mask(b=3)
+    res = baseline_check(model, (clip, mask), chunk=2)  # chunks of 2 and 1 clips
+    with torch.no_grad():
+        loss, base = float(model(clip, mask).loss), float(model.baseline_loss(clip, mask))
+    assert res["check_clips"] == 3
+    assert res["check_loss"] == pytest.approx(loss, rel=1e-5)
+    assert res["baseline_loss"] == pytest.approx(base, rel=1e-5)
+    assert res["baseline_ratio"] == pytest.approx(loss / base, rel=1e-5)
+    assert "each clip's mean visible colour" in res["baseline_message"]
+    assert baseline_check(model, None) == {}
+
+
 def test_masked_pixels_do_not_influence_prediction():
     model = nano().eval()
     clip, mask = rand_clip(), tube_mask()

@@ -77,7 +77,7 @@ class FlowConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 20
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
     batch_size: int = 16  # videos per device per step (before repeated augmentation)
     accum_steps: int = 1
@@ -103,6 +103,7 @@ class TrainConfig:
     max_bad_steps: int = 5  # stop after this many consecutive non-finite losses (each is skipped)
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     vis_clips: int = 4  # clips in the reconstruction picture
+    baseline_clips: int = 64  # clips on which the end of a run compares the loss with a trivial predictor
     compile: bool = False
     fsdp: bool = False  # under torchrun: shard params/grads/optimizer state per block (fully_shard)
 

@@ -107,7 +107,8 @@ class SyntheticVideos:
         colors = rng.uniform(0.05, 0.95, size=(2, 3))
         colors[1] = 1.0 - colors[0] * rng.uniform(0.3, 0.8)  # contrasting stripes
         return Layer(shape, center, velocity, radius, colors.clip(0, 1),
-                     freq=rng.uniform(0.08, 0.2) * 64 / S, angle=rng.uniform(0, math.pi))
+                     freq=rng.uniform(0.04, 0.08) * 64 / S,  # stripes of 12-25 px at 64x64
+                     angle=rng.uniform(0, math.pi))
 
     def __getitem__(self, index: int) -> SyntheticClip:
         if not 0 <= index < self.num_videos:
@@ -129,11 +130,13 @@ class SyntheticVideos:
         layers = []
         for _ in range(int(rng.integers(self.num_distractors[0], self.num_distractors[1] + 1))):
             v = rng.uniform(-1.0, 1.0, size=2) * scale
-            layers.append(self._layer(rng, int(rng.integers(4)), v, rng.uniform(6, 9) * scale))
-        layers.append(self._layer(rng, shape, v_main, rng.uniform(9, 13) * scale))  # on top
-        # background: two smooth coloured gratings, moving with probability background_motion
+            layers.append(self._layer(rng, int(rng.integers(4)), v, rng.uniform(7, 10) * scale))
+        layers.append(self._layer(rng, shape, v_main, rng.uniform(12, 17) * scale))  # on top
+        # background: two smooth coloured gratings (periods of 33-100 px at 64x64, longer than the
+        # ~24 px between visible cubes at 90% masking, so hidden cubes are predictable from visible
+        # ones), moving with probability background_motion
         vb = rng.uniform(-0.6, 0.6, size=2) * scale if rng.random() < self.background_motion else np.zeros(2)
-        g_freq = rng.uniform(0.02, 0.06, size=2) * 64 / S
+        g_freq = rng.uniform(0.01, 0.03, size=2) * 64 / S
         g_angle = rng.uniform(0, math.pi, size=2)
         g_col = rng.uniform(0.1, 0.9, size=(3, 3))
 

@@ -194,12 +194,16 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     if not main:
         return run_dir
     summary = summarize(losses, time.time() - t_start)
+    if fsdp:  # checks and pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
+        model = build_model(cfg).to(device)
+        model.load_state_dict(ckpt.load_checkpoint(final, map_location=device)["model"])
+    summary.update(baseline_check(model, _sample_batch(cfg, dataset, masker, device, in_loader,
+                                                       cfg.train.baseline_clips)))
     with log.path.open("a") as f:
         f.write(json.dumps({"summary": summary}) + "\n")
     print(f"[mgmae] {summary['message']}")
-    if fsdp:  # pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
-        model = build_model(cfg).to(device)
-        model.load_state_dict(ckpt.load_checkpoint(final, map_location=device)["model"])
+    if "baseline_message" in summary:
+        print(f"[mgmae] {summary['baseline_message']}")
     artefacts = write_pictures(cfg, model, dataset, masker, run_dir, device, in_loader)
     print(f"[mgmae] wrote:\n  config      {run_dir / 'config.yaml'}\n  log         {log.path}\n"
           f"  checkpoint  {final}\n" + "".join(f"  {k:<11} {v}\n" for k, v in artefacts.items()))
@@ -271,6 +275,46 @@ def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, to
                f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min{skipped}")
 
 
+def _sample_batch(cfg: Config, dataset, masker, device, in_loader: bool, n: int):
+    """The first view of ``n`` clips drawn with the run's seed, and their masks."""
+    n = min(n, len(dataset))
+    if n == 0:
+        return None
+    g = torch.Generator().manual_seed(cfg.train.seed)
+    idx = torch.randperm(len(dataset), generator=g)[:n].tolist()
+    items = [dataset[i] for i in idx]
+    video = torch.stack([it["video"][0] for it in items]).to(device)  # [n, C, T, H, W]
+    mask = (torch.stack([it["mask"][0] for it in items]) if in_loader else masker(video.cpu())).to(device)
+    return video, mask
+
+
+@torch.no_grad()
+def baseline_check(model, batch, chunk: int = 16) -> dict:
+    """The trained model's loss on ``batch`` next to the trivial predictor's
+    (:meth:`PretrainVideoMAE.baseline_loss`): has it learned structure, or only colours?"""
+    if batch is None:
+        return {}
+    video, mask = batch
+    was_training = model.training
+    model.eval()
+    losses, bases = [], []
+    for i in range(0, len(video), chunk):
+        v, m = video[i:i + chunk], mask[i:i + chunk]
+        losses.append(float(model(v, m).loss) * len(v))
+        bases.append(float(model.baseline_loss(v, m)) * len(v))
+    model.train(was_training)
+    loss, base = sum(losses) / len(video), sum(bases) / len(video)
+    ratio = loss / base if base > 0 else float("nan")
+    trivial = "zeros (norm-pix target)" if model.norm_pix_loss else "each clip's mean visible colour"
+    verdict = ("it has learned structure beyond that" if ratio < 0.8 else
+               "it has learned a little beyond that" if ratio < 0.95 else
+               "it has learned little beyond that: train longer (more steps) for useful features")
+    msg = (f"on {len(video)} clips the model's loss is {loss:.4f} vs {base:.4f} for predicting {trivial} "
+           f"(ratio {ratio:.3f}): {verdict}")
+    return {"check_clips": len(video), "check_loss": loss, "baseline_loss": base,
+            "baseline_ratio": ratio, "baseline_message": msg}
+
+
 @torch.no_grad()
 def write_pictures(cfg: Config, model, dataset, masker, run_dir: Path, device, in_loader: bool) -> dict:
     """Input / visible cubes / reconstruction for a few clips (PNG grid + GIF) and the loss curve."""
@@ -279,16 +323,12 @@ def write_pictures(cfg: Config, model, dataset, masker, run_dir: Path, device, i
     out = {}
     plot_loss_curve(run_dir / "log.jsonl", run_dir / "loss.png")
     out["loss curve"] = run_dir / "loss.png"
-    n = min(cfg.train.vis_clips, len(dataset))
-    if n == 0:
+    batch = _sample_batch(cfg, dataset, masker, device, in_loader, cfg.train.vis_clips)
+    if batch is None:
         return out
+    video, mask = batch
     was_training = model.training
     model.eval()
-    g = torch.Generator().manual_seed(cfg.train.seed)
-    idx = torch.randperm(len(dataset), generator=g)[:n].tolist()
-    items = [dataset[i] for i in idx]
-    video = torch.stack([it["video"][0] for it in items]).to(device)  # [n, C, T, H, W]
-    mask = (torch.stack([it["mask"][0] for it in items]) if in_loader else masker(video.cpu())).to(device)
     res = model(video, mask)
     recon = model.reconstruct(video, mask, res)  # [n, C, T, H, W] in [0, 1]
     save_reconstructions(denormalize(video).clamp(0, 1), mask, recon, model.grid, model.patch_size,

@@ -136,6 +136,22 @@ class PretrainVideoMAE(nn.Module):
         return MAEOutput(loss=loss, pred=pred, target=target)
 
     @torch.no_grad()
+    def baseline_loss(self, clip: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss of the trivial predictor that knows nothing of the structure of a clip: each
+        masked cube predicted as the clip's mean colour over its visible cubes (raw pixels), or as
+        zeros (norm-pix: a flat cube). A model whose loss is not clearly below this has learned
+        only colour statistics."""
+        B, n_mask = clip.shape[0], check_mask(mask, clip.shape[0], self.num_patches)
+        target = self.target(clip)  # [B, N, P]
+        hidden = target[mask].reshape(B, n_mask, -1)  # [B, N_mask, P]
+        if self.norm_pix_loss:
+            return hidden.pow(2).mean()
+        C = self.in_chans
+        visible = target[~mask].reshape(B, -1, target.shape[-1] // C, C)  # [B, N_vis, ts*p*p, C]
+        mean = visible.mean(dim=(1, 2))  # [B, C]
+        return (hidden.reshape(B, n_mask, -1, C) - mean[:, None, None, :]).pow(2).mean()
+
+    @torch.no_grad()
     def reconstruct(self, clip: torch.Tensor, mask: torch.Tensor, out: MAEOutput) -> torch.Tensor:
         """Reconstructed clip in ``[0, 1]`` RGB: visible cubes from the input, masked cubes predicted
         (norm-pix predictions are de-normalized with the true cube statistics, as in the papers'
