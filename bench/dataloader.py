@@ -7,7 +7,8 @@ H.264) and a folder of JPEG frames extracted from bikes.mp4 (SSv2-style ``img_00
 "Per worker" is one process, one thread, no DataLoader: decode (PyAV, seek to the clip) +
 multi-scale crop + resize + normalize, as a DataLoader worker does; wall-clock and CPU time are
 both shown (CPU time is what an unloaded core would take; on a busy machine wall time is higher).
-"End to end" is a DataLoader with a tube masker (90%), batch 8, 1 and 2 workers. Numbers depend
+"End to end" is a DataLoader with a tube masker and with the motion-guided masker (DIS flow,
+computed in the workers), 90%, batch 8, 1 and 2 workers. Numbers depend
 on the CPU and its load: report them with the machine.
 """
 
@@ -77,8 +78,8 @@ def per_worker(entries, args, label: str) -> dict:
     return res
 
 
-def end_to_end(entries, args, workers: int, label: str) -> float:
-    masker = build_masker("tube", input_size=(args.frames, args.size, args.size), patch_size=16,
+def end_to_end(entries, args, workers: int, label: str, masker_name: str = "tube") -> float:
+    masker = build_masker(masker_name, input_size=(args.frames, args.size, args.size), patch_size=16,
                           tubelet_size=2, mask_ratio=0.9)
     ds = VideoDataset(entries * 8 * (args.batches + 2 + 4 * workers), num_frames=args.frames,
                       sampling_rate=args.rate, img_size=args.size, num_sample=1, masker=masker)
@@ -95,7 +96,7 @@ def end_to_end(entries, args, workers: int, label: str) -> float:
     dt = time.perf_counter() - t0
     del it
     rate = n / dt
-    print(f"  {label:<34} {workers} worker(s): {rate:5.1f} clips/s  "
+    print(f"  {label:<20} {masker_name:<14} {workers} worker(s): {rate:5.1f} clips/s  "
           f"(batch {tuple(batch['video'].shape)}, mask {tuple(batch['mask'].shape)})", flush=True)
     return rate
 
@@ -108,6 +109,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batches", type=int, default=12, help="batches of 8 for the end-to-end runs")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--maskers", default="tube,motion_guided", help="maskers for the end-to-end runs")
     args = ap.parse_args(argv)
     d = sample_dir()
     bikes, bunny = os.path.join(d, "bikes.mp4"), os.path.join(d, "bigbuckbunny.mp4")
@@ -120,11 +122,12 @@ def main(argv=None):
         per_worker([bikes], args, "bikes.mp4 (640x272 H.264)")
         per_worker([bunny], args, "bigbuckbunny.mp4 (1280x720 H.264)")
         per_worker([frames], args, "bikes frame folder (640x272 JPEG)")
-        print("end to end (DataLoader, tube masker 0.9, batch 8):")
-        for w in (int(x) for x in args.workers.split(",")):
-            end_to_end([bikes], args, w, "bikes.mp4")
-        for w in (int(x) for x in args.workers.split(",")):
-            end_to_end([frames], args, w, "bikes frame folder")
+        print("end to end (DataLoader, mask ratio 0.9, batch 8):")
+        for masker in args.maskers.split(","):
+            for w in (int(x) for x in args.workers.split(",")):
+                end_to_end([bikes], args, w, "bikes.mp4", masker)
+            for w in (int(x) for x in args.workers.split(",")):
+                end_to_end([frames], args, w, "bikes frame folder", masker)
 
 
 if __name__ == "__main__":

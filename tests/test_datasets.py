@@ -152,6 +152,30 @@ def test_precrop_gives_identical_views():
             assert torch.equal(apply_frames(frames, p), apply_frames(cut, q))
 
 
+@pytest.mark.parametrize("box", [(10, 20, 60, 80, 32, 32, False),  # shrink (antialiased)
+                                 (5, 7, 24, 20, 32, 32, True),  # enlarge, flipped
+                                 (3, 4, 32, 32, 32, 32, True)])  # crop only
+def test_uint8_resize_matches_float_resize(box):
+    """Frames are resized as uint8 (the fast path); the result is within one grey level of resizing
+    the float frames, exact when there is nothing to resize, and flipped the same way."""
+    import torch.nn.functional as F
+
+    from mgmae.data.transforms import CropParams, crop_resize_frames, to_float_frames
+
+    p = CropParams(*box)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 90, 160, 3), dtype=np.uint8)
+    got = crop_resize_frames(frames, p)  # [T, 3, h, w]
+    ref = to_float_frames(frames)[..., p.top:p.top + p.height, p.left:p.left + p.width]
+    if (p.height, p.width) != (p.out_h, p.out_w):
+        ref = F.interpolate(ref, size=(p.out_h, p.out_w), mode="bilinear", align_corners=False,
+                            antialias=p.height > p.out_h).clamp(0, 1)
+    ref = ref.flip(-1) if p.flip else ref
+    assert got.shape == ref.shape == (4, 3, p.out_h, p.out_w)
+    tol = 0.0 if (p.height, p.width) == (p.out_h, p.out_w) else 1.5 / 255
+    assert float((got - ref).abs().max()) <= tol + 1e-7
+    assert float((got - ref).abs().mean()) < 0.5 / 255
+
+
 # ----------------------------------------------------------------------------- list files
 def _write(tmp_path, name, text):
     p = tmp_path / name

@@ -171,6 +171,15 @@ def test_finetune_from_scratch_via_cli(tmp_path, capsys):
     assert "scratch" in capsys.readouterr().err
 
 
+def test_no_synthetic_validation_keeps_the_final_model_only(tmp_path):
+    res = finetune(tiny_cfg(tmp_path, "finetune.synthetic_val_videos=0", "train.run_name=noval"),
+                   "scratch", progress=False)
+    assert res.best_acc1 is None and res.test is None and not res.history
+    assert set(res.checkpoints) == {"final"}
+    assert not (tmp_path / "noval" / "checkpoint-best.pth").exists()
+    assert not (tmp_path / "noval" / "test").exists()
+
+
 def test_compare_scratch_prints_both_accuracies(tmp_path, capsys):
     cfg = tiny_cfg(tmp_path)
     pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg)

@@ -229,3 +229,8 @@ def test_synthetic_cache_returns_the_same_clips():
     for i in range(4):
         assert np.array_equal(a[i].frames, b[i].frames) and np.array_equal(a[i].layers, b[i].layers)
     assert not SyntheticVideos(4, T, S).cache_all(max_bytes=10)
+    # rendered once per process: a second set with the same settings shares the clips
+    c = SyntheticVideos(4, T, S, seed=5)
+    assert c.cache_all() and c[2] is b[2]
+    d = SyntheticVideos(4, T, S, seed=6)  # other settings: rendered anew
+    assert d.cache_all() and not np.array_equal(d[0].frames, b[0].frames)

@@ -149,7 +149,7 @@ class FinetuneConfig:
     eval_every: int = 1  # validate every N epochs (the last epoch always)
     test_num_segment: int = 2  # multi-view test: temporal clips per video
     test_num_crop: int = 3  # multi-view test: spatial crops per clip
-    synthetic_val_videos: int = 128  # held-out synthetic videos (seed data.synthetic_seed + 1)
+    synthetic_val_videos: int = 128  # held-out synthetic videos (seed data.synthetic_seed + 1); 0: none
     linprobe_bn: bool = True  # BatchNorm without affine before the linear probe (MAE)
     linprobe_epochs: int = 100
     linprobe_lr: float = 1e-3  # AdamW on cached features

@@ -66,6 +66,10 @@ def _stripes(dx: np.ndarray, dy: np.ndarray, layer: Layer) -> np.ndarray:
     return layer.colors[0] * s[..., None] + layer.colors[1] * (1 - s[..., None])  # [H, W, 3]
 
 
+_RENDERED: dict[tuple, list[SyntheticClip]] = {}  # process-wide, see SyntheticVideos.cache_all
+_RENDERED_KEEP = 4
+
+
 class SyntheticVideos:
     """Deterministic generator: ``videos[i]`` is the same :class:`SyntheticClip` for the same seed."""
 
@@ -85,14 +89,23 @@ class SyntheticVideos:
     def cache_all(self, max_bytes: int = 1 << 30, progress: bool = False) -> bool:
         """Render every clip once and keep it (forked loader workers share the memory), when the
         whole set fits in ``max_bytes``; rendering costs ~10 ms per 16x64x64 clip, every epoch
-        otherwise. Returns whether the cache was built."""
+        otherwise. The last few rendered sets are also kept per process, so a process that runs many
+        short jobs on the same videos (``mgmae study``) renders them once. Returns whether the
+        cache was built."""
         per_clip = self.num_frames * self.img_size**2 * 4  # uint8 RGB frames + int8 layer map
         if self.num_videos * per_clip > max_bytes:
             return False
-        from tqdm.auto import tqdm
+        key = (self.num_videos, self.num_frames, self.img_size, self.seed, tuple(self.num_distractors),
+               self.background_motion)
+        if key not in _RENDERED:  # a process running many short jobs (mgmae study) renders once
+            from tqdm.auto import tqdm
 
-        self._cache = [self._render(i) for i in tqdm(range(self.num_videos), desc="rendering synthetic videos",
-                                                     disable=not progress, leave=False)]
+            clips = [self._render(i) for i in tqdm(range(self.num_videos), desc="rendering synthetic videos",
+                                                   disable=not progress, leave=False)]
+            while len(_RENDERED) >= _RENDERED_KEEP:
+                _RENDERED.pop(next(iter(_RENDERED)))
+            _RENDERED[key] = clips
+        self._cache = _RENDERED[key]
         return True
 
     def _layer(self, rng: np.random.Generator, shape: int, velocity: np.ndarray, radius: float) -> Layer:

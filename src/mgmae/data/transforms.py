@@ -31,13 +31,17 @@ class CropParams:
     flip: bool = False
 
 
-def to_float_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """``uint8 (T, H, W, 3) -> float (T, 3, H, W)`` in ``[0, 1]``."""
+def _as_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(np.ascontiguousarray(frames))
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be (T, H, W, 3), got {tuple(frames.shape)}")
-    return frames.permute(0, 3, 1, 2).float().div_(255.0)
+    return frames
+
+
+def to_float_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``uint8 (T, H, W, 3) -> float (T, 3, H, W)`` in ``[0, 1]``."""
+    return _as_frames(frames).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -86,10 +90,26 @@ def _crop_resize(x: torch.Tensor, p: CropParams) -> torch.Tensor:
     return x.flip(-1) if p.flip else x
 
 
+def crop_resize_frames(frames: torch.Tensor | np.ndarray, p: CropParams) -> torch.Tensor:
+    """``uint8 (T, H, W, 3)`` -> cropped, resized, flipped ``float (T, 3, h, w)`` in ``[0, 1]``.
+
+    The crop is taken first and the resize runs on the uint8 pixels (channels-last, antialiased
+    when shrinking), as torchvision's ``v2.Resize`` does for uint8 tensors: ~3x less CPU than
+    resizing the float frames, and within one grey level of it."""
+    frames = _as_frames(frames)
+    if frames.dtype != torch.uint8:
+        return _crop_resize(to_float_frames(frames), p).clamp_(0, 1)
+    x = frames[:, p.top:p.top + p.height, p.left:p.left + p.width].permute(0, 3, 1, 2)  # [T, 3, h, w]
+    if (p.height, p.width) != (p.out_h, p.out_w):
+        x = F.interpolate(x, size=(p.out_h, p.out_w), mode="bilinear", align_corners=False,
+                          antialias=p.height > p.out_h or p.width > p.out_w)
+    x = x.float().div_(255.0)
+    return x.flip(-1) if p.flip else x
+
+
 def apply_frames(frames: torch.Tensor | np.ndarray, p: CropParams) -> torch.Tensor:
     """``uint8 (T, H, W, 3)`` -> cropped, resized, flipped, normalized ``float (3, T, h, w)``."""
-    x = _crop_resize(to_float_frames(frames), p)  # [T, 3, h, w]
-    return normalize(x.clamp_(0, 1))
+    return normalize(crop_resize_frames(frames, p))
 
 
 def apply_flow(flow: torch.Tensor, p: CropParams) -> torch.Tensor:
@@ -160,7 +180,7 @@ class VideoAugment:
 
     def __call__(self, frames: torch.Tensor | np.ndarray, p: CropParams,
                  rng: np.random.Generator) -> torch.Tensor:
-        x = _crop_resize(to_float_frames(frames), p).clamp_(0, 1)  # [T, 3, h, w]
+        x = crop_resize_frames(frames, p)  # [T, 3, h, w]
         if self._ra is not None:
             x8 = x.mul(255).round_().to(torch.uint8)
             with torch.random.fork_rng(devices=[]):

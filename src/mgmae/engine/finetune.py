@@ -164,7 +164,11 @@ def build_train_dataset(cfg: Config):
 
 
 def has_val_data(cfg: Config) -> bool:
-    return uses_synthetic(cfg) or bool(cfg.data.val_list or cfg.data.test_list)
+    """Validation/test data to use: list files, or held-out synthetic videos
+    (``finetune.synthetic_val_videos=0`` turns them off: no validation, no test, final model only)."""
+    if uses_synthetic(cfg):
+        return cfg.finetune.synthetic_val_videos > 0
+    return bool(cfg.data.val_list or cfg.data.test_list)
 
 
 # ----------------------------------------------------------------------------- results
