@@ -1388,7 +1388,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "report with plots. Runs are cached: re-running continues a study.")
     p.add_argument("-c", "--config", default="configs/study_small.yaml", help="study recipe (YAML)")
     p.add_argument("--quick", action="store_true",
-                   help="the recipe's reduced budget (its quick: block); ~15 min on 2 CPU cores")
+                   help="the recipe's reduced budget (its quick: block); ~13 min on 2 idle CPU cores")
     p.add_argument("--out", default="docs/experiments.md",
                    help="Markdown report (pictures go to images/ next to it)")
     p.add_argument("--seeds", type=int, help="number of seeds (0..N-1) instead of the recipe's")

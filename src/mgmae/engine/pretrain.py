@@ -308,7 +308,8 @@ def baseline_check(model, batch, chunk: int = 16) -> dict:
     trivial = "zeros (norm-pix target)" if model.norm_pix_loss else "each clip's mean visible colour"
     verdict = ("it has learned structure beyond that" if ratio < 0.8 else
                "it has learned a little beyond that" if ratio < 0.95 else
-               "it has learned little beyond that: train longer (more steps) for useful features")
+               "it has learned little beyond that: train longer (more steps) for useful features"
+               if ratio < 1.0 else "it does not beat that yet: train longer (more steps)")
     msg = (f"on {len(video)} clips the model's loss is {loss:.4f} vs {base:.4f} for predicting {trivial} "
            f"(ratio {ratio:.3f}): {verdict}")
     return {"check_clips": len(video), "check_loss": loss, "baseline_loss": base,
