@@ -21,8 +21,13 @@ def test_demo_writes_every_artefact_and_the_loss_goes_down(tmp_path, capsys):
     assert len(steps) == 18 and steps[-1]["step"] == 18
     summary = lines[-1]["summary"]
     assert summary["ratio"] < 0.7, summary["message"]
+    # the end-of-run check against the trivial predictor, on 64 clips, in the summary and the output
+    assert summary["check_clips"] == 64 and summary["baseline_loss"] > 0
+    assert abs(summary["baseline_ratio"] - summary["check_loss"] / summary["baseline_loss"]) < 1e-9
+    assert not (run / "checkpoint-last.pth").exists()  # a finished run leaves only the final checkpoint
     out = capsys.readouterr().out
     assert "went clearly down" in out and str(run / "reconstruction.png") in out
+    assert "mean visible colour" in out
     assert "MotionGuidedMasker" in out  # the demo masks with motion guidance
     with Image.open(run / "reconstruction.png") as im:
         assert im.size[0] > 500 and im.size[1] > 300

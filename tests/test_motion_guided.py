@@ -234,3 +234,41 @@ def test_synthetic_cache_returns_the_same_clips():
     assert c.cache_all() and c[2] is b[2]
     d = SyntheticVideos(4, T, S, seed=6)  # other settings: rendered anew
     assert d.cache_all() and not np.array_equal(d[0].frames, b[0].frames)
+
+
+def test_loader_path_computes_flow_at_the_views_scale():
+    """A view that shrinks a 2x larger frame: the flow is computed on the frames resized to the
+    view's scale (the backend sees 64x64, not 128x128) and the masks equal those of the same clip
+    given at that scale directly. The flow backend here reports a motion of 5% of the frame width per
+    frame, whatever the resolution it is called at, so both paths see the same physical motion."""
+    from mgmae.data.transforms import CropParams
+
+    seen = []
+
+    def flow(src, dst):  # (B, 3, H, W) pairs -> (B, 2, H, W)
+        seen.append(tuple(src.shape[-2:]))
+        f = torch.zeros(src.shape[0], 2, *src.shape[-2:])
+        f[:, 0] = 0.05 * src.shape[-1]
+        return f
+
+    m = mg(flow=flow, init_map="token_rand", hole_filling="zero")
+    small = frames_of()  # [T, 3, 64, 64]
+    big = small.repeat_interleave(2, -1).repeat_interleave(2, -2)  # [T, 3, 128, 128]
+    view = CropParams(0, 0, 2 * S, 2 * S, S, S)  # the whole frame, shrunk to 64x64
+    got = m.mask_views(big, [view], generator=torch.Generator().manual_seed(3))
+    assert set(seen) == {(S, S)}
+    want = m.mask_views(small, [center_crop_params(S, S, S)], generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, want)
+    assert not torch.equal(got, mg().mask_views(small, [center_crop_params(S, S, S)],
+                                                generator=torch.Generator().manual_seed(3)))  # it moved
+
+
+def test_scale_crop_params_rounds_inside_the_frame():
+    from mgmae.data.transforms import CropParams, scale_crop_params
+
+    p = CropParams(0, 367, 272, 272, 224, 224, True)  # a 272 crop of a 272x640 frame
+    q = scale_crop_params(p, 224 / 272, 224 / 272, 224, 527)
+    assert (q.top, q.left, q.height, q.width) == (0, 302, 224, 224)
+    assert (q.out_h, q.out_w, q.flip) == (224, 224, True)
+    r = scale_crop_params(CropParams(0, 639, 10, 10, 8, 8), 0.5, 0.5, 5, 320)  # clamped to the frame
+    assert r.left + r.width <= 320 and r.top + r.height <= 5 and r.width >= 1

@@ -74,6 +74,15 @@ def multiscale_crop_params(height: int, width: int, out_size: int | tuple[int, i
     return CropParams(int(qy * dy), int(qx * dx), crop_h, crop_w, out_h, out_w, do_flip)
 
 
+def scale_crop_params(p: CropParams, sy: float, sx: float, height: int, width: int) -> CropParams:
+    """The crop box of ``p`` on a frame resized by ``(sy, sx)`` to ``height x width`` (rounded to whole
+    pixels, kept inside the frame); the output size is unchanged."""
+    top, left = min(int(round(p.top * sy)), height - 1), min(int(round(p.left * sx)), width - 1)
+    h = max(1, min(int(round(p.height * sy)), height - top))
+    w = max(1, min(int(round(p.width * sx)), width - left))
+    return CropParams(top, left, h, w, p.out_h, p.out_w, p.flip)
+
+
 def center_crop_params(height: int, width: int, out_size: int | tuple[int, int]) -> CropParams:
     """Largest centred crop with the output's aspect ratio, resized to ``out_size``."""
     out_h, out_w = (out_size, out_size) if isinstance(out_size, int) else out_size

@@ -193,6 +193,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     final = saver.save("checkpoint-final.pth", epoch, step, 0)
     if not main:
         return run_dir
+    (run_dir / "checkpoint-last.pth").unlink(missing_ok=True)  # finished: the final one is the resume point
     summary = summarize(losses, time.time() - t_start)
     if fsdp:  # checks and pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
         model = build_model(cfg).to(device)

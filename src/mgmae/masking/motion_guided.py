@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from mgmae.masking.base import Masker, num_visible_per_slice, topk_mask
 
@@ -245,11 +246,16 @@ class MotionGuidedMasker(Masker):
 
     def mask_views(self, frames: torch.Tensor, params, flow_fn=None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-        """Loader path: ``frames (T, 3, H, W)`` in ``[0, 1]`` (before augmentation), the views' crop
-        parameters -> masks ``(S, N)``. Flow is computed once on the raw frames (or taken from
+        """Loader path: ``frames (T, 3, H, W)``, float in ``[0, 1]`` or uint8 (before augmentation), the views' crop
+        parameters -> masks ``(S, N)``. Flow is computed once per clip (or taken from
         ``flow_fn(src, dst) -> (2, H, W)``, e.g. ground truth) and carried through each view's
-        crop/resize/flip, so repeated-augmentation views share one flow computation."""
-        from mgmae.data.transforms import apply_flow
+        crop/resize/flip, so repeated-augmentation views share one flow computation.
+
+        When every view shrinks its crop (real videos: e.g. a 272-pixel crop of a 640x272 frame
+        resized to 224), the flow is computed on the frames resized to the largest scale any view
+        needs, not at full resolution: the views never see finer motion than that, and it costs
+        (scale)^2 of the pixels and flow resizing."""
+        from mgmae.data.transforms import apply_flow, scale_crop_params
 
         T, _, H, W = frames.shape
         if T != self.input_size[0]:
@@ -261,7 +267,14 @@ class MotionGuidedMasker(Masker):
                 flows = torch.stack([flow_fn(s, d) for s, d in pairs])  # [P, 2, H, W]
                 flows = self._sanitize(flows, (len(pairs), 2, H, W))
             else:
-                flows = self.compute_flows(frames.unsqueeze(0), pairs)[0]  # [P, 2, H, W]
+                scale = max(max(p.out_h / p.height, p.out_w / p.width) for p in params)
+                h, w = max(1, round(H * scale)), max(1, round(W * scale))
+                if scale < 1 and (h, w) != (H, W):  # flow at the views' scale
+                    frames = F.interpolate(frames, size=(h, w), mode="bilinear", align_corners=False,
+                                           antialias=True)  # [T, 3, h, w]
+                    frames = frames if frames.dtype == torch.uint8 else frames.clamp_(0, 1)
+                    params = [scale_crop_params(p, h / H, w / W, h, w) for p in params]
+                flows = self.compute_flows(frames.unsqueeze(0), pairs)[0]  # [P, 2, h, w]
             out = []
             for p in params:
                 f = apply_flow(flows, p)  # [P, 2, h, w] on the view's grid
