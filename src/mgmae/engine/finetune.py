@@ -581,7 +581,7 @@ def compare_scratch(cfg: Config, pretrained: str | Path, *, progress: bool = Tru
     chance = f"; chance level {100 / K:.1f}%" if K else ""
     table = "\n".join([f"[mgmae] fine-tuning from {pretrained} vs from scratch "
                        f"({cfg.data.synthetic_label if uses_synthetic(cfg) else 'list'} labels):"]
-                      + rows + [f"  -> {verdict} by {p - s:+.2f} points (val top-1){noise}{chance}"])
+                      + rows + [f"  -> {verdict}: {p - s:+.2f} points of val top-1{noise}{chance}"])
     summary = Path(cfg.train.output_dir) / f"{base}-compare.json"
     if env_info().is_main:
         summary.write_text(json.dumps({"pretrained": results["pretrained"].to_dict(),
