@@ -123,6 +123,9 @@ def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):
         assert (images / name).is_file(), name
         assert f"images/{name}" in md
     assert "(cached)" not in first
+    runs = tmp_path / "runs"
+    ft_dirs = [d for d in runs.rglob("ft-*") if d.is_dir()]
+    assert ft_dirs and not any(list(d.glob("checkpoint-*.pth")) for d in ft_dirs)  # weights not kept
     # second run: everything from the cache, the same table
     assert main(args) == 0
     second = capsys.readouterr().out

@@ -46,6 +46,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -404,6 +405,21 @@ class Study:
         if self.cache_only:
             raise MissingRun(f"{key} is not in the cache {self.results}; run the study without --report-only")
 
+    def _cached(self, key: str, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+        """The record ``results/<key>.json``, computed by ``compute()`` (timed into its
+        ``seconds``) and stored when it is not there yet; returns ``(record, was_cached)``."""
+        path = self.results / f"{key}.json"
+        rec = _read_json(path)
+        if rec is not None:
+            return rec, True
+        self._need(key)
+        t0 = time.time()
+        rec = compute()
+        rec["seconds"] = round(time.time() - t0, 1)
+        _write_json(path, rec)
+        self.computed_seconds += rec["seconds"]
+        return rec, False
+
     # ------------------------------------------------------------------ progress
     def _step(self, what: str, seconds: float, cached: bool, extra: str = "") -> None:
         self.done += 1
@@ -543,11 +559,8 @@ class Study:
                     flatten(cfg.to_dict())["data.synthetic_videos"], self.plan.eval_videos,
                     cfg.data.synthetic_seed, seed]
         key = f"lp-{enc_key}-{_hash(settings)}"
-        path = self.results / f"{key}.json"
-        rec = _read_json(path)
-        if rec is None:
-            self._need(key)
-            t0 = time.time()
+
+        def compute() -> dict[str, Any]:
             data = self.eval_data()
             torch.manual_seed(seed)
             encoder = load_encoder(checkpoint, cfg)
@@ -562,12 +575,9 @@ class Study:
                 tr = classification_metrics(probe_scores(probe, x_tr), data.train_y[lab], K)
                 ev = classification_metrics(probe_scores(probe, x_ev), data.eval_y[lab], K)
                 rec[lab] = {"train_acc1": tr["top1"], "acc1": ev["top1"], "acc5": ev["top5"]}
-            rec["seconds"] = round(time.time() - t0, 1)
-            _write_json(path, rec)
-            self.computed_seconds += rec["seconds"]
-            cached = False
-        else:
-            cached = True
+            return rec
+
+        rec, cached = self._cached(key, compute)
         accs = ", ".join(f"{lab} {rec[lab]['acc1']:.1f}%" for lab in self.plan.labels)
         self._step(f"linear probe {enc_key}", rec["seconds"], cached, accs + ";")
         return rec
@@ -583,11 +593,9 @@ class Study:
         cfg.train.max_steps = p.finetune_steps
         cfg.data.synthetic_label = label
         key = f"ft-{enc_key}-{label}-{_cfg_hash(cfg, enc_key, p.eval_videos)}"
-        path = self.results / f"{key}.json"
-        rec = _read_json(path)
-        if rec is None:
-            self._need(key)
-            t0 = time.time()
+        run_dir = self.root / key  # train.output_dir / train.run_name
+
+        def compute() -> dict[str, Any]:
             cfg.train.output_dir = str(self.root)
             cfg.train.run_name = key
             cfg.train.resume = "auto"
@@ -598,17 +606,14 @@ class Study:
             K = model.head.out_features
             scores = torch.as_tensor(_logits(model, data.eval_x)).softmax(-1).numpy()
             m = classification_metrics(scores, data.eval_y[label], K)
-            rec = {"key": key, "encoder": enc_key, "seed": seed, "label": label,
-                   "acc1": m["top1"], "acc5": m["top5"], "steps": res.steps,
-                   "train_loss_end": _last_loss(Path(res.run_dir) / "log.jsonl"),
-                   "seconds": round(time.time() - t0, 1)}
-            _write_json(path, rec)
-            for ck in Path(res.run_dir).glob("checkpoint-*.pth"):  # numbers are kept, weights are not
+            return {"key": key, "encoder": enc_key, "seed": seed, "label": label,
+                    "acc1": m["top1"], "acc5": m["top5"], "steps": res.steps,
+                    "train_loss_end": _last_loss(run_dir / "log.jsonl")}
+
+        rec, cached = self._cached(key, compute)
+        if not cached:  # stored: the numbers are kept, the weights are not
+            for ck in run_dir.glob("checkpoint-*.pth"):
                 ck.unlink()
-            self.computed_seconds += rec["seconds"]
-            cached = False
-        else:
-            cached = True
         self._step(f"fine-tune {enc_key} on {label} labels", rec["seconds"], cached,
                    f"top-1 {rec['acc1']:.1f}%;")
         return rec
@@ -621,29 +626,25 @@ class Study:
         from mgmae.engine.pretrain import build_model
 
         key = f"recon-{pt['key']}-{_hash([maskers, self.plan.mask_clips])}"
-        path = self.results / f"{key}.json"
-        rec = _read_json(path)
-        if rec is not None:
-            return rec["loss"]
-        self._need(key)
-        t0 = time.time()
-        state = ckpt.load_checkpoint(pt["checkpoint"])
-        cfg = Config.from_dict(state["config"])
-        model = build_model(cfg)
-        model.load_state_dict(state["model"])
-        model.eval()
-        out = {}
-        with torch.no_grad():
-            for name in maskers:
-                item = self._mask_items[name]
-                x = self._mask_video(name)
-                masks = item["masks"]
-                losses = [float(model(x[i:i + 16], masks[i:i + 16]).loss) * len(x[i:i + 16])
-                          for i in range(0, len(x), 16)]
-                out[name] = sum(losses) / len(x)
-        _write_json(path, {"key": key, "loss": out, "seconds": round(time.time() - t0, 1)})
-        self.computed_seconds += time.time() - t0
-        return out
+
+        def compute() -> dict[str, Any]:
+            state = ckpt.load_checkpoint(pt["checkpoint"])
+            cfg = Config.from_dict(state["config"])
+            model = build_model(cfg)
+            model.load_state_dict(state["model"])
+            model.eval()
+            out = {}
+            with torch.no_grad():
+                for name in maskers:
+                    item = self._mask_items[name]
+                    x = self._mask_video(name)
+                    masks = item["masks"]
+                    losses = [float(model(x[i:i + 16], masks[i:i + 16]).loss) * len(x[i:i + 16])
+                              for i in range(0, len(x), 16)]
+                    out[name] = sum(losses) / len(x)
+            return {"key": key, "loss": out}
+
+        return self._cached(key, compute)[0]["loss"]
 
     def _mask_video(self, name: str) -> torch.Tensor:
         """Centre views of the mask clips (the same held-out clips for every masker)."""
