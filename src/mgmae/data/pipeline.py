@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mgmae.data.transforms import CropParams, apply_frames
+from mgmae.data.transforms import CropParams, apply_frames, as_frames
 
 # flow_fn(src_index, dst_index) -> flow (2, H, W) on the raw frames' grid (e.g. ground truth)
 FlowFn = Callable[[int, int], torch.Tensor]
@@ -33,8 +33,7 @@ def make_views(frames: torch.Tensor | np.ndarray, params: Sequence[CropParams], 
     if masker is None:
         return views, None
     if hasattr(masker, "mask_views"):  # motion-guided: flow once on the raw frames
-        raw = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
-        masks = masker.mask_views(raw.permute(0, 3, 1, 2), params, flow_fn=flow_fn,
+        masks = masker.mask_views(as_frames(frames).permute(0, 3, 1, 2), params, flow_fn=flow_fn,
                                   generator=generator)  # [S, N]; uint8 frames: resized as uint8
     else:
         masks = masker(views, generator=generator)  # [S, N]

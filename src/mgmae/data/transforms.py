@@ -31,7 +31,8 @@ class CropParams:
     flip: bool = False
 
 
-def _as_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+def as_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Decoded frames as a tensor, checked to be ``(T, H, W, 3)``."""
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(np.ascontiguousarray(frames))
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -41,7 +42,7 @@ def _as_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def to_float_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """``uint8 (T, H, W, 3) -> float (T, 3, H, W)`` in ``[0, 1]``."""
-    return _as_frames(frames).permute(0, 3, 1, 2).float().div_(255.0)
+    return as_frames(frames).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +106,7 @@ def crop_resize_frames(frames: torch.Tensor | np.ndarray, p: CropParams) -> torc
     The crop is taken first and the resize runs on the uint8 pixels (channels-last, antialiased
     when shrinking), as torchvision's ``v2.Resize`` does for uint8 tensors: ~3x less CPU than
     resizing the float frames, and within one grey level of it."""
-    frames = _as_frames(frames)
+    frames = as_frames(frames)
     if frames.dtype != torch.uint8:
         return _crop_resize(to_float_frames(frames), p).clamp_(0, 1)
     x = frames[:, p.top:p.top + p.height, p.left:p.left + p.width].permute(0, 3, 1, 2)  # [T, 3, h, w]

@@ -198,14 +198,15 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     if fsdp:  # checks and pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
         model = build_model(cfg).to(device)
         model.load_state_dict(ckpt.load_checkpoint(final, map_location=device)["model"])
-    summary.update(baseline_check(model, _sample_batch(cfg, dataset, masker, device, in_loader,
-                                                       cfg.train.baseline_clips)))
+    # one sample of clips serves the check and the pictures (the pictures show its first clips)
+    clips = _sample_batch(cfg, dataset, masker, device, in_loader, max(t.baseline_clips, t.vis_clips))
+    summary.update(baseline_check(model, _first(clips, t.baseline_clips)))
     with log.path.open("a") as f:
         f.write(json.dumps({"summary": summary}) + "\n")
     print(f"[mgmae] {summary['message']}")
     if "baseline_message" in summary:
         print(f"[mgmae] {summary['baseline_message']}")
-    artefacts = write_pictures(cfg, model, dataset, masker, run_dir, device, in_loader)
+    artefacts = write_pictures(model, _first(clips, t.vis_clips), run_dir)
     print(f"[mgmae] wrote:\n  config      {run_dir / 'config.yaml'}\n  log         {log.path}\n"
           f"  checkpoint  {final}\n" + "".join(f"  {k:<11} {v}\n" for k, v in artefacts.items()))
     return run_dir
@@ -289,6 +290,14 @@ def _sample_batch(cfg: Config, dataset, masker, device, in_loader: bool, n: int)
     return video, mask
 
 
+def _first(batch, n: int):
+    """The first ``n`` clips of a ``(video, mask)`` sample (None when there are none)."""
+    if batch is None or n <= 0:
+        return None
+    video, mask = batch
+    return video[:n], mask[:n]
+
+
 @torch.no_grad()
 def baseline_check(model, batch, chunk: int = 16) -> dict:
     """The trained model's loss on ``batch`` next to the trivial predictor's
@@ -318,14 +327,14 @@ def baseline_check(model, batch, chunk: int = 16) -> dict:
 
 
 @torch.no_grad()
-def write_pictures(cfg: Config, model, dataset, masker, run_dir: Path, device, in_loader: bool) -> dict:
-    """Input / visible cubes / reconstruction for a few clips (PNG grid + GIF) and the loss curve."""
+def write_pictures(model, batch, run_dir: Path) -> dict:
+    """The loss curve, and input / visible cubes / reconstruction of the clips of ``batch``
+    (``(video, mask)`` or None) as a PNG grid and a GIF."""
     from mgmae.viz import plot_loss_curve, save_reconstructions
 
     out = {}
     plot_loss_curve(run_dir / "log.jsonl", run_dir / "loss.png")
     out["loss curve"] = run_dir / "loss.png"
-    batch = _sample_batch(cfg, dataset, masker, device, in_loader, cfg.train.vis_clips)
     if batch is None:
         return out
     video, mask = batch
