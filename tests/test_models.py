@@ -173,6 +173,62 @@ def test_baseline_loss_norm_pix_is_the_zero_predictor():
     torch.testing.assert_close(model.baseline_loss(clip, mask), torch.tensor((n - 1) / n), rtol=1e-4, atol=1e-4)
 
 
+def _clip_from_cube_colours(colours: torch.Tensor) -> torch.Tensor:
+    """A normalized clip ``(B, 3, T, S, S)`` whose cubes are flat, of colours ``(B, N, 3)``."""
+    tokens = colours.repeat(1, 1, TS * P * P)  # [B, N, ts*p*p*3] in (dt, dy, dx, c) order
+    return _normalized(unpatchify(tokens, GRID, P, TS))
+
+
+def test_smoothing_loss_is_exact_on_slices_of_one_colour():
+    """Each temporal slice flat, a different colour per slice: the same-slice smoothing predictor is
+    exact, the clip-mean predictor is not."""
+    model = nano(norm_pix_loss=False)
+    mask = tube_mask()
+    per_slice = torch.rand(2, GRID[0], 3, generator=torch.Generator().manual_seed(1))  # [B, t, 3]
+    colours = per_slice.repeat_interleave(GRID[1] * GRID[2], dim=1)  # [B, N, 3]
+    clip = _clip_from_cube_colours(colours)
+    assert float(model.smoothing_loss(clip, mask)) < 1e-10
+    assert float(model.baseline_loss(clip, mask)) > 1e-3
+
+
+def test_smoothing_loss_hand_computed():
+    """One slice (the first) wholly hidden: its cubes get the clip's mean visible colour. In the
+    other slices a hidden cube gets the softmax(-d^2 / 2 sigma^2)-weighted mean of the visible
+    cubes' colours of its slice; the best sigma is kept."""
+    model = nano(norm_pix_loss=False)
+    g = torch.Generator().manual_seed(2)
+    colours = torch.rand(1, N, 3, generator=g)
+    per = GRID[1] * GRID[2]
+    mask = torch.zeros(1, N, dtype=torch.bool)
+    mask[0, :per] = True  # slice 0 hidden
+    for t in range(1, GRID[0]):  # slices 1..: cube 0 hidden, cube 5 hidden
+        mask[0, t * per] = mask[0, t * per + 5] = True
+    clip = _clip_from_cube_colours(colours)
+    ys, xs = torch.meshgrid(torch.arange(GRID[1]), torch.arange(GRID[2]), indexing="ij")
+    pos = torch.stack([ys.flatten(), xs.flatten()], 1).float()  # [per, 2]
+    vis_mean = colours[0][~mask[0]].mean(0)
+    for sigmas in [(0.75,), (3.0,), (0.75, 1.5, 3.0)]:
+        losses = []
+        for sigma in sigmas:
+            err = []
+            for i in mask[0].nonzero()[:, 0].tolist():
+                t, j = divmod(i, per)
+                if t == 0:
+                    pred = vis_mean
+                else:
+                    vis = [k for k in range(per) if not mask[0, t * per + k]]
+                    d2 = ((pos[vis] - pos[j]) ** 2).sum(1)
+                    wts = torch.softmax(-d2 / (2 * sigma**2), 0)
+                    pred = (wts[:, None] * colours[0, [t * per + k for k in vis]]).sum(0)
+                err.append(((colours[0, i] - pred) ** 2).mean())
+            losses.append(torch.stack(err).mean())
+        expected = min(losses)
+        torch.testing.assert_close(model.smoothing_loss(clip, mask, sigmas=sigmas), expected,
+                                   rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="norm-pix"):
+        nano(norm_pix_loss=True).smoothing_loss(clip, mask)
+
+
 def test_baseline_check_reports_ratio():
     from mgmae.engine.pretrain import baseline_check
 
@@ -186,7 +242,13 @@ def test_baseline_check_reports_ratio():
     assert res["baseline_loss"] == pytest.approx(base, rel=1e-5)
     assert res["baseline_ratio"] == pytest.approx(loss / base, rel=1e-5)
     assert "each clip's mean visible colour" in res["baseline_message"]
+    smooth = float(model.smoothing_loss(clip, mask))
+    assert res["smoothing_loss"] == pytest.approx(smooth, rel=1e-5)
+    assert res["smoothing_ratio"] == pytest.approx(loss / smooth, rel=1e-5)
+    assert "spatial smoothing" in res["baseline_message"]
     assert baseline_check(model, None) == {}
+    norm = baseline_check(nano(norm_pix_loss=True), (clip, mask))
+    assert "smoothing_loss" not in norm and "zeros" in norm["baseline_message"]
 
 
 def test_masked_pixels_do_not_influence_prediction():

@@ -152,6 +152,40 @@ class PretrainVideoMAE(nn.Module):
         return (hidden.reshape(B, n_mask, -1, C) - mean[:, None, None, :]).pow(2).mean()
 
     @torch.no_grad()
+    def smoothing_loss(self, clip: torch.Tensor, mask: torch.Tensor,
+                       sigmas: tuple[float, ...] = (0.75, 1.5, 3.0)) -> torch.Tensor:
+        """The loss of spatial smoothing, a stronger yardstick than :meth:`baseline_loss`: each
+        masked cube predicted as the Gaussian-weighted mean colour of the visible cubes of its own
+        temporal slice (distances in cubes; the clip's mean visible colour where a slice shows
+        none), with the best of ``sigmas``. A model that beats it infers hidden content from more
+        than the neighbouring colours (where objects are, how they move). Raw-pixel target only."""
+        if self.norm_pix_loss:
+            raise ValueError("smoothing_loss compares raw-pixel predictions; with the norm-pix target "
+                             "the trivial predictor is baseline_loss (zeros)")
+        B, n_mask, C = clip.shape[0], check_mask(mask, clip.shape[0], self.num_patches), self.in_chans
+        t, h, w = self.grid
+        cubes = self.target(clip)  # [B, N, P]
+        cubes = cubes.reshape(B, self.num_patches, -1, C)  # [B, N, ts*p*p, C]
+        colour = cubes.mean(2)  # [B, N, C]
+        visible = (~mask).to(colour.dtype)  # [B, N]
+        clip_mean = (colour * visible[..., None]).sum(1) / visible.sum(1, keepdim=True)  # [B, C]
+        idx = torch.arange(self.num_patches, device=clip.device)
+        ti, hi, wi = idx // (h * w), (idx // w) % h, idx % w  # [N] each, (t, h, w) token order
+        d2 = ((hi[:, None] - hi[None]) ** 2 + (wi[:, None] - wi[None]) ** 2).to(colour.dtype)  # [N, N]
+        usable = (ti[:, None] == ti[None])[None] & ~mask[:, None, :]  # [B, N, N]: same slice, visible
+        any_usable = usable.any(-1, keepdim=True)  # [B, N, 1]
+        hidden = cubes[mask].reshape(B, n_mask, -1, C)  # [B, N_mask, ts*p*p, C]
+        best = None
+        for sigma in sigmas:
+            logits = (-d2 / (2 * sigma**2))[None].masked_fill(~usable, float("-inf"))  # [B, N, N]
+            weights = logits.softmax(-1).nan_to_num(0.0)  # rows with no usable cube: NaN -> 0
+            pred = torch.where(any_usable, weights @ colour, clip_mean[:, None, :])  # [B, N, C]
+            pred = pred[mask].reshape(B, n_mask, 1, C)  # [B, N_mask, 1, C]
+            loss = (hidden - pred).pow(2).mean()
+            best = loss if best is None else torch.minimum(best, loss)
+        return best
+
+    @torch.no_grad()
     def reconstruct(self, clip: torch.Tensor, mask: torch.Tensor, out: MAEOutput) -> torch.Tensor:
         """Reconstructed clip in ``[0, 1]`` RGB: visible cubes from the input, masked cubes predicted
         (norm-pix predictions are de-normalized with the true cube statistics, as in the papers'
