@@ -34,6 +34,11 @@ SMOKE = {
             "motion_guided_gt": {"label": "motion-guided, GT flow",
                                  "set": {"masking.name": "motion_guided", "flow.name": "gt"}},
         },
+        # one ablation group (the full mode's report path): pre-training, tracking and probe only
+        "ablation_reference": "motion_guided_gt", "ablation_seeds": 1, "ablation_finetune": False,
+        "ablations": {"warp": {"title": "warping", "reference": "backward",
+                               "variants": {"forward": {"label": "forward",
+                                                        "set": {"masking.warp": "forward"}}}}},
     },
 }
 
@@ -117,6 +122,13 @@ def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):
         assert 0 <= float(body[k][2].rstrip("%")) <= 100 and 0 <= float(body[k][3].rstrip("%")) <= 100
     assert "mgmae study -c" in md and " cores " in md and "Wall time" in md
     assert "## Every run" in md and "### Reconstruction difficulty" in md
+    a_header, a_body = table_rows(md, "ablation")  # reference row (the main run), then the variant
+    assert a_header[:5] == ["ablation", "setting", "loss at end", "tracking: moving", "tracking: all"]
+    assert [r[:2] for r in a_body] == [["warping", "backward (reference: motion-guided, GT flow)"],
+                                     ["", "forward"]]
+    for row in a_body:  # loss, tracking and linear probes filled
+        assert all(re.match(r"^-?\d+(\.\d+)?%?$", c) for c in row[2:7]), row
+    assert a_body[1][7:] == ["–", "–"]  # ablation encoders are not fine-tuned (the reference is)
     images = out.parent / "images"
     for name in ("study_loss.png", "study_accuracy.png", "study_masks.png",
                  "study_masks_tube.gif", "study_masks_motion_guided_gt.gif"):
