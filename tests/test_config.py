@@ -168,6 +168,7 @@ def test_wrong_type_names_the_key(override, key):
     ("train.amp", ["auto", "bf16", "fp16", "none"]),
     ("data.sampling", ["dense", "segment"]),
     ("masking.warp", ["backward", "forward"]),
+    ("model.pos_embed", ["sincos_1d", "sincos_3d"]),
 ])
 def test_invalid_choice_lists_allowed(key, allowed):
     with pytest.raises(ValueError) as e:

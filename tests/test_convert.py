@@ -210,6 +210,35 @@ def test_position_tables_regenerated_for_other_sizes(tmp_path):
     assert bigger(_clip(frames=8, size=32)).shape == (2, 3)
 
 
+def test_separable_positions_travel_with_our_checkpoints(tmp_path):
+    """The position table is not in the weights: our checkpoints carry it in their config / arch, a
+    fine-tuning or feature model gets the same table, and formats that know only VideoMAE's 1D table
+    are refused."""
+    model = _randomise(_nano("pretrain", pos_embed="sincos_3d"))
+    cfg = Config()
+    cfg.model.name, cfg.model.decoder_depth, cfg.model.pos_embed = "mae_vit_nano_patch8", 1, "sincos_3d"
+    cfg.data.num_frames, cfg.data.img_size = 4, 16
+    save_checkpoint(tmp_path / "ckpt.pth", model=model, config=cfg.to_dict(), kind="pretrain")
+    export_model(model, tmp_path / "m.safetensors")  # arch metadata only
+    for src in ("ckpt.pth", "m.safetensors"):
+        enc = load_model(tmp_path / src, task="encoder")
+        assert enc.pos_embed_type == "sincos_3d", src
+        with torch.no_grad():
+            torch.testing.assert_close(enc.forward_features(_clip()),
+                                       model.encoder.forward_features(_clip()), atol=0, rtol=0)
+        clf = load_model(tmp_path / src, task="classify", num_classes=3)
+        assert torch.equal(clf.pos_embed, model.encoder.pos_embed), src
+    for to, dst in (("hf", tmp_path / "hf"), ("official", tmp_path / "o.pth")):
+        with pytest.raises(ValueError, match="sincos_3d positions"):
+            export_model(model, dst, to=to)
+    # a 1D model with the same weights computes something else: the table is not a no-op
+    plain = _nano("pretrain")
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(plain.encoder.forward_features(_clip()),
+                                  model.encoder.forward_features(_clip()))
+
+
 # --------------------------------------------------------------------------- (d): official layouts
 def _official_from_hf(ref, kind):
     """Official VideoMAE layout written independently of mgmae.convert."""

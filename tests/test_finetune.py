@@ -123,9 +123,11 @@ def test_criterion_choice():
 
 
 # ----------------------------------------------------------------------------- end to end
-def _pretrain_checkpoint(path, cfg: Config):
+def _pretrain_checkpoint(path, cfg: Config, pos_embed: str = "sincos_1d"):
     mae = create_model("mae_vit_nano_patch8", num_frames=cfg.data.num_frames,
-                       img_size=cfg.data.img_size)
+                       img_size=cfg.data.img_size, pos_embed=pos_embed)
+    cfg = Config.from_dict(cfg.to_dict())
+    cfg.model.pos_embed = pos_embed
     return save_checkpoint(path, model=mae, config=cfg.to_dict(), kind="pretrain"), mae
 
 
@@ -181,8 +183,8 @@ def test_no_synthetic_validation_keeps_the_final_model_only(tmp_path):
 
 
 def test_compare_scratch_prints_both_accuracies(tmp_path, capsys):
-    cfg = tiny_cfg(tmp_path)
-    pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg)
+    cfg = tiny_cfg(tmp_path)  # the fine-tuning config says nothing of positions (sincos_1d) ...
+    pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg, pos_embed="sincos_3d")
     args = [str(pre), "--compare-scratch", *TINY, f"train.output_dir={tmp_path}",
             "train.run_name=cmp", "train.max_steps=2", "--quiet"]
     assert cli_main(args) == 0
@@ -193,6 +195,10 @@ def test_compare_scratch_prints_both_accuracies(tmp_path, capsys):
     assert summary["scratch"]["pretrained"] == "scratch"
     assert summary["difference_best_val_acc1"] == pytest.approx(
         summary["pretrained"]["best_acc1"] - summary["scratch"]["best_acc1"])
+    # ... both models are built like the checkpoint's (separable positions), the scratch one too
+    for kind in ("pretrained", "scratch"):
+        model = load_model(tmp_path / f"cmp-{kind}" / "checkpoint-final.pth")
+        assert model.pos_embed_type == "sincos_3d", kind
 
 
 def test_finetune_resume_auto(tmp_path):
@@ -328,6 +334,31 @@ def test_linprobe_runs_on_synthetic(tmp_path):
     assert 0 <= res.val_acc1 <= 100
     for name in ("probe.pth", "result.json", "log.jsonl", "val/predictions.csv", "val/confusion.png"):
         assert (tmp_path / "lp" / name).is_file(), name
+
+
+def test_linprobe_compare_scratch_uses_the_checkpoint_architecture(tmp_path, monkeypatch, capsys):
+    """The random-encoder baseline of ``mgmae linprobe CK --compare-scratch`` is built like CK's
+    encoder (here: separable positions), whatever the probing config says."""
+    import mgmae.engine.linprobe as lp
+
+    cfg = tiny_cfg(tmp_path)
+    pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg, pos_embed="sincos_3d")
+    seen, real = [], lp.linprobe
+
+    def spy(c, pretrained, progress=True):
+        seen.append((str(pretrained), c.model.pos_embed))
+        from mgmae.engine.extract import load_encoder
+
+        seen.append(("encoder", load_encoder(pretrained, c).pos_embed_type))
+        return real(c, pretrained, progress=progress)
+
+    monkeypatch.setattr(lp, "linprobe", spy)
+    args = [str(pre), "--compare-scratch", *TINY, f"train.output_dir={tmp_path}",
+            "train.run_name=lp", "finetune.linprobe_epochs=2", "--quiet"]
+    assert lp.cli_main(args) == 0
+    assert seen[1] == ("encoder", "sincos_3d") and seen[2][0] == "scratch"
+    assert seen[3] == ("encoder", "sincos_3d")  # the random encoder has the checkpoint's positions
+    assert "vs random encoder" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- extraction

@@ -251,6 +251,59 @@ def test_baseline_check_reports_ratio():
     assert "smoothing_loss" not in norm and "zeros" in norm["baseline_message"]
 
 
+def test_sincos_3d_table_known_values():
+    """Separable table: channels [0, 44) code t, [44, 86) code h, [86, 128) code w (dim 128), each
+    part sin(x * w_k) then cos(x * w_k) with w_k = 10000^(-k / (part / 2))."""
+    from mgmae.models.vit import position_table, sincos_3d_table
+
+    grid, dim = (3, 4, 5), 128
+    tab = sincos_3d_table(grid, dim)[0]  # [60, 128]
+    assert tab.shape == (60, 128)
+    parts = {"t": (0, 44), "h": (44, 86), "w": (86, 128)}
+
+    def code(x: float, width: int) -> torch.Tensor:
+        omega = 1.0 / 10000 ** (torch.arange(width // 2, dtype=torch.float64) / (width / 2))
+        return torch.cat([torch.sin(x * omega), torch.cos(x * omega)]).float()
+
+    for t, h, w in [(0, 0, 0), (2, 3, 4), (1, 0, 3)]:
+        row = tab[(t * 4 + h) * 5 + w]
+        for name, x in (("t", t), ("h", h), ("w", w)):
+            a, b = parts[name]
+            torch.testing.assert_close(row[a:b], code(x, b - a), atol=1e-6, rtol=0)
+    # tokens in the same slice share the t part; moving one column changes only the w part
+    a, b = (t * 20 + 7 for t in (0, 2))
+    assert not torch.equal(tab[a, :44], tab[b, :44]) and torch.equal(tab[a, 44:], tab[b, 44:])
+    assert torch.equal(tab[7, :86], tab[8, :86]) and not torch.equal(tab[7, 86:], tab[8, 86:])
+    assert torch.equal(position_table("sincos_1d", grid, dim), sinusoid_1d(60, dim))
+    with pytest.raises(ValueError, match="sincos_1d, sincos_3d"):
+        position_table("learned", grid, dim)
+
+
+def sinusoid_1d(n: int, dim: int) -> torch.Tensor:
+    from mgmae.models.vit import sinusoid_table
+
+    return sinusoid_table(n, dim)
+
+
+def test_pos_embed_option_reaches_encoder_decoder_and_classifier():
+    from mgmae.models.vit import sincos_3d_table
+
+    mae = nano(pos_embed="sincos_3d")
+    assert torch.equal(mae.encoder.pos_embed, sincos_3d_table(GRID, 128))
+    assert torch.equal(mae.pos_embed, sincos_3d_table(GRID, 64))  # decoder width
+    assert mae.encoder.pos_embed_type == "sincos_3d"
+    default = nano()
+    assert default.encoder.pos_embed_type == "sincos_1d"
+    assert not torch.equal(default.encoder.pos_embed, mae.encoder.pos_embed)
+    clf = create_model("vit_nano_patch8", num_frames=T, img_size=S, num_classes=3, pos_embed="sincos_3d")
+    assert torch.equal(clf.pos_embed, sincos_3d_table(GRID, 128))
+    # the table changes what the model computes (positions are not a no-op)
+    clip, mask = rand_clip(), tube_mask()
+    default.load_state_dict(mae.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(default(clip, mask).pred, mae(clip, mask).pred)
+
+
 def test_masked_pixels_do_not_influence_prediction():
     model = nano().eval()
     clip, mask = rand_clip(), tube_mask()

@@ -30,6 +30,10 @@ class ModelConfig:
     norm_pix_loss: bool = False
     drop_path: float = 0.0
     grad_checkpointing: bool = False  # activation checkpointing per block (saves memory)
+    # fixed position table: sincos_1d (VideoMAE's, over the flattened token index; needed by every
+    # published checkpoint and the HF export) or sincos_3d (separable t/h/w sin-cos; learns much
+    # faster at small scale, see docs/finetune.md)
+    pos_embed: str = "sincos_1d"
 
 
 @dataclass
@@ -313,6 +317,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 _CHOICES = {
+    "model.pos_embed": ("sincos_1d", "sincos_3d"),
     "data.dataset": ("auto", "synthetic", "list", "folder"),
     "data.sampling": ("dense", "segment"),
     "data.synthetic_label": ("motion", "appearance"),

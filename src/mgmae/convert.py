@@ -81,6 +81,7 @@ class Arch:
     decoder_depth: int | None = None
     decoder_num_heads: int | None = None
     norm_pix_loss: bool = True
+    pos_embed: str = "sincos_1d"  # fixed position table (not in the weights): sincos_1d | sincos_3d
     norm_eps: float = 1e-6  # block norms and ``norm``
     fc_norm_eps: float = 1e-6
     decoder_norm_eps: float = 1e-6
@@ -494,6 +495,8 @@ def _hints_from_config(config: dict[str, Any]) -> dict[str, Any]:
         hints["norm_pix_loss"] = model["norm_pix_loss"]
     if isinstance(model.get("decoder_num_heads"), int):
         hints["decoder_num_heads"] = model["decoder_num_heads"]
+    if isinstance(model.get("pos_embed"), str):
+        hints["pos_embed"] = model["pos_embed"]
     name = model.get("name")
     if isinstance(name, str):
         for candidate in (name, name.removeprefix("mae_"), "mae_" + name):
@@ -622,7 +625,7 @@ def _build(arch: Arch, task: str, build_kwargs: dict[str, Any]) -> nn.Module:
     common = dict(img_size=arch.img_size, patch_size=arch.patch_size, in_chans=arch.in_chans,
                   embed_dim=arch.embed_dim, depth=arch.depth, num_heads=arch.num_heads,
                   mlp_ratio=arch.mlp_ratio, num_frames=arch.num_frames,
-                  tubelet_size=arch.tubelet_size)
+                  tubelet_size=arch.tubelet_size, pos_embed=arch.pos_embed)
     if task == "pretrain":
         if not arch.qkv_bias:
             raise ValueError("pre-training models without q/v biases are not supported")
@@ -666,7 +669,7 @@ def arch_of(model: nn.Module) -> tuple[Arch, str]:
              img_size=pe.img_size, qkv_bias=blk.attn.q_bias is not None,
              final_norm=isinstance(enc.norm, nn.LayerNorm), mean_pooling=enc.fc_norm is not None,
              num_classes=enc.head.out_features if isinstance(enc.head, nn.Linear) else 0,
-             norm_eps=blk.norm1.eps)
+             norm_eps=blk.norm1.eps, pos_embed=enc.pos_embed_type)
     if enc.fc_norm is not None:
         a.fc_norm_eps = enc.fc_norm.eps
     if kind == "pretrain":
@@ -859,6 +862,7 @@ def config_for(arch: Arch, kind: str, base: dict[str, Any] | None = None) -> dic
     cfg.model.name = name
     cfg.model.tubelet_size = arch.tubelet_size
     cfg.model.norm_pix_loss = arch.norm_pix_loss
+    cfg.model.pos_embed = arch.pos_embed
     if kind == "pretrain":
         cfg.model.decoder_depth = arch.decoder_depth
         cfg.model.decoder_embed_dim = arch.decoder_embed_dim
@@ -918,6 +922,10 @@ def export_model(model: nn.Module, dst: str | Path, to: str = "mgmae",
     if to not in TARGETS:
         raise ValueError(f"to must be one of {TARGETS}, got {to!r}")
     arch, kind = arch_of(model)
+    if to != "mgmae" and arch.pos_embed != "sincos_1d":
+        raise ValueError(f"the model uses {arch.pos_embed} positions; the {to} format knows only "
+                         f"VideoMAE's sincos_1d table and would rebuild it with the wrong positions: "
+                         f"export it as mgmae (.pth or .safetensors) instead")
     model = getattr(model, "module", model)
     model = getattr(model, "_orig_mod", model)
     sd = model.state_dict()

@@ -50,7 +50,8 @@ def load_encoder(pretrained: str | Path | None, cfg) -> nn.Module:
     d = cfg.data
     if is_scratch(pretrained):
         model = create_model(classifier_name(cfg), num_classes=0, num_frames=d.num_frames,
-                             img_size=d.img_size, tubelet_size=cfg.model.tubelet_size)
+                             img_size=d.img_size, tubelet_size=cfg.model.tubelet_size,
+                             pos_embed=cfg.model.pos_embed)
         model.load_report = None
         return model.eval()
     path = Path(pretrained)

@@ -107,7 +107,7 @@ def build_classifier(pretrained: str | Path | None, cfg: Config, num_classes: in
     if is_scratch(pretrained):
         model = create_model(classifier_name(cfg), num_classes=num_classes, num_frames=d.num_frames,
                              img_size=d.img_size, tubelet_size=cfg.model.tubelet_size,
-                             use_mean_pooling=True, **build)
+                             pos_embed=cfg.model.pos_embed, use_mean_pooling=True, **build)
         model.load_report = None
         return model
     path = Path(pretrained)
@@ -136,6 +136,7 @@ def sync_model_config(cfg: Config, model: nn.Module) -> None:
     if name is not None:
         cfg.model.name = name
     cfg.model.tubelet_size = arch.tubelet_size
+    cfg.model.pos_embed = arch.pos_embed
 
 
 # ----------------------------------------------------------------------------- data
@@ -559,9 +560,13 @@ def compare_scratch(cfg: Config, pretrained: str | Path, *, progress: bool = Tru
     """Fine-tune ``pretrained`` and, with the same config and seed, a randomly initialised model;
     returns ``{"pretrained": FinetuneResult, "scratch": FinetuneResult, "table": str}``."""
     base = cfg.train.run_name or f"cmp-{classifier_name(cfg)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    from mgmae.engine.extract import load_encoder
+
     results = {}
     for kind, src in (("pretrained", pretrained), ("scratch", SCRATCH)):
         c = copy.deepcopy(cfg)
+        if kind == "scratch":  # the pre-trained model's architecture (size, positions)
+            sync_model_config(c, load_encoder(pretrained, cfg))
         c.train.run_name = f"{base}-{kind}"
         print(f"[mgmae] ===== {kind}: {src} =====")
         results[kind] = finetune(c, src, progress=progress)

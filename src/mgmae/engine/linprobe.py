@@ -252,7 +252,11 @@ def cli_main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides)
         res = linprobe(cfg, pos[0], progress=not args.quiet)
         if args.compare_scratch and not is_scratch(pos[0]):
+            from mgmae.engine.extract import load_encoder
+            from mgmae.engine.finetune import sync_model_config
+
             c = copy.deepcopy(cfg)
+            sync_model_config(c, load_encoder(pos[0], cfg))  # the random encoder: same architecture
             c.train.run_name = f"{Path(res.run_dir).name}-scratch"
             base = linprobe(c, "scratch", progress=not args.quiet)
             print(f"[mgmae] linear probe val top-1: {pos[0]} {_f(res.val_acc1)} vs random "

@@ -33,7 +33,7 @@ def build_model(cfg: Config) -> torch.nn.Module:
                         tubelet_size=m.tubelet_size, decoder_depth=m.decoder_depth,
                         decoder_embed_dim=m.decoder_embed_dim, decoder_num_heads=m.decoder_num_heads,
                         norm_pix_loss=m.norm_pix_loss, drop_path_rate=m.drop_path,
-                        grad_checkpointing=m.grad_checkpointing)
+                        grad_checkpointing=m.grad_checkpointing, pos_embed=m.pos_embed)
 
 
 def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):

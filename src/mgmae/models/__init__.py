@@ -61,7 +61,8 @@ def create_model(name: str, *, num_frames: int = 16, img_size: int = 224, tubele
 
     Pre-training models accept ``decoder_depth``, ``decoder_embed_dim``, ``decoder_num_heads``,
     ``norm_pix_loss``, ``grad_checkpointing``; classifiers accept ``use_mean_pooling``,
-    ``fc_drop_rate``, ``init_scale``, ``drop_rate``, ``attn_drop_rate``, ``grad_checkpointing``.
+    ``fc_drop_rate``, ``init_scale``, ``drop_rate``, ``attn_drop_rate``, ``grad_checkpointing``;
+    both accept ``pos_embed`` (``"sincos_1d"``, VideoMAE's, or ``"sincos_3d"``, separable).
     """
     pretrain, spec, patch = parse_name(name)
     common = dict(img_size=img_size, patch_size=patch, embed_dim=spec.embed_dim, depth=spec.depth,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgmae.models.vit import Block, VisionTransformer, _init_weights, run_blocks, sinusoid_table
+from mgmae.models.vit import Block, VisionTransformer, _init_weights, position_table, run_blocks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -80,7 +80,7 @@ class PretrainVideoMAE(nn.Module):
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12,
                  num_heads=12, mlp_ratio=4.0, decoder_embed_dim=384, decoder_depth=4,
                  decoder_num_heads=6, num_frames=16, tubelet_size=2, drop_path_rate=0.0,
-                 norm_pix_loss=True, grad_checkpointing=False):
+                 norm_pix_loss=True, grad_checkpointing=False, pos_embed="sincos_1d"):
         super().__init__()
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
@@ -91,14 +91,14 @@ class PretrainVideoMAE(nn.Module):
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=0,
             embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
             drop_path_rate=drop_path_rate, num_frames=num_frames, tubelet_size=tubelet_size,
-            use_mean_pooling=False, grad_checkpointing=grad_checkpointing,
+            use_mean_pooling=False, grad_checkpointing=grad_checkpointing, pos_embed=pos_embed,
         )
         self.grid = self.encoder.patch_embed.grid
         self.num_patches = self.encoder.num_patches
         self.encoder_to_decoder = nn.Linear(embed_dim, decoder_embed_dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.register_buffer("pos_embed", sinusoid_table(self.num_patches, decoder_embed_dim),
-                             persistent=False)
+        self.register_buffer("pos_embed", position_table(pos_embed, self.grid, decoder_embed_dim),
+                             persistent=False)  # the encoder's kind of table, at the decoder's width
         self.decoder = nn.Module()
         self.decoder.blocks = nn.ModuleList(
             Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth)

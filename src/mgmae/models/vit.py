@@ -24,6 +24,40 @@ def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:
     return torch.tensor(table, dtype=torch.float32).unsqueeze(0)  # [1, n, d]
 
 
+def sincos_3d_table(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
+    """Separable space-time sin/cos table (``(1, t*h*w, dim)``, tokens in ``(t, h, w)`` order): the
+    first ``dim - 2 * ds`` channels encode the slice index t, the next ``ds`` the row h, the last
+    ``ds`` the column w, with ``ds = 2 * (dim // 6)``; within each part the first half is
+    ``sin(x * omega_k)`` and the second ``cos(x * omega_k)``, ``omega_k = 10000 ** (-k / (part / 2))``
+    (the 2D MAE table, one more axis). Positions near in space or time get similar codes, which
+    the 1D table over the flattened index does not give (rows are w apart, slices h*w apart)."""
+    if dim % 2:
+        raise ValueError(f"a sin-cos position table needs an even width, got {dim}")
+    ds = 2 * (dim // 6)
+    parts = (dim - 2 * ds, ds, ds)
+    coords = np.stack(np.meshgrid(*(np.arange(n) for n in grid), indexing="ij"), -1)
+    coords = coords.reshape(-1, 3).astype(np.float64)  # [N, 3] (t, h, w)
+    out = []
+    for axis, width in enumerate(parts):
+        omega = 1.0 / 10000 ** (np.arange(width // 2, dtype=np.float64) / (width / 2))  # [width/2]
+        angle = coords[:, axis:axis + 1] * omega[None]  # [N, width/2]
+        out += [np.sin(angle), np.cos(angle)]
+    return torch.tensor(np.concatenate(out, 1), dtype=torch.float32).unsqueeze(0)  # [1, N, dim]
+
+
+POS_EMBEDS = ("sincos_1d", "sincos_3d")
+
+
+def position_table(kind: str, grid: tuple[int, int, int], dim: int) -> torch.Tensor:
+    """The fixed position table ``(1, N, dim)``: ``sincos_1d`` (VideoMAE's, over the flattened token
+    index; what every published checkpoint was trained with) or ``sincos_3d`` (separable)."""
+    if kind == "sincos_1d":
+        return sinusoid_table(grid[0] * grid[1] * grid[2], dim)
+    if kind == "sincos_3d":
+        return sincos_3d_table(grid, dim)
+    raise ValueError(f"unknown position embedding {kind!r}; choose one of {', '.join(POS_EMBEDS)}")
+
+
 class PatchEmbed3d(nn.Module):
     """Video to cube tokens: ``(B, C, T, H, W) -> (B, N, D)`` with ``N = T/tubelet * H/p * W/p``."""
 
@@ -127,7 +161,7 @@ class VisionTransformer(nn.Module):
                  depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, num_frames=16, tubelet_size=2,
                  use_mean_pooling=True, fc_drop_rate=0.0, init_scale=0.001,
-                 grad_checkpointing=False):
+                 grad_checkpointing=False, pos_embed="sincos_1d"):
         super().__init__()
         self.num_classes = num_classes
         self.embed_dim = embed_dim
@@ -137,7 +171,8 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed3d(img_size, patch_size, in_chans, embed_dim, num_frames,
                                         tubelet_size)
         self.num_patches = self.patch_embed.num_patches
-        self.register_buffer("pos_embed", sinusoid_table(self.num_patches, embed_dim),
+        self.pos_embed_type = pos_embed
+        self.register_buffer("pos_embed", position_table(pos_embed, self.patch_embed.grid, embed_dim),
                              persistent=False)
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth rule
