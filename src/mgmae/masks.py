@@ -324,7 +324,7 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
         f"(bright = visible)", "mask map", _heat(maps[0]))
     add(f"flow(t, t+1), {flow_name}: hue = direction, saturation = speed (full at {sat:.1f} px/frame; "
         f"max {float(mag.max()):.1f})", "flow(t, t+1)", colors)
-    add(f"tube masking of the same clip (same random draw: equals motion-guided on the base frame)",
+    add("tube masking of the same clip (same random draw: equals motion-guided on the base frame)",
         "tube", _masked(rgb, tube_mask, tube.grid, patch_size, tubelet_size))
     return long_rows, short_rows, info
 

@@ -439,7 +439,7 @@ def _evaluate_checkpoint(checkpoint, cfg, split, out_dir, views, batch_size, pro
     K = model.head.out_features
     dataset, data_names, source = build_eval_dataset(cfg, split, views)
     check_labels(dataset, K, source if isinstance(source, str) else None, allow_unlabelled=True,
-                 what=f"the checkpoint's head")
+                 what="the checkpoint's head")
     data_k = getattr(dataset, "num_classes", None)
     if data_k and data_k > K and not hasattr(dataset, "entries"):
         raise ValueError(f"the checkpoint's head has {K} classes, the {source} data {data_k}")
