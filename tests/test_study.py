@@ -86,6 +86,20 @@ def test_bad_keys_fail_before_anything_runs(tmp_path):
     assert main(["study", "-c", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "x.md")]) == 2
 
 
+def test_new_config_keys_at_their_old_behaviour_keep_cached_runs():
+    """Keys added after studies were cached (model.pos_embed) change a run's hash only when set to
+    something other than the behaviour from before, so existing caches stay valid."""
+    from mgmae.config import Config, flatten
+    from mgmae.study import _NO_HASH, _cfg_hash, _hash
+
+    cfg = Config()
+    old = {k: v for k, v in flatten(cfg.to_dict()).items()
+           if k not in _NO_HASH and k != "model.pos_embed"}
+    assert _cfg_hash(cfg, "x") == _hash([old, "x"])
+    cfg.model.pos_embed = "sincos_3d"
+    assert _cfg_hash(cfg, "x") != _hash([old, "x"])
+
+
 def test_statistics_helpers(tmp_path):
     m, s, n = mean_std([1.0, 2.0, 3.0])
     assert (m, n) == (2.0, 3) and s == pytest.approx(1.0)
