@@ -158,3 +158,12 @@ def test_killing_the_writer_mid_save_never_leaves_a_truncated_checkpoint(tmp_pat
         proc.wait()
         obj = torch.load(path, weights_only=False)
         assert obj["format"] == "mgmae" and bool((obj["w"] == obj["i"]).all())
+
+
+def test_eta_counts_only_the_steps_this_process_ran():
+    from mgmae.engine.pretrain import eta_seconds
+
+    assert eta_seconds(60.0, 0, 16, 32) == pytest.approx(60.0)  # half done in a minute
+    assert eta_seconds(60.0, 2000, 2016, 4000) == pytest.approx(60.0 / 16 * 1984)  # resumed at 2000
+    assert eta_seconds(5.0, 10, 10, 20) == pytest.approx(50.0)  # no step yet: no division by zero
+    assert eta_seconds(60.0, 0, 40, 32) == 0.0

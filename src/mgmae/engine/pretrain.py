@@ -131,6 +131,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
         skip = state["extra"].get("steps_in_epoch", 0) * accum  # micro-batches already consumed
         if main:
             print(f"[mgmae] resumed from {resume} at step {step} (epoch {epoch})")
+    start_step = step  # the ETA extrapolates from the steps this process has run
 
     if main:
         n_params = sum(p.numel() for p in model.parameters())
@@ -188,7 +189,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
             epoch += 1
             if step < total_steps or epoch_losses:
                 _end_of_epoch(saver, epoch, step, epoch_losses, dataset, t_start, total_steps,
-                              step >= total_steps)
+                              step >= total_steps, start_step)
     log.close()
     final = saver.save("checkpoint-final.pth", epoch, step, 0)
     if not main:
@@ -253,7 +254,14 @@ class _Saver:
             self.optimizer.load_state_dict(state["optimizer"])
 
 
-def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, total_steps, last) -> None:
+def eta_seconds(elapsed: float, start_step: int, step: int, total_steps: int) -> float:
+    """Time left, from the pace of the steps this process ran (``start_step`` is where it began: a
+    resumed run has not spent ``elapsed`` on the steps before it)."""
+    return elapsed / max(step - start_step, 1) * max(total_steps - step, 0)
+
+
+def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, total_steps, last,
+                  start_step: int = 0) -> None:
     t = saver.cfg.train
     run_dir = saver.run_dir
     if not last:  # resume point at the epoch boundary, plus the kept epochs
@@ -268,7 +276,7 @@ def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, to
     if not saver.main:
         return
     elapsed = time.time() - t_start
-    eta = elapsed / max(step, 1) * (total_steps - step)
+    eta = eta_seconds(elapsed, start_step, step, total_steps)
     mean = sum(epoch_losses) / max(len(epoch_losses), 1)
     report = dataset.failure_report() if hasattr(dataset, "failure_report") else {}
     skipped = (f", {report['num_failed']} unreadable files skipped so far ({report['num_skipped']} samples "
