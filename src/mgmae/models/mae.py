@@ -61,6 +61,14 @@ def normalize_patches(patches: torch.Tensor, channels: int = 3) -> torch.Tensor:
     return ((x - mean) / (std + 1e-6)).reshape(B, N, P)
 
 
+def _visible_mean_colour(target: torch.Tensor, mask: torch.Tensor, channels: int) -> torch.Tensor:
+    """Each clip's mean colour over its visible cubes: raw-pixel targets ``(B, N, ts*p*p*C)`` ->
+    ``(B, C)`` (the trivial predictor of :meth:`PretrainVideoMAE.baseline_loss`)."""
+    B = target.shape[0]
+    visible = target[~mask].reshape(B, -1, target.shape[-1] // channels, channels)  # [B, N_vis, ts*p*p, C]
+    return visible.mean(dim=(1, 2))  # [B, C]
+
+
 def check_mask(mask: torch.Tensor, batch: int, num_tokens: int) -> int:
     """Validate a batch mask and return the number of hidden tokens per clip."""
     if mask.dtype != torch.bool:
@@ -147,8 +155,7 @@ class PretrainVideoMAE(nn.Module):
         if self.norm_pix_loss:
             return hidden.pow(2).mean()
         C = self.in_chans
-        visible = target[~mask].reshape(B, -1, target.shape[-1] // C, C)  # [B, N_vis, ts*p*p, C]
-        mean = visible.mean(dim=(1, 2))  # [B, C]
+        mean = _visible_mean_colour(target, mask, C)  # [B, C]
         return (hidden.reshape(B, n_mask, -1, C) - mean[:, None, None, :]).pow(2).mean()
 
     @torch.no_grad()
@@ -163,12 +170,11 @@ class PretrainVideoMAE(nn.Module):
             raise ValueError("smoothing_loss compares raw-pixel predictions; with the norm-pix target "
                              "the trivial predictor is baseline_loss (zeros)")
         B, n_mask, C = clip.shape[0], check_mask(mask, clip.shape[0], self.num_patches), self.in_chans
-        t, h, w = self.grid
-        cubes = self.target(clip)  # [B, N, P]
-        cubes = cubes.reshape(B, self.num_patches, -1, C)  # [B, N, ts*p*p, C]
+        _, h, w = self.grid
+        target = self.target(clip)  # [B, N, P]
+        clip_mean = _visible_mean_colour(target, mask, C)  # [B, C]: the fallback
+        cubes = target.reshape(B, self.num_patches, -1, C)  # [B, N, ts*p*p, C]
         colour = cubes.mean(2)  # [B, N, C]
-        visible = (~mask).to(colour.dtype)  # [B, N]
-        clip_mean = (colour * visible[..., None]).sum(1) / visible.sum(1, keepdim=True)  # [B, C]
         idx = torch.arange(self.num_patches, device=clip.device)
         ti, hi, wi = idx // (h * w), (idx // w) % h, idx % w  # [N] each, (t, h, w) token order
         d2 = ((hi[:, None] - hi[None]) ** 2 + (wi[:, None] - wi[None]) ** 2).to(colour.dtype)  # [N, N]
