@@ -10,3 +10,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+import socket  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a TCP port free right now, for torchrun's --master_port (a port derived
+    from the pid can be taken by another job or still be in TIME_WAIT from the previous launch)."""
+    return _free_port

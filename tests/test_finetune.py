@@ -241,7 +241,7 @@ def test_preempted_finetune_resumes_exactly(tmp_path):
     assert a["extra"]["best_acc1"] == b["extra"]["best_acc1"]
 
 
-def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path):
+def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path, free_port):
     """torchrun --nproc_per_node 2 (gloo, CPU) x batch 2 == 1 process x batch 4: same weights,
     and the sharded validation / test gather the same predictions."""
     import subprocess
@@ -249,7 +249,7 @@ def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path):
 
     common = [*TINY, f"train.output_dir={tmp_path}", "finetune.epochs=2", "finetune.drop_path=0"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(29600 + os.getpid() % 1000), "-m", "mgmae", "finetune", "scratch",
+           "--master_port", str(free_port()), "-m", "mgmae", "finetune", "scratch",
            *common, "train.run_name=ddp", "finetune.batch_size=2", "--quiet"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
