@@ -45,17 +45,16 @@ def encoder(path: str, pos_embed: str):
 @torch.no_grad()
 def health(model, clips: torch.Tensor) -> dict[str, float]:
     model.eval()
-    h = model.patch_embed(clips)  # [B, N, C]
-    patch = h.norm(dim=-1).mean().item()
-    pos = model.pos_embed.norm(dim=-1).mean().item()
-    h = h + model.pos_embed.to(h.dtype)
-    for block in model.blocks:
-        h = block(h)
+    seen = {}
+    hook = model.patch_embed.register_forward_hook(lambda mod, inp, out: seen.setdefault("patch", out))
+    try:
+        h = model.forward_features(clips)  # [B, N, C]; the final norm is Identity with mean pooling
+    finally:
+        hook.remove()
     token = h.norm(dim=-1).mean().item()
-    common = h.mean((0, 1)).norm().item()
     within = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean().item()
-    return {"patch": patch, "pos": pos, "token": token, "common": common, "within": within,
-            "spread": within / token}
+    return {"patch": seen["patch"].norm(dim=-1).mean().item(), "pos": model.pos_embed.norm(dim=-1).mean().item(),
+            "token": token, "common": h.mean((0, 1)).norm().item(), "within": within, "spread": within / token}
 
 
 def main() -> None:

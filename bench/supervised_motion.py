@@ -5,8 +5,9 @@
     python bench/supervised_motion.py runs/x/checkpoint-final.pth --steps 1500  # ViT from a checkpoint
 
 A plain loop, on purpose without the fine-tuning recipe (no layer decay unless ``--layer-decay``, no
-drop path, label smoothing or mixup): AdamW (weight decay 0.05), ``--warmup`` linear warm-up
-steps then cosine to zero, batch 16 drawn with a fixed seed from ``--videos`` training videos
+drop path, label smoothing or mixup): the fine-tuning engine's optimizer groups and schedule
+(``mgmae.engine.optim``: AdamW, weight decay 0.05 except on norms, biases and positions,
+``--warmup`` linear warm-up steps then cosine to zero), batch 16 drawn with a fixed seed from ``--videos`` training videos
 (seed 0, multi-scale crops), validation top-1 on 256 held-out videos (seed 1, centre views) every
 ``--every`` steps. Same seed = same batches, so two runs differ only by the model.
 
@@ -18,7 +19,6 @@ its own). Used in docs/finetune.md (follow-up 2026-12-02).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -30,6 +30,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos  # noqa: E402
+from mgmae.engine.optim import build_optimizer, lr_at, set_lr  # noqa: E402
 
 
 def build(model: str, pos_embed: str) -> nn.Module:
@@ -46,26 +47,6 @@ def build(model: str, pos_embed: str) -> nn.Module:
     from mgmae.convert import load_model
 
     return load_model(model, task="classify", num_classes=8, num_frames=16, img_size=64)
-
-
-def param_groups(model: nn.Module, decay: float) -> list[dict]:
-    """Layer-wise lr scale decay^(depth + 1 - i): i = 0 patch embedding, i = b + 1 block b, head 1."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or decay == 1.0:
-        return [{"params": list(model.parameters()), "scale": 1.0}]
-    depth = len(blocks)
-
-    def layer(name: str) -> int:
-        if name.startswith(("patch_embed", "pos_embed", "cls_token")):
-            return 0
-        if name.startswith("blocks."):
-            return int(name.split(".")[1]) + 1
-        return depth + 1
-
-    groups: dict[int, list] = {}
-    for name, p in model.named_parameters():
-        groups.setdefault(layer(name), []).append(p)
-    return [{"params": ps, "scale": decay ** (depth + 1 - i)} for i, ps in sorted(groups.items())]
 
 
 def batch(ds, indices) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +75,10 @@ def main() -> None:
     train = SyntheticDataset(train_videos, train=True, label=a.label)
     xv, yv = batch(SyntheticDataset(val_videos, train=False, label=a.label), range(256))
     model = build(a.model, a.pos_embed)
-    opt = torch.optim.AdamW(param_groups(model, a.layer_decay), lr=a.lr, weight_decay=0.05)
+    blocks = getattr(model, "blocks", None)  # the CNN has none: no layer decay
+    layer_decay = a.layer_decay if blocks is not None else None
+    opt = build_optimizer(model, a.lr, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=layer_decay,
+                          num_layers=len(blocks) if blocks is not None else None)
     rng = np.random.default_rng(0)
     t0 = time.time()
     for step in range(a.steps + 1):
@@ -108,9 +92,7 @@ def main() -> None:
             break
         train.set_epoch(step)  # fresh crops per step
         x, y = batch(train, rng.integers(0, a.videos, 16))
-        lr = a.lr * min(1.0, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * step / a.steps))
-        for g in opt.param_groups:
-            g["lr"] = lr * g["scale"]
+        set_lr(opt, lr_at(step, a.steps, a.warmup, a.lr, min_lr=0.0))
         loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
