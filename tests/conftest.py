@@ -12,6 +12,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -23,7 +25,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def free_port():
-    """A function returning a TCP port free right now, for torchrun's --master_port (a port derived
-    from the pid can be taken by another job or still be in TIME_WAIT from the previous launch)."""
-    return _free_port
+def torchrun():
+    """``torchrun(nproc, *mgmae_args)``: runs ``python -m mgmae *mgmae_args`` under
+    torch.distributed.run (gloo on CPU, one thread per process) and asserts it exits 0. The master
+    port is one free at launch time (a port derived from the pid can be taken by another job or
+    still be in TIME_WAIT from the previous launch)."""
+    def run(nproc: int, *args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_port", str(_free_port()), "-m", "mgmae", *args]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return res
+    return run

@@ -62,26 +62,21 @@ def test_accumulation_equals_the_big_batch(tmp_path):
     assert_same(weights(big), weights(acc), atol=1e-5)
 
 
-def _torchrun(tmp_path, name, nproc, *extra, port):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_port", str(port), "-m", "mgmae", "pretrain",
-           *TINY, f"train.output_dir={tmp_path}", f"train.run_name={name}", *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+def _pretrain_ddp(torchrun, tmp_path, name, nproc, *extra):
+    torchrun(nproc, "pretrain", *TINY, f"train.output_dir={tmp_path}", f"train.run_name={name}", *extra)
     return tmp_path / name
 
 
-def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path, free_port):
+def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path, torchrun):
     """torchrun --nproc_per_node 2 (gloo, CPU), batch b per rank == 1 process, batch 2b ==
     1 process, batch b, accum_steps=2 (weights to 1e-5)."""
     common = ["train.max_steps=3", "train.num_workers=0"]
-    ddp = _torchrun(tmp_path, "ddp", 2, *common, "train.batch_size=2", port=free_port())
+    ddp = _pretrain_ddp(torchrun, tmp_path, "ddp", 2, *common, "train.batch_size=2")
     one = pretrain(cfg_for(tmp_path, "one", *common, "train.batch_size=4"))
     acc = pretrain(cfg_for(tmp_path, "acc", *common, "train.batch_size=2", "train.accum_steps=2"))
     assert_same(weights(ddp), weights(one), atol=1e-5)
     assert_same(weights(acc), weights(one), atol=1e-5)
-    fsdp = _torchrun(tmp_path, "fsdp", 2, *common, "train.batch_size=2", "train.fsdp=true", port=free_port())
+    fsdp = _pretrain_ddp(torchrun, tmp_path, "fsdp", 2, *common, "train.batch_size=2", "train.fsdp=true")
     assert_same(weights(fsdp), weights(one), atol=1e-5)
 
 

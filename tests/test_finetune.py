@@ -241,19 +241,11 @@ def test_preempted_finetune_resumes_exactly(tmp_path):
     assert a["extra"]["best_acc1"] == b["extra"]["best_acc1"]
 
 
-def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path, free_port):
+def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path, torchrun):
     """torchrun --nproc_per_node 2 (gloo, CPU) x batch 2 == 1 process x batch 4: same weights,
     and the sharded validation / test gather the same predictions."""
-    import subprocess
-    import sys
-
     common = [*TINY, f"train.output_dir={tmp_path}", "finetune.epochs=2", "finetune.drop_path=0"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(free_port()), "-m", "mgmae", "finetune", "scratch",
-           *common, "train.run_name=ddp", "finetune.batch_size=2", "--quiet"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    torchrun(2, "finetune", "scratch", *common, "train.run_name=ddp", "finetune.batch_size=2", "--quiet")
     one = finetune(load_config(None, common + ["train.run_name=one"]), "scratch", progress=False)
     a = load_checkpoint(tmp_path / "ddp" / "checkpoint-final.pth")["model"]
     b = load_checkpoint(tmp_path / "one" / "checkpoint-final.pth")["model"]
