@@ -15,6 +15,9 @@ prints, on 16 held-out synthetic clips (seed 1, centre views, all 512 tokens):
   ~0.4 for a random encoder; a small value means LayerNorm sees nearly the same vector everywhere
   and a classifier on top has little to start from.
 
+The numbers are :func:`mgmae.models.vit.token_statistics`; ``mgmae pretrain`` prints them for its
+encoder at the end of a run and ``mgmae finetune`` for the encoder it loads.
+
 Used in docs/finetune.md (follow-up 2026-12-02) to explain why encoders pre-trained with a high
 learning rate fine-tune more slowly than a random one on the motion labels.
 """
@@ -32,6 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from mgmae.convert import load_model  # noqa: E402
 from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos  # noqa: E402
 from mgmae.models import create_model  # noqa: E402
+from mgmae.models.vit import token_statistics  # noqa: E402
 
 
 def encoder(path: str, pos_embed: str):
@@ -40,21 +44,6 @@ def encoder(path: str, pos_embed: str):
         return create_model("vit_nano_patch8", num_classes=8, num_frames=16, img_size=64, tubelet_size=2,
                             pos_embed=pos_embed, use_mean_pooling=True)
     return load_model(path, task="classify", num_classes=8, num_frames=16, img_size=64)
-
-
-@torch.no_grad()
-def health(model, clips: torch.Tensor) -> dict[str, float]:
-    model.eval()
-    seen = {}
-    hook = model.patch_embed.register_forward_hook(lambda mod, inp, out: seen.setdefault("patch", out))
-    try:
-        h = model.forward_features(clips)  # [B, N, C]; the final norm is Identity with mean pooling
-    finally:
-        hook.remove()
-    token = h.norm(dim=-1).mean().item()
-    within = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean().item()
-    return {"patch": seen["patch"].norm(dim=-1).mean().item(), "pos": model.pos_embed.norm(dim=-1).mean().item(),
-            "token": token, "common": h.mean((0, 1)).norm().item(), "within": within, "spread": within / token}
 
 
 def main() -> None:
@@ -68,7 +57,7 @@ def main() -> None:
     clips = torch.stack([ds[i]["video"][0] for i in range(a.clips)])  # [B, C, T, H, W]
     print(f"{'encoder':<48} {'patch':>7} {'pos':>5} {'token':>7} {'common':>7} {'within':>7} {'spread':>6}")
     for path in a.checkpoints:
-        r = health(encoder(path, a.pos_embed), clips)
+        r = token_statistics(encoder(path, a.pos_embed), clips)
         print(f"{path[-48:]:<48} {r['patch']:7.1f} {r['pos']:5.1f} {r['token']:7.1f} {r['common']:7.1f} "
               f"{r['within']:7.1f} {r['spread']:6.3f}")
 

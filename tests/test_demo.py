@@ -28,6 +28,7 @@ def test_demo_writes_every_artefact_and_the_loss_goes_down(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "went clearly down" in out and str(run / "reconstruction.png") in out
     assert "mean visible colour" in out
+    assert "encoder output on 8 clips" in out and 0 < summary["encoder_spread"] < 1
     assert "MotionGuidedMasker" in out  # the demo masks with motion guidance
     with Image.open(run / "reconstruction.png") as im:
         assert im.size[0] > 500 and im.size[1] > 300

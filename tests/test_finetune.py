@@ -152,8 +152,9 @@ def test_tiny_finetune_end_to_end_writes_expected_files(tmp_path, capsys):
     assert vals and {"val_ema_acc1", "best_acc1"} <= set(vals[-1])
     assert "summary" in recs[-1]
     assert json.loads((run / "classes.json").read_text())[0] == "right-slow"
-    # encoder weights came from the pre-trained model
-    assert "loaded" in capsys.readouterr().out
+    # encoder weights came from the pre-trained model, whose output is checked before training
+    out = capsys.readouterr().out
+    assert "loaded" in out and "encoder output on 4 clips" in out and "random weights" in out
     best = load_model(run / "checkpoint-best.pth")
     assert best.head.out_features == 8
     state = load_checkpoint(run / "checkpoint-final.pth")

@@ -251,6 +251,49 @@ def test_baseline_check_reports_ratio():
     assert "smoothing_loss" not in norm and "zeros" in norm["baseline_message"]
 
 
+def test_token_statistics_hand_computed():
+    """No blocks, a patch embedding that outputs the same vector v everywhere: the output tokens are
+    v + position, so every statistic follows from v and the fixed table by hand."""
+    from mgmae.models.vit import token_statistics
+
+    enc = create_model("vit_nano_patch8", num_frames=T, img_size=S)
+    enc.blocks = torch.nn.ModuleList()
+    v = torch.linspace(-3.0, 5.0, enc.embed_dim)
+    with torch.no_grad():
+        enc.patch_embed.proj.weight.zero_()
+        enc.patch_embed.proj.bias.copy_(v)
+    enc.train()
+    stats = token_statistics(enc, rand_clip(b=2))
+    assert enc.training  # mode restored
+    pos = enc.pos_embed[0]  # [N, D]
+    out = v + pos  # [N, D]: the same for both clips
+    assert stats["patch"] == pytest.approx(v.norm().item(), rel=1e-5)
+    assert stats["pos"] == pytest.approx(pos.norm(dim=-1).mean().item(), rel=1e-5)
+    assert stats["token"] == pytest.approx(out.norm(dim=-1).mean().item(), rel=1e-5)
+    assert stats["common"] == pytest.approx(out.mean(0).norm().item(), rel=1e-5)
+    within = (pos - pos.mean(0)).norm(dim=-1).mean().item()
+    assert stats["within"] == pytest.approx(within, rel=1e-4)
+    assert stats["spread"] == pytest.approx(within / out.norm(dim=-1).mean().item(), rel=1e-4)
+
+
+def test_encoder_check_flags_a_shared_vector_and_keeps_the_random_state():
+    from mgmae.engine.loop import encoder_check
+
+    clips = rand_clip(b=2)
+    enc = nano().encoder
+    state = torch.get_rng_state()
+    healthy = encoder_check(enc, clips)
+    assert torch.equal(torch.get_rng_state(), state)  # the random copy does not move the generator
+    assert healthy["encoder_random_spread"] == pytest.approx(healthy["encoder_spread"], rel=0.5)
+    assert healthy["encoder_spread"] > 0.2 and "little differs" not in healthy["encoder_message"]
+    with torch.no_grad():  # the last block adds one large vector to every token: 99% shared
+        enc.blocks[-1].mlp.fc2.bias.fill_(50.0)
+    sick = encoder_check(enc, clips)
+    assert sick["encoder_common"] / sick["encoder_token"] > 0.95 and sick["encoder_spread"] < 0.1
+    assert "little differs from token to token" in sick["encoder_message"]
+    assert sick["encoder_random_spread"] == pytest.approx(healthy["encoder_random_spread"], rel=1e-5)
+
+
 def test_sincos_3d_table_known_values():
     """Separable table: channels [0, 44) code t, [44, 86) code h, [86, 128) code w (dim 128), each
     part sin(x * w_k) then cos(x * w_k) with w_k = 10000^(-k / (part / 2))."""

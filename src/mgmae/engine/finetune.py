@@ -41,7 +41,7 @@ from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, env_in
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               find_resume, run_directory, summarize)
+                               encoder_check, find_resume, run_directory, summarize)
 from mgmae.engine.optim import build_optimizer, lr_at
 
 __all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
@@ -125,6 +125,19 @@ def build_classifier(pretrained: str | Path | None, cfg: Config, num_classes: in
               f"classes (the data's); it is re-initialised")
         rep.notes.append(f"head re-initialised for {num_classes} classes")
     return model
+
+
+def check_encoder(model: nn.Module, dataset, device: torch.device, clips: int = 4) -> str:
+    """:func:`mgmae.engine.loop.encoder_check` of a loaded encoder on the first view of the first
+    ``clips`` videos of ``dataset``, leaving every random generator as it was (so the check does
+    not change the run)."""
+    rng = ckpt.rng_state()
+    try:
+        n = min(clips, len(dataset))
+        video = torch.stack([dataset[i]["video"][0] for i in range(n)]).to(device)  # [n, C, T, H, W]
+        return encoder_check(model, video)["encoder_message"]
+    finally:
+        ckpt.set_rng_state(rng)
 
 
 def sync_model_config(cfg: Config, model: nn.Module) -> None:
@@ -254,6 +267,8 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     report = model.load_report
     sync_model_config(cfg, model)
     model.to(device)
+    if report is not None and main:
+        say(f"[mgmae] {check_encoder(model, val_set if val_set is not None else train_set, device)}")
     cfg.train.run_name = run_name_for(cfg, pretrained)
     run_dir = run_directory(cfg, info)
     cfg.train.run_name = run_dir.name

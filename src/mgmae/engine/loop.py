@@ -294,3 +294,26 @@ def check_preempt(signals: Signals, step: int, stop_at_step: int | None, info: D
             print(f"[mgmae] stopped on {reason} at step {step}; resume point {path} (continue with "
                   f"--resume auto); exit code {PREEMPTED_EXIT_CODE}")
         raise Preempted(path)
+
+
+LOW_SPREAD = 0.2  # below this share of token-specific signal, warn (a random encoder: ~0.45)
+
+
+def encoder_check(encoder: torch.nn.Module, clips: torch.Tensor) -> dict:
+    """:func:`mgmae.models.vit.token_statistics` of ``encoder`` on ``clips`` next to a freshly
+    initialised copy's spread, with a one-line verdict (``encoder_message``): is there anything
+    left in the output that differs from token to token, or is it mostly one shared vector?"""
+    from mgmae.models.vit import random_spread, token_statistics
+
+    stats = token_statistics(encoder, clips)
+    ref = random_spread(encoder, clips)
+    shared = stats["common"] / stats["token"] if stats["token"] > 0 else float("nan")
+    msg = (f"encoder output on {len(clips)} clips: token norm {stats['token']:.1f}, of which a vector "
+           f"shared by all tokens {stats['common']:.1f} ({100 * shared:.0f}%); spread {stats['spread']:.3f} "
+           f"(random weights: {ref:.3f}); patch embedding {stats['patch']:.1f} vs positions {stats['pos']:.1f}")
+    if stats["spread"] < LOW_SPREAD and stats["spread"] < 0.75 * ref:
+        msg += (": little differs from token to token, so fine-tuning may start slower than from random "
+                "weights (see 'encoder health' in docs/finetune.md)")
+    out = {f"encoder_{k}": v for k, v in stats.items()}
+    out.update(encoder_random_spread=ref, encoder_message=msg)
+    return out

@@ -20,8 +20,8 @@ from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype,
-                               check_preempt, find_resume, run_directory, set_cpu_threads,
-                               summarize)
+                               check_preempt, encoder_check, find_resume, run_directory,
+                               set_cpu_threads, summarize)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.models import create_model
@@ -201,12 +201,16 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
         model.load_state_dict(ckpt.load_checkpoint(final, map_location=device)["model"])
     # one sample of clips serves the check and the pictures (the pictures show its first clips)
     clips = _sample_batch(cfg, dataset, masker, device, in_loader, max(t.baseline_clips, t.vis_clips))
-    summary.update(baseline_check(model, _first(clips, t.baseline_clips)))
+    check = _first(clips, t.baseline_clips)
+    summary.update(baseline_check(model, check))
+    if check is not None:
+        summary.update(encoder_check(model.encoder, check[0][:8]))
     with log.path.open("a") as f:
         f.write(json.dumps({"summary": summary}) + "\n")
     print(f"[mgmae] {summary['message']}")
-    if "baseline_message" in summary:
-        print(f"[mgmae] {summary['baseline_message']}")
+    for key in ("baseline_message", "encoder_message"):
+        if key in summary:
+            print(f"[mgmae] {summary[key]}")
     artefacts = write_pictures(model, _first(clips, t.vis_clips), run_dir)
     print(f"[mgmae] wrote:\n  config      {run_dir / 'config.yaml'}\n  log         {log.path}\n"
           f"  checkpoint  {final}\n" + "".join(f"  {k:<11} {v}\n" for k, v in artefacts.items()))

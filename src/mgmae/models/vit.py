@@ -7,6 +7,8 @@ Token order is ``(t, h, w)`` flattened: ``Conv3d(x).flatten(2).transpose(1, 2)``
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -212,6 +214,49 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+@torch.no_grad()
+def token_statistics(encoder: VisionTransformer, clips: torch.Tensor) -> dict[str, float]:
+    """How much of the encoder's output differs from token to token, on ``clips`` (``(B, C, T, H, W)``,
+    all tokens, eval mode; the final ``norm`` is left out: it is Identity in a classifier).
+
+    Returns mean per-token norms of the patch embedding (``patch``), the position table (``pos``)
+    and the output tokens (``token``); the norm of the mean output token over all tokens and clips
+    (``common``: a vector every token carries); the mean norm of each token minus its clip's mean
+    (``within``: what tells tokens apart) and ``spread = within / token``. A random encoder has a
+    spread near 0.45; encoders pre-trained hard on small data can fall below 0.1, where every
+    LayerNorm and a classifier's ``fc_norm`` see nearly the same vector everywhere (docs/finetune.md).
+    """
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [encoder.patch_embed.register_forward_hook(lambda m, i, o: seen.setdefault("patch", o)),
+             encoder.norm.register_forward_hook(lambda m, i, o: seen.setdefault("out", i[0]))]
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        encoder.forward_features(clips)
+    finally:
+        encoder.train(was_training)
+        for h in hooks:
+            h.remove()
+    patch, h = seen["patch"].float(), seen["out"].float()  # [B, N, C] each: embedded cubes, last block's output
+    token = h.norm(dim=-1).mean().item()
+    within = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean().item()
+    return {"patch": patch.norm(dim=-1).mean().item(),
+            "pos": encoder.pos_embed.float().norm(dim=-1).mean().item(), "token": token,
+            "common": h.mean((0, 1)).norm().item(), "within": within,
+            "spread": within / token if token > 0 else float("nan")}
+
+
+@torch.no_grad()
+def random_spread(encoder: VisionTransformer, clips: torch.Tensor, seed: int = 0) -> float:
+    """``token_statistics(...)["spread"]`` of a freshly initialised copy of ``encoder`` (the yardstick
+    for a trained one), without touching the global random state."""
+    fresh = copy.deepcopy(encoder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh.apply(_init_weights)
+    return token_statistics(fresh, clips)["spread"]
 
 
 def _init_weights(m: nn.Module) -> None:
