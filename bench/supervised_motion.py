@@ -7,13 +7,14 @@
 A plain loop, on purpose without the fine-tuning recipe (no layer decay unless ``--layer-decay``, no
 drop path, label smoothing or mixup): the fine-tuning engine's optimizer groups and schedule
 (``mgmae.engine.optim``: AdamW, weight decay 0.05 except on norms, biases and positions,
-``--warmup`` linear warm-up steps then cosine to zero), batch 16 drawn with a fixed seed from ``--videos`` training videos
-(seed 0, multi-scale crops), validation top-1 on 256 held-out videos (seed 1, centre views) every
+``--warmup`` linear warm-up steps then cosine to zero), batch 16 drawn with ``--seed`` from ``--videos`` training videos
+(video seed 0, multi-scale crops), validation top-1 on 256 held-out videos (seed 1, centre views) every
 ``--every`` steps. Same seed = same batches, so two runs differ only by the model.
 
 ``cnn`` is a 3-layer 3D CNN with global average pooling (a sanity check that the labels are
-learnable at all); the ViT runs use ``vit_nano_patch8`` with ``--pos-embed`` (a checkpoint brings
-its own). Used in docs/finetune.md (follow-up 2026-12-02).
+learnable at all); ``scratch`` builds ``--arch`` (default ``vit_nano_patch8``) with ``--pos-embed``
+(a checkpoint brings its own). ``--seed`` changes the initialisation and the batch order (the
+training and validation videos stay the same): run several before trusting a difference. Used in docs/finetune.md (follow-up 2026-12-02).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos  # noqa: E402
 from mgmae.engine.optim import build_optimizer, lr_at, set_lr  # noqa: E402
 
 
-def build(model: str, pos_embed: str) -> nn.Module:
+def build(model: str, pos_embed: str, arch: str = "vit_nano_patch8") -> nn.Module:
     if model == "cnn":
         return nn.Sequential(nn.Conv3d(3, 32, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)), nn.ReLU(),
                              nn.Conv3d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
@@ -42,7 +43,7 @@ def build(model: str, pos_embed: str) -> nn.Module:
     if model == "scratch":
         from mgmae.models import create_model
 
-        return create_model("vit_nano_patch8", num_classes=8, num_frames=16, img_size=64, tubelet_size=2,
+        return create_model(arch, num_classes=8, num_frames=16, img_size=64, tubelet_size=2,
                             pos_embed=pos_embed, use_mean_pooling=True)
     from mgmae.convert import load_model
 
@@ -64,22 +65,24 @@ def main() -> None:
     p.add_argument("--videos", type=int, default=1024)
     p.add_argument("--label", default="motion", choices=["motion", "appearance"])
     p.add_argument("--pos-embed", default="sincos_3d")
+    p.add_argument("--arch", default="vit_nano_patch8", help="the ViT built for 'scratch'")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     train_videos, val_videos = SyntheticVideos(a.videos, seed=0), SyntheticVideos(256, seed=1)
     train_videos.cache_all()
     val_videos.cache_all()
     train = SyntheticDataset(train_videos, train=True, label=a.label)
     xv, yv = batch(SyntheticDataset(val_videos, train=False, label=a.label), range(256))
-    model = build(a.model, a.pos_embed)
+    model = build(a.model, a.pos_embed, a.arch)
     blocks = getattr(model, "blocks", None)  # the CNN has none: no layer decay
     layer_decay = a.layer_decay if blocks is not None else None
     opt = build_optimizer(model, a.lr, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=layer_decay,
                           num_layers=len(blocks) if blocks is not None else None)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(a.seed)
     t0 = time.time()
     for step in range(a.steps + 1):
         if step % a.every == 0 or step == a.steps:
