@@ -7,14 +7,15 @@
 A plain loop, on purpose without the fine-tuning recipe (no layer decay unless ``--layer-decay``, no
 drop path, label smoothing or mixup): the fine-tuning engine's optimizer groups and schedule
 (``mgmae.engine.optim``: AdamW, weight decay 0.05 except on norms, biases and positions,
-``--warmup`` linear warm-up steps then cosine to zero), batch 16 drawn with ``--seed`` from ``--videos`` training videos
-(video seed 0, multi-scale crops), validation top-1 on 256 held-out videos (seed 1, centre views) every
-``--every`` steps. Same seed = same batches, so two runs differ only by the model.
+``--warmup`` linear warm-up steps then cosine to zero), batch 16 drawn with ``--seed`` from
+``--videos`` training videos (video seed 0, multi-scale crops), validation top-1 on 256 held-out
+videos (seed 1, centre views) every ``--every`` steps. Same seed = same batches, so two runs differ only by the model.
 
 ``cnn`` is a 3-layer 3D CNN with global average pooling (a sanity check that the labels are
 learnable at all); ``scratch`` builds ``--arch`` (default ``vit_nano_patch8``) with ``--pos-embed``
 (a checkpoint brings its own). ``--seed`` changes the initialisation and the batch order (the
-training and validation videos stay the same): run several before trusting a difference. Used in docs/finetune.md (follow-up 2026-12-02).
+training and validation videos stay the same): run several before trusting a difference. Used in
+docs/finetune.md (follow-ups of 2026-12-02).
 """
 
 from __future__ import annotations
