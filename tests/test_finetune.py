@@ -192,14 +192,60 @@ def test_compare_scratch_prints_both_accuracies(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "pretrained" in out and "scratch" in out and "best val top-1" in out
     summary = json.loads((tmp_path / "cmp-compare.json").read_text())
-    assert summary["pretrained"]["run_dir"].endswith("cmp-pretrained")
-    assert summary["scratch"]["pretrained"] == "scratch"
+    assert summary["seeds"] == [0]
+    (pre_run,), (scratch_run,) = summary["pretrained"], summary["scratch"]
+    assert pre_run["run_dir"].endswith("cmp-pretrained")
+    assert scratch_run["pretrained"] == "scratch"
     assert summary["difference_best_val_acc1"] == pytest.approx(
-        summary["pretrained"]["best_acc1"] - summary["scratch"]["best_acc1"])
+        pre_run["best_acc1"] - scratch_run["best_acc1"])
     # ... both models are built like the checkpoint's (separable positions), the scratch one too
     for kind in ("pretrained", "scratch"):
         model = load_model(tmp_path / f"cmp-{kind}" / "checkpoint-final.pth")
         assert model.pos_embed_type == "sincos_3d", kind
+
+
+def test_compare_scratch_over_seeds_judges_by_paired_differences(tmp_path, monkeypatch, capsys):
+    """``--seeds 3``: pairs for seeds 5, 6, 7 (train.seed=5), each pair with its own seed and run
+    name; the verdict is the mean paired difference against twice its standard error over seeds."""
+    import mgmae.engine.finetune as ft
+
+    cfg = tiny_cfg(tmp_path)
+    pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg)
+    acc = {("pretrained", 5): 60.0, ("scratch", 5): 50.0, ("pretrained", 6): 40.0,
+           ("scratch", 6): 42.0, ("pretrained", 7): 70.0, ("scratch", 7): 52.0}
+    calls = []
+
+    def fake_finetune(c, src, progress=True):
+        kind = "scratch" if src == "scratch" else "pretrained"
+        calls.append((kind, c.train.seed, c.train.run_name))
+        return ft.FinetuneResult(run_dir=str(tmp_path / c.train.run_name), pretrained=str(src),
+                                 best_acc1=acc[kind, c.train.seed], best_epoch=1, final_val_acc1=None,
+                                 test={"top1": 1.0, "top5": 2.0, "num_videos": 100, "num_classes": 8},
+                                 epochs=1, steps=2, seconds=1.0)
+
+    monkeypatch.setattr(ft, "finetune", fake_finetune)
+    args = [str(pre), "--compare-scratch", "--seeds", "3", *TINY, f"train.output_dir={tmp_path}",
+            "train.run_name=cs", "train.seed=5", "--quiet"]
+    assert cli_main(args) == 0
+    assert calls == [(k, s, f"cs-{k}-s{s}") for s in (5, 6, 7) for k in ("pretrained", "scratch")]
+    summary = json.loads((tmp_path / "cs-compare.json").read_text())
+    assert summary["seeds"] == [5, 6, 7]
+    assert [r["best_acc1"] for r in summary["scratch"]] == [50.0, 42.0, 52.0]
+    # differences 10, -2, 18: mean 26/3, sd = sqrt(((10-m)^2 + (-2-m)^2 + (18-m)^2) / 2)
+    m = 26 / 3
+    se = ((((10 - m) ** 2 + (-2 - m) ** 2 + (18 - m) ** 2) / 2) ** 0.5) / 3 ** 0.5
+    assert summary["difference_best_val_acc1"] == pytest.approx(m)
+    assert summary["difference_two_standard_errors"] == pytest.approx(2 * se)  # 11.6: not significant
+    assert summary["significant"] is False
+    out = capsys.readouterr().out
+    assert "pre-trained ahead with 2 of 3 seeds" in out
+    assert "pre-trained beats scratch: +8.67 points of val top-1 (mean over seeds)" in out
+    assert "not significant" in out
+    # --seeds only makes sense with --compare-scratch; 0 seeds is an error
+    with pytest.raises(SystemExit):
+        cli_main([str(pre), "--seeds", "2", *TINY])
+    assert cli_main([str(pre), "--compare-scratch", "--seeds", "0", *TINY]) == 2
+    assert "seeds must be >= 1" in capsys.readouterr().err
 
 
 def test_finetune_resume_auto(tmp_path):
