@@ -14,7 +14,9 @@ videos (seed 1, centre views) every ``--every`` steps. Same seed = same batches,
 ``cnn`` is a 3-layer 3D CNN with global average pooling (a sanity check that the labels are
 learnable at all); ``scratch`` builds ``--arch`` (default ``vit_nano_patch8``) with ``--pos-embed``
 (a checkpoint brings its own). ``--seed`` changes the initialisation and the batch order (the
-training and validation videos stay the same): run several before trusting a difference. Used in
+training and validation videos stay the same): run several before trusting a difference.
+``--only patch_embed`` (or ``blocks``, ...) starts from the ``scratch`` weights with only those parts
+taken from the checkpoint. Used in
 docs/finetune.md (follow-ups of 2026-12-02).
 """
 
@@ -33,6 +35,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos  # noqa: E402
 from mgmae.engine.optim import build_optimizer, lr_at, set_lr  # noqa: E402
+
+
+def transplant(model: str, prefixes: list[str], pos_embed: str, arch: str) -> nn.Module:
+    """The ``scratch`` ViT (the same initial weights as ``scratch`` with the same seed) with the
+    state-dict entries starting with one of ``prefixes`` (e.g. ``patch_embed``, ``blocks``) taken
+    from the checkpoint: which part of a pre-trained encoder helps or hurts."""
+    m = build("scratch", pos_embed, arch)
+    with torch.random.fork_rng(devices=[]):  # the batch order stays that of the scratch run
+        pre = build(model, pos_embed, arch).state_dict()
+    sd = m.state_dict()
+    took = [k for k in sd if any(k.startswith(p) for p in prefixes)]
+    if not took:
+        raise SystemExit(f"--only {','.join(prefixes)}: no such entries (e.g. {', '.join(list(sd)[:3])})")
+    sd.update({k: pre[k] for k in took})
+    m.load_state_dict(sd)
+    print(f"from {model}: {len(took)} tensors ({', '.join(sorted({k.split('.')[0] for k in took}))}), "
+          f"the rest random", flush=True)
+    return m
 
 
 def build(model: str, pos_embed: str, arch: str = "vit_nano_patch8") -> nn.Module:
@@ -68,6 +88,9 @@ def main() -> None:
     p.add_argument("--pos-embed", default="sincos_3d")
     p.add_argument("--arch", default="vit_nano_patch8", help="the ViT built for 'scratch'")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
+    p.add_argument("--only", default="", help="with a checkpoint: take only these comma-separated "
+                   "state-dict prefixes from it (patch_embed, blocks, blocks.0, ...), the rest "
+                   "initialised like 'scratch' (give --arch)")
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     a = p.parse_args()
@@ -78,7 +101,10 @@ def main() -> None:
     val_videos.cache_all()
     train = SyntheticDataset(train_videos, train=True, label=a.label)
     xv, yv = batch(SyntheticDataset(val_videos, train=False, label=a.label), range(256))
-    model = build(a.model, a.pos_embed, a.arch)
+    only = [k for k in a.only.split(",") if k]
+    if only and a.model in ("cnn", "scratch"):
+        p.error("--only takes parts of a checkpoint")
+    model = transplant(a.model, only, a.pos_embed, a.arch) if only else build(a.model, a.pos_embed, a.arch)
     blocks = getattr(model, "blocks", None)  # the CNN has none: no layer decay
     layer_decay = a.layer_decay if blocks is not None else None
     opt = build_optimizer(model, a.lr, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=layer_decay,
