@@ -588,13 +588,13 @@ def compare_scratch(cfg: Config, pretrained: str | Path, *, seeds: int = 1,
     base = cfg.train.run_name or f"cmp-{classifier_name(cfg)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     from mgmae.engine.extract import load_encoder
 
+    scratch_cfg = copy.deepcopy(cfg)  # the pre-trained model's architecture (size, positions)
+    sync_model_config(scratch_cfg, load_encoder(pretrained, cfg))  # read once, not per seed
     seed_list = [cfg.train.seed + i for i in range(seeds)]
     results: dict[str, list[FinetuneResult]] = {"pretrained": [], "scratch": []}
     for seed in seed_list:  # pairs in turn: a run cut short still has complete pairs
-        for kind, src in (("pretrained", pretrained), ("scratch", SCRATCH)):
-            c = copy.deepcopy(cfg)
-            if kind == "scratch":  # the pre-trained model's architecture (size, positions)
-                sync_model_config(c, load_encoder(pretrained, cfg))
+        for kind, src, kind_cfg in (("pretrained", pretrained, cfg), ("scratch", SCRATCH, scratch_cfg)):
+            c = copy.deepcopy(kind_cfg)
             c.train.seed = seed
             c.train.run_name = f"{base}-{kind}" + (f"-s{seed}" if seeds > 1 else "")
             print(f"[mgmae] ===== {kind}{f' (seed {seed})' if seeds > 1 else ''}: {src} =====")
