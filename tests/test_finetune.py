@@ -213,6 +213,8 @@ def test_compare_scratch_over_seeds_judges_by_paired_differences(tmp_path, monke
     pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg)
     acc = {("pretrained", 5): 60.0, ("scratch", 5): 50.0, ("pretrained", 6): 40.0,
            ("scratch", 6): 42.0, ("pretrained", 7): 70.0, ("scratch", 7): 52.0}
+    early = {("pretrained", 5): 30.0, ("scratch", 5): 10.0, ("pretrained", 6): 31.0,
+             ("scratch", 6): 10.0, ("pretrained", 7): 29.0, ("scratch", 7): 10.0}
     calls = []
 
     def fake_finetune(c, src, progress=True):
@@ -221,7 +223,10 @@ def test_compare_scratch_over_seeds_judges_by_paired_differences(tmp_path, monke
         return ft.FinetuneResult(run_dir=str(tmp_path / c.train.run_name), pretrained=str(src),
                                  best_acc1=acc[kind, c.train.seed], best_epoch=1, final_val_acc1=None,
                                  test={"top1": 1.0, "top5": 2.0, "num_videos": 100, "num_classes": 8},
-                                 epochs=1, steps=2, seconds=1.0)
+                                 epochs=2, steps=2, seconds=1.0,
+                                 history=[{"epoch": 1, "val_acc1": early[kind, c.train.seed]},
+                                          {"epoch": 2, "val_acc1": acc[kind, c.train.seed]},
+                                          {"epoch": 3, "val_acc1": None}])
 
     monkeypatch.setattr(ft, "finetune", fake_finetune)
     args = [str(pre), "--compare-scratch", "--seeds", "3", *TINY, f"train.output_dir={tmp_path}",
@@ -241,6 +246,17 @@ def test_compare_scratch_over_seeds_judges_by_paired_differences(tmp_path, monke
     assert "pre-trained ahead with 2 of 3 seeds" in out
     assert "pre-trained beats scratch: +8.67 points of val top-1 (mean over seeds)" in out
     assert "not significant" in out
+    # at equal epochs: epoch 1 differences 20, 21, 19 (mean 20, SE 1/sqrt(3): significant), epoch 2
+    # the best-accuracy ones above; epoch 3 has no validation and is left out
+    e1, e2 = summary["by_epoch"]
+    assert e1["epoch"] == 1 and e2["epoch"] == 2
+    assert e1["pretrained"] == pytest.approx(30.0) and e1["scratch"] == pytest.approx(10.0)
+    assert e1["difference"] == pytest.approx(20.0)
+    assert e1["two_standard_errors"] == pytest.approx(2 / 3 ** 0.5) and e1["significant"] is True
+    assert e2["difference"] == pytest.approx(m) and e2["two_standard_errors"] == pytest.approx(2 * se)
+    assert e2["significant"] is False
+    assert "  +20.0*" in out and "  +8.7 " in out
+    assert "ahead beyond 2 standard errors at epochs 1; behind at epochs none (of 2 evaluated)" in out
     # --seeds only makes sense with --compare-scratch; 0 seeds is an error
     with pytest.raises(SystemExit):
         cli_main([str(pre), "--seeds", "2", *TINY])

@@ -643,12 +643,66 @@ def _comparison_table(cfg: Config, pretrained, seeds: list[int],
              if (n or len(seeds) > 1) and abs(diff) < 2 * se else "")
     chance = f"; chance level {100 / K:.1f}%" if K else ""
     label = cfg.data.synthetic_label if uses_synthetic(cfg) else "list"
+    by_epoch = _by_epoch(results, n)
     table = "\n".join([f"[mgmae] fine-tuning from {pretrained} vs from scratch ({label} labels):"]
-                      + rows + [f"  -> {verdict}: {diff:+.2f} points of val top-1"
-                                f"{' (mean over seeds)' if len(seeds) > 1 else ''}{noise}{chance}"])
+                      + rows + _by_epoch_rows(by_epoch, len(seeds))
+                      + [f"  -> {verdict}: {diff:+.2f} points of val top-1"
+                         f"{' (mean over seeds)' if len(seeds) > 1 else ''}{noise}{chance}"]
+                      + _by_epoch_verdict(by_epoch))
     stats = {"best_val_acc1": acc, "difference_best_val_acc1": diff,
-             "difference_two_standard_errors": 2 * se, "significant": abs(diff) >= 2 * se > 0}
+             "difference_two_standard_errors": 2 * se, "significant": abs(diff) >= 2 * se > 0,
+             "by_epoch": by_epoch}
     return table, stats
+
+
+def _by_epoch(results: dict[str, list[FinetuneResult]], n_val: int) -> list[dict[str, Any]]:
+    """Validation top-1 at equal epochs: for every epoch at which all runs were validated, the
+    means over seeds, the mean paired difference and twice its standard error (over seeds; with
+    one seed the validation set's binomial one, ``n_val`` videos, or 0 when unknown)."""
+    curves = {k: [{h["epoch"]: h["val_acc1"] for h in r.history if h.get("val_acc1") is not None}
+                  for r in v] for k, v in results.items()}
+    common = set.intersection(*(set(c) for v in curves.values() for c in v)) if curves["scratch"] else set()
+    out = []
+    for e in sorted(common):
+        p = [c[e] for c in curves["pretrained"]]
+        s = [c[e] for c in curves["scratch"]]
+        d = [a - b for a, b in zip(p, s)]
+        m = sum(d) / len(d)
+        if len(d) > 1:
+            se = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d))
+        else:
+            a, b = p[0] / 100, s[0] / 100
+            se = 100 * math.sqrt((a * (1 - a) + b * (1 - b)) / n_val) if n_val else 0.0
+        out.append({"epoch": e, "pretrained": sum(p) / len(p), "scratch": sum(s) / len(s),
+                    "difference": m, "two_standard_errors": 2 * se,
+                    "significant": abs(m) >= 2 * se > 0})
+    return out
+
+
+def _by_epoch_rows(by_epoch: list[dict[str, Any]], n_seeds: int) -> list[str]:
+    """The val top-1 curves side by side (means over seeds), ``*`` where the paired difference
+    is beyond twice its standard error."""
+    if not by_epoch:
+        return []
+    w = 7
+    rows = [f"  val top-1 at equal epochs{f' (mean over {n_seeds} seeds)' if n_seeds > 1 else ''}"
+            f"; * beyond 2 standard errors:",
+            "    epoch      " + "".join(f"{r['epoch']:>{w}d}" for r in by_epoch),
+            "    pretrained " + "".join(f"{r['pretrained']:>{w}.1f}" for r in by_epoch),
+            "    scratch    " + "".join(f"{r['scratch']:>{w}.1f}" for r in by_epoch),
+            "    difference " + "".join(f"{r['difference']:>+{w - 1}.1f}{'*' if r['significant'] else ' '}"
+                                        for r in by_epoch).rstrip()]
+    return rows
+
+
+def _by_epoch_verdict(by_epoch: list[dict[str, Any]]) -> list[str]:
+    if not by_epoch:
+        return []
+    ahead = [r["epoch"] for r in by_epoch if r["significant"] and r["difference"] > 0]
+    behind = [r["epoch"] for r in by_epoch if r["significant"] and r["difference"] < 0]
+    say = lambda es: ", ".join(map(str, es)) or "none"  # noqa: E731
+    return [f"  -> at equal epochs, pre-trained ahead beyond 2 standard errors at epochs {say(ahead)}; "
+            f"behind at epochs {say(behind)} (of {len(by_epoch)} evaluated)"]
 
 
 def _fmt(v) -> str:
