@@ -622,21 +622,16 @@ def _comparison_table(cfg: Config, pretrained, seeds: list[int],
                         f"test top-1 {_fmt(test.get('top1'))}  top-5 {_fmt(test.get('top5'))}   "
                         f"{r.epochs} epochs, {r.seconds / 60:.1f} min")
     acc = {k: [r.best_acc1 or 0.0 for r in v] for k, v in results.items()}
-    diffs = [p - s for p, s in zip(acc["pretrained"], acc["scratch"])]
     test = results["scratch"][0].test or {}
     n, K = test.get("num_videos") or 0, test.get("num_classes") or 0
-    mean_p, mean_s = sum(acc["pretrained"]) / len(seeds), sum(acc["scratch"]) / len(seeds)
-    diff = sum(diffs) / len(diffs)
-    if len(seeds) > 1:  # paired: the spread over seeds, which dominates when learning starts late
-        sd = math.sqrt(sum((d - diff) ** 2 for d in diffs) / (len(diffs) - 1))
-        se = sd / math.sqrt(len(diffs))
+    best = _paired(acc["pretrained"], acc["scratch"], n)
+    mean_p, mean_s, diff, se = best["pretrained"], best["scratch"], best["difference"], best["se"]
+    if len(seeds) > 1:
         what = f"the paired differences' standard error over {len(seeds)} seeds, x2: {2 * se:.1f} points"
-        wins = sum(d > 0 for d in diffs)
+        wins = sum(p > s for p, s in zip(acc["pretrained"], acc["scratch"]))
         rows.append(f"  mean over seeds {', '.join(map(str, seeds))}: pretrained {mean_p:.2f}%, "
                     f"scratch {mean_s:.2f}%; pre-trained ahead with {wins} of {len(seeds)} seeds")
-    else:  # one pair: the validation set's binomial noise only
-        p, s = mean_p / 100, mean_s / 100
-        se = 100 * math.sqrt((p * (1 - p) + s * (1 - s)) / n) if n else 0.0
+    else:
         what = f"2 standard errors ({2 * se:.1f} points for {n} videos)"
     verdict = "pre-trained beats scratch" if diff > 0 else "pre-trained does NOT beat scratch"
     noise = (f"; the difference is within {what}: not significant"
@@ -650,32 +645,41 @@ def _comparison_table(cfg: Config, pretrained, seeds: list[int],
                          f"{' (mean over seeds)' if len(seeds) > 1 else ''}{noise}{chance}"]
                       + _by_epoch_verdict(by_epoch))
     stats = {"best_val_acc1": acc, "difference_best_val_acc1": diff,
-             "difference_two_standard_errors": 2 * se, "significant": abs(diff) >= 2 * se > 0,
+             "difference_two_standard_errors": 2 * se, "significant": best["significant"],
              "by_epoch": by_epoch}
     return table, stats
 
 
+def _paired(pre: list[float], scratch: list[float], n_val: int) -> dict[str, Any]:
+    """Accuracies (%) of pre-trained and scratch runs paired by seed: their means, the mean
+    difference, its standard error ``se`` and whether the difference is beyond twice it. With
+    several seeds the SE is the paired differences' over seeds (the spread over seeds dominates
+    when learning starts late); with one pair the validation set's binomial one (``n_val``
+    videos; 0 when unknown)."""
+    d = [a - b for a, b in zip(pre, scratch)]
+    m = sum(d) / len(d)
+    mean_p, mean_s = sum(pre) / len(pre), sum(scratch) / len(scratch)
+    if len(d) > 1:
+        se = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1)) / math.sqrt(len(d))
+    else:
+        a, b = mean_p / 100, mean_s / 100
+        se = 100 * math.sqrt((a * (1 - a) + b * (1 - b)) / n_val) if n_val else 0.0
+    return {"pretrained": mean_p, "scratch": mean_s, "difference": m, "se": se,
+            "significant": abs(m) >= 2 * se > 0}
+
+
 def _by_epoch(results: dict[str, list[FinetuneResult]], n_val: int) -> list[dict[str, Any]]:
     """Validation top-1 at equal epochs: for every epoch at which all runs were validated, the
-    means over seeds, the mean paired difference and twice its standard error (over seeds; with
-    one seed the validation set's binomial one, ``n_val`` videos, or 0 when unknown)."""
+    means over seeds, the mean paired difference and twice its standard error (:func:`_paired`)."""
     curves = {k: [{h["epoch"]: h["val_acc1"] for h in r.history if h.get("val_acc1") is not None}
                   for r in v] for k, v in results.items()}
     common = set.intersection(*(set(c) for v in curves.values() for c in v)) if curves["scratch"] else set()
     out = []
     for e in sorted(common):
-        p = [c[e] for c in curves["pretrained"]]
-        s = [c[e] for c in curves["scratch"]]
-        d = [a - b for a, b in zip(p, s)]
-        m = sum(d) / len(d)
-        if len(d) > 1:
-            se = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d))
-        else:
-            a, b = p[0] / 100, s[0] / 100
-            se = 100 * math.sqrt((a * (1 - a) + b * (1 - b)) / n_val) if n_val else 0.0
-        out.append({"epoch": e, "pretrained": sum(p) / len(p), "scratch": sum(s) / len(s),
-                    "difference": m, "two_standard_errors": 2 * se,
-                    "significant": abs(m) >= 2 * se > 0})
+        st = _paired([c[e] for c in curves["pretrained"]], [c[e] for c in curves["scratch"]], n_val)
+        out.append({"epoch": e, "pretrained": st["pretrained"], "scratch": st["scratch"],
+                    "difference": st["difference"], "two_standard_errors": 2 * st["se"],
+                    "significant": st["significant"]})
     return out
 
 
