@@ -401,7 +401,7 @@ def test_cli(tmp_path, capsys):
     assert rc == 0 and "initialised" in capsys.readouterr().out
     model = load_model(tmp_path / "ft.pth")  # our official export remembers frames and size
     assert model.num_classes == 5 and model.load_report.arch["num_frames"] == 4
-    assert cli_main([str(tmp_path / "missing.pth"), str(tmp_path / "x"), "--to", "hf"]) == 1
+    assert cli_main([str(tmp_path / "missing.pth"), str(tmp_path / "x"), "--to", "hf"]) == 2  # every user error: 2
     assert "not found" in capsys.readouterr().err
 
 

@@ -7,12 +7,13 @@ from mgmae.masking import build_masker  # noqa: E402
 from mgmae.models import create_model, list_models  # noqa: E402
 
 
-def load_model(path, task=None, strict=True, **overrides):
+def load_model(path, task=None, strict=True, trusted=None, **overrides):
     """Load our checkpoints, official VideoMAE/MGMAE ``.pth`` files or Hugging Face VideoMAE
-    directories (see :func:`mgmae.convert.load_model`)."""
+    directories (see :func:`mgmae.convert.load_model`). Files are read safely (no pickled code
+    runs); ``trusted=True`` lifts that for a file you trust."""
     from mgmae.convert import load_model as _load
 
-    return _load(path, task=task, strict=strict, **overrides)
+    return _load(path, task=task, strict=strict, trusted=trusted, **overrides)
 
 
 def build_flow(name_or_callable, **options):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mgmae.commands import add_common_flags, command
+
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", help="YAML recipe (e.g. configs/pretrain_vit_base_ssv2.yaml)")
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pre-train a video MAE (no arguments: the built-in demo)")
     _add_config_args(p)
     p.add_argument("--resume", help="checkpoint path, or 'auto' for the newest valid one in the run dir")
+    add_common_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
     for name, (_, help_text) in DELEGATED.items():
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved config (or --keys: every valid key)")
     _add_config_args(p)
     p.add_argument("--keys", action="store_true")
+    add_common_flags(p, checkpoints=False)
     p.set_defaults(func=cmd_config)
     return parser
 
@@ -90,14 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             rest = rest[1:]
         return int(module.cli_main(rest) or 0)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if e.args else str(e)
-        print(f"mgmae {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    return command(args.command)(lambda _argv: args.func(args))(argv)
 
 
 if __name__ == "__main__":

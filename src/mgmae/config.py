@@ -303,7 +303,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            with p.open() as fh:  # a stream: the error's mark names the file
+                data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as e:  # the mark says line and column
+            raise ValueError(f"config file {p} is not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
             raise ValueError(f"config file {p} must hold a mapping of sections, got {type(data)}")
         try:
@@ -350,5 +354,14 @@ def validate(cfg: Config) -> None:
             f"data.num_frames={cfg.data.num_frames} is not divisible by "
             f"model.tubelet_size={cfg.model.tubelet_size}"
         )
+    if not cfg.data.scales or any(not 0.0 < x <= 1.0 for x in cfg.data.scales):
+        raise ValueError(f"data.scales must be a non-empty list of crop scales in (0, 1], got "
+                         f"{cfg.data.scales}")
+    minimum = {"train.max_steps": 1, "train.max_bad_steps": 1, "train.save_every_steps": 0,
+               "train.save_every_epochs": 0, "train.keep_last": 0}
+    for key, low in minimum.items():
+        if flat[key] is not None and flat[key] < low:
+            hint = " (or null: the epochs decide)" if key == "train.max_steps" else ""
+            raise ValueError(f"config key '{key}' must be >= {low}{hint}, got {flat[key]}")
     if len(cfg.train.betas) != 2:
         raise ValueError(f"train.betas must be two numbers, got {cfg.train.betas}")

@@ -38,7 +38,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from mgmae.commands import add_common_flags, check_output, command
 from mgmae.models import SIZES, parse_name
+from mgmae.serialization import torch_load
 from mgmae.models.mae import PretrainVideoMAE
 from mgmae.models.vit import VisionTransformer, sinusoid_table
 
@@ -296,23 +298,6 @@ def _canonical_to_hf(canon: dict[str, torch.Tensor], kind: str) -> dict[str, tor
 
 
 # --------------------------------------------------------------------------- reading files
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # noqa: BLE001
-        if isinstance(first, (IsADirectoryError, FileNotFoundError)):
-            raise
-        try:
-            # Official and our checkpoints pickle argparse/numpy objects next to the weights.
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint "
-                             f"({type(e).__name__}: {e})") from e
-        logger.info("%s holds pickled Python objects; loaded with weights_only=False "
-                    "(only load files you trust)", path)
-        return obj
-
-
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         from safetensors import safe_open
@@ -359,12 +344,12 @@ class _Source:
     unknown: list[str] = field(default_factory=list)  # keys that could not be mapped
 
 
-def _read(path: Path) -> _Source:
+def _read(path: Path, trusted: bool | None = None) -> _Source:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.is_dir():
         if (path / "config.json").is_file():
-            return _read_hf_dir(path)
+            return _read_hf_dir(path, trusted=trusted)
         raise ValueError(f"{path} is a directory without config.json; expected a Hugging Face "
                          f"VideoMAE directory (config.json + model.safetensors / pytorch_model.bin)")
     if path.suffix == ".safetensors":
@@ -378,7 +363,7 @@ def _read(path: Path) -> _Source:
                 hints = _hints_from_config(config)
             return _Source("mgmae-safetensors", canon, kind, hints, config)
         return _from_foreign_state_dict(sd, path)
-    obj = _torch_load(path)
+    obj = torch_load(path, trusted=trusted)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         sd = obj.get("model")
         if not isinstance(sd, dict):
@@ -411,20 +396,21 @@ def _from_foreign_state_dict(sd: dict[str, torch.Tensor], path: Path) -> _Source
     return _Source("official", canon, _kind_of(canon), {})
 
 
-def _read_hf_dir(path: Path, weights: dict[str, torch.Tensor] | None = None) -> _Source:
+def _read_hf_dir(path: Path, weights: dict[str, torch.Tensor] | None = None,
+                 trusted: bool | None = None) -> _Source:
     cfg = json.loads((path / "config.json").read_text())
     if cfg.get("model_type") != "videomae":
         raise ValueError(f"{path}/config.json has model_type={cfg.get('model_type')!r}; "
                          f"only 'videomae' models can be converted")
     if weights is None:
-        weights = _read_hf_weights(path)
+        weights = _read_hf_weights(path, trusted)
     canon, unknown = _hf_to_canonical(weights)
     kind = _kind_of(canon)
     hints = _hints_from_hf_config(cfg, kind)
     return _Source("hf", canon, kind, hints, None, unknown)
 
 
-def _read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
+def _read_hf_weights(path: Path, trusted: bool | None = None) -> dict[str, torch.Tensor]:
     if (path / "model.safetensors").is_file():
         return _read_safetensors(path / "model.safetensors")[0]
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
@@ -434,11 +420,11 @@ def _read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
             sd: dict[str, torch.Tensor] = {}
             for f in files:
                 part = (_read_safetensors(path / f)[0] if f.endswith(".safetensors")
-                        else torch.load(path / f, map_location="cpu", weights_only=True))
+                        else torch_load(path / f, trusted=trusted))
                 sd.update(part)
             return sd
     if (path / "pytorch_model.bin").is_file():
-        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return torch_load(path / "pytorch_model.bin", trusted=trusted)
     raise FileNotFoundError(f"{path} has config.json but no model.safetensors or pytorch_model.bin")
 
 
@@ -685,6 +671,16 @@ def arch_of(model: nn.Module) -> tuple[Arch, str]:
 
 
 # --------------------------------------------------------------------------- loading
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or inf: a diverged run's file gives no meaningful model."""
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} of {len(state)} weight tensors hold NaN or inf values "
+                         f"(first: {', '.join(bad[:3])}); the run that wrote it diverged. Use an "
+                         f"earlier checkpoint of that run")
+
+
 def _split_overrides(overrides: dict[str, Any], task: str) -> tuple[dict[str, Any], dict[str, Any]]:
     arch_names = {f.name for f in dataclasses.fields(Arch)}
     arch_ov, build = {}, {}
@@ -702,7 +698,7 @@ def _split_overrides(overrides: dict[str, Any], task: str) -> tuple[dict[str, An
 
 
 def load_model(path: str | Path, task: str | None = None, strict: bool = True,
-               **overrides: Any) -> nn.Module:
+               trusted: bool | None = None, **overrides: Any) -> nn.Module:
     """Load any supported VideoMAE-family checkpoint as a model of ours.
 
     Args:
@@ -714,6 +710,10 @@ def load_model(path: str | Path, task: str | None = None, strict: bool = True,
             weights with a freshly initialised ``fc_norm`` + ``head`` (``num_classes=`` required).
         strict: raise on missing, unexpected or mis-shaped tensors (the default); with ``False``
             they are initialised/ignored and reported.
+        trusted: ``.pth`` files are read with ``weights_only=True`` and a small allowlist
+            (:mod:`mgmae.serialization`); a file that pickles anything else is refused unless
+            ``trusted=True`` (only for files you trust: unpickling can run code). ``None``: the
+            ambient :func:`mgmae.serialization.trust_checkpoints` choice (off by default).
         **overrides: what shapes cannot tell or what to change: ``num_frames``, ``img_size``
             (the fixed sinusoidal position tables are rebuilt for them), ``num_heads``,
             ``decoder_num_heads``, ``num_classes``, ``use_mean_pooling``, ``norm_pix_loss``; and
@@ -724,7 +724,8 @@ def load_model(path: str | Path, task: str | None = None, strict: bool = True,
         the model in eval mode on CPU, with ``model.load_report`` (:class:`LoadReport`).
     """
     path = Path(path)
-    src = _read(path)
+    src = _read(path, trusted)
+    check_finite(src.canon, path)
     task = task or src.kind
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
@@ -970,16 +971,16 @@ def export_model(model: nn.Module, dst: str | Path, to: str = "mgmae",
 
 
 def convert(src: str | Path, dst: str | Path, to: str = "mgmae", task: str | None = None,
-            strict: bool = True, **overrides: Any) -> Path:
+            strict: bool = True, trusted: bool | None = None, **overrides: Any) -> Path:
     """Load ``src`` (any supported format, see :func:`load_model`) and write it to ``dst`` in the
     ``to`` format; returns ``dst``."""
-    return _convert(src, dst, to, task, strict, **overrides)[0]
+    return _convert(src, dst, to, task, strict, trusted=trusted, **overrides)[0]
 
 
-def _convert(src, dst, to, task, strict, **overrides) -> tuple[Path, LoadReport]:
+def _convert(src, dst, to, task, strict, trusted=None, **overrides) -> tuple[Path, LoadReport]:
     if to not in TARGETS:
         raise ValueError(f"to must be one of {TARGETS}, got {to!r}")
-    model = load_model(src, task=task, strict=strict, **overrides)
+    model = load_model(src, task=task, strict=strict, trusted=trusted, **overrides)
     report = model.load_report
     return export_model(model, dst, to=to, config=report.config), report
 
@@ -1003,23 +1004,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-num-heads", type=int, help="decoder heads, for non-standard widths")
     p.add_argument("--non-strict", action="store_true",
                    help="initialise/ignore missing or unexpected tensors instead of failing")
+    add_common_flags(p)
     return p
 
 
-def cli_main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+@command("convert")
+def cli_main(argv: list[str]) -> int:
     if argv and argv[0] == "convert":
         argv = argv[1:]
     args = build_parser().parse_args(argv)
     overrides = {k: getattr(args, k) for k in ("num_classes", "num_frames", "img_size",
                                                "num_heads", "decoder_num_heads")
                  if getattr(args, k) is not None}
-    try:
-        out, report = _convert(args.src, args.dst, args.to, args.task, not args.non_strict,
-                               **overrides)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"mgmae convert: error: {e}", file=sys.stderr)
-        return 1
+    check_output(args.dst, "the output", directory=args.to == "hf")
+    out, report = _convert(args.src, args.dst, args.to, args.task, not args.non_strict, **overrides)
     print(report.summary())
     print(f"wrote {out} ({args.to})")
     return 0

@@ -38,6 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mgmae.commands import add_common_flags, command
+
+
 __all__ = ["cli_main", "build_parser", "render_clip", "load_clips", "Clip"]
 
 FLOWS = ("dis", "farneback", "raft_small", "raft_large", "zero", "gt")
@@ -364,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=4, help="GIF frames per second")
     p.add_argument("--no-gif", action="store_true")
     p.add_argument("-o", "--out", default="masks_out", help="output folder (default: masks_out/)")
+    add_common_flags(p, checkpoints=False)
     return p
 
 
@@ -429,15 +433,9 @@ def run(a) -> list[Path]:
     return written
 
 
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    from mgmae.data.video import VideoError
-
-    args = build_parser().parse_args(None if argv is None else list(argv))
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError, VideoError, ImportError) as e:
-        print(f"mgmae masks: error: {e}", file=sys.stderr)
-        return 2
+@command("masks")
+def cli_main(argv: list[str]) -> int:
+    run(build_parser().parse_args(argv))
     return 0
 
 

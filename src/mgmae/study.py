@@ -56,7 +56,9 @@ import numpy as np
 import torch
 import yaml
 
+from mgmae.commands import add_common_flags, command
 from mgmae.config import Config, apply_overrides, flatten, load_config, validate
+from mgmae.serialization import torch_load
 
 __all__ = ["Plan", "Study", "load_plan", "cli_main", "build_parser", "mean_std"]
 
@@ -508,7 +510,7 @@ class Study:
             torch.save(torch.stack(masks), mpath)
             _write_json(path, rec)
             self.computed_seconds += rec["seconds"]
-        masks = torch.load(mpath)
+        masks = torch_load(mpath)
         out = dict(rec)
         out["masks"] = masks
         out["videos"] = videos
@@ -1416,6 +1418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="write the report from cached runs; fail if a run is missing")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    add_common_flags(p, checkpoints=False)
     return p
 
 
@@ -1425,17 +1428,13 @@ def _command(argv: list[str]) -> str:
     return "mgmae study " + " ".join(shlex.quote(a) for a in argv)
 
 
-def cli_main(argv: list[str] | None = None) -> int:
+@command("study")
+def cli_main(argv: list[str]) -> int:
     """``mgmae study -c RECIPE [--quick] [--out FILE] [--seeds N]``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        plan = load_plan(args.config, quick=args.quick, seeds=args.seeds, output_dir=args.output_dir)
-        if args.skip_ablations:
-            plan.ablations = []
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        print(f"mgmae study: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    plan = load_plan(args.config, quick=args.quick, seeds=args.seeds, output_dir=args.output_dir)
+    if args.skip_ablations:
+        plan.ablations = []
     study = Study(plan)
     if args.dry_run:
         runs = study.encoder_runs()

@@ -100,6 +100,24 @@ def _save_recon_gif(rows, gif, fps: int = 6) -> None:
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
 
 
+def log_records(log_path: str | Path, key: str) -> list[dict]:
+    """The records of a run's ``log.jsonl`` that carry a number under ``key`` and a step, in step
+    order, one per step (the last written wins: a resumed run's redone steps replace the old
+    ones). Skipped updates (``skipped_update``: their loss is the string ``"nan"``) and unreadable
+    lines (a writer killed mid-line) are left out."""
+    by_step: dict[int, dict] = {}
+    for line in Path(log_path).read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        v = rec.get(key)
+        if (isinstance(rec, dict) and "step" in rec and not rec.get("skipped_update")
+                and isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)):
+            by_step[rec["step"]] = rec
+    return [by_step[s] for s in sorted(by_step)]
+
+
 def plot_loss_curve(log_path: str | Path, png: str | Path, key: str = "loss") -> None:
     """Loss (and its running mean) per step from a JSONL log, with the lr on a second axis."""
     import matplotlib
@@ -107,13 +125,10 @@ def plot_loss_curve(log_path: str | Path, png: str | Path, key: str = "loss") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps, values, lrs = [], [], []
-    for line in Path(log_path).read_text().splitlines():
-        rec = json.loads(line)
-        if key in rec and "step" in rec:
-            steps.append(rec["step"])
-            values.append(rec[key])
-            lrs.append(rec.get("lr", np.nan))
+    recs = log_records(log_path, key)
+    steps = [r["step"] for r in recs]
+    values = [r[key] for r in recs]
+    lrs = [r.get("lr", np.nan) for r in recs]
     if not steps:
         return
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
+from mgmae.commands import add_common_flags, check_output, command
 from mgmae.data.datasets import VideoEntry, load_entries
 from mgmae.data.video import FrameFolderReader, PyAVReader, VideoError, open_video
 
@@ -159,7 +160,8 @@ def format_report(rep: dict, max_bad: int = 50) -> str:
     return "\n".join(lines)
 
 
-def cli_main(argv: Sequence[str] | None = None) -> int:
+@command("data check")
+def cli_main(argv: list[str]) -> int:
     """``mgmae data check LIST [--root R] [--min-frames N] [--json out.json] ...``; returns the
     exit status (0 all good, 1 bad files, 2 the list cannot be read)."""
     ap = argparse.ArgumentParser(prog="mgmae data check", description=__doc__.split("\n\n")[0])
@@ -173,15 +175,13 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--start-index", type=int, default=1, help="number of the first frame image")
     ap.add_argument("--json", default=None, help="write the full report (every video) here")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_common_flags(ap, checkpoints=False)
     args = ap.parse_args(argv)
-    try:
-        rep = check_dataset(args.list, root=args.root, backend=args.backend,
-                            min_frames=args.min_frames, full=args.full, workers=args.workers,
-                            progress=not args.quiet, template=args.template,
-                            start_index=args.start_index)
-    except (OSError, ValueError) as e:  # includes ListFileError and a missing list file
-        print(f"mgmae data check: {e}", file=sys.stderr)
-        return 2
+    if args.json:
+        check_output(args.json, "--json", directory=False)
+    rep = check_dataset(args.list, root=args.root, backend=args.backend, min_frames=args.min_frames,
+                        full=args.full, workers=args.workers, progress=not args.quiet,
+                        template=args.template, start_index=args.start_index)
     print(format_report(rep))
     if args.json:
         with open(args.json, "w") as f:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from mgmae.commands import MgmaeError
 from mgmae.data.pipeline import make_views, sample_seed
 from mgmae.data.sampling import (PADS, clip_indices, dense_indices, segment_indices,
                                  test_clip_starts)
@@ -66,7 +67,7 @@ class ListFileError(ValueError):
         super().__init__(f"{where}: {reason}" + (f": {line!r}" if line is not None else ""))
 
 
-class DatasetFailureError(RuntimeError):
+class DatasetFailureError(MgmaeError, RuntimeError):
     """Too many videos of a dataset could not be read."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    # Ctrl-C reaches the whole process group: the training process saves a checkpoint and stops
+    # its workers itself; a worker dying on SIGINT first would break the batch it is loading.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # No cv2.setNumThreads here: changing OpenCV's thread pool in a forked child whose parent already
     # used it deadlocks (seen in CI).
 

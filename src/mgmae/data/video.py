@@ -27,6 +27,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from mgmae.commands import MgmaeError
+
 __all__ = ["VideoError", "TruncatedVideoError", "VideoReader", "PyAVReader", "FrameFolderReader",
            "TorchCodecReader", "DecordReader", "open_video", "BACKENDS", "VIDEO_EXTENSIONS",
            "IMAGE_EXTENSIONS"]
@@ -37,7 +39,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".m
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class VideoError(RuntimeError):
+class VideoError(MgmaeError, RuntimeError):
     """A video (file or frame folder) could not be read. ``path`` names it, ``reason`` says why."""
 
     def __init__(self, path, reason: str):

@@ -7,6 +7,8 @@ A checkpoint of ours is a ``torch.save`` dict::
      "epoch": int, "step": int, "rng": {...}, "extra": {...}}
 
 It carries its config, so ``load_checkpoint(path)`` plus ``Config.from_dict`` rebuild the model.
+Everything in it is a tensor or a builtin (the numpy RNG state is stored as a tensor), so it loads
+with ``weights_only=True`` and nothing outside the default allowlist (:mod:`mgmae.serialization`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from mgmae.serialization import torch_load
 
 FORMAT = "mgmae"
 VERSION = 1
@@ -44,16 +48,30 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    """Every global generator's state as tensors and builtins (safe to load)."""
+    npst = np.random.get_state(legacy=False)  # {"bit_generator", "state": {"key", "pos"}, ...}
+    numpy_state = {"bit_generator": npst["bit_generator"],
+                   "key": torch.from_numpy(npst["state"]["key"].astype(np.int64)),
+                   "pos": int(npst["state"]["pos"]), "has_gauss": int(npst["has_gauss"]),
+                   "gauss": float(npst["gauss"])}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _numpy_state(st: Any) -> Any:
+    if isinstance(st, dict) and "key" in st:  # ours
+        return {"bit_generator": st["bit_generator"],
+                "state": {"key": np.asarray(st["key"], dtype=np.int64).astype(np.uint32),
+                          "pos": st["pos"]},
+                "has_gauss": st["has_gauss"], "gauss": st["gauss"]}
+    return st  # numpy's legacy tuple (checkpoints written before the tensor form)
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -67,9 +85,16 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, config: dict, k
     (e.g. full state dicts gathered from FSDP shards)."""
     model = getattr(model, "module", model)  # unwrap DDP
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    state = model_state if model_state is not None else model.state_dict()
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # never overwrite a good resume point with a diverged model
+        raise FloatingPointError(
+            f"not writing {path}: at step {step} the model's weights hold NaN or inf ({len(bad)} "
+            f"tensors, first: {', '.join(bad[:3])}); the run diverged (lower the lr, set clip_grad "
+            f"or use bf16). Earlier checkpoints of the run are left as they were")
     obj = {
         "format": FORMAT, "version": VERSION, "kind": kind, "config": config,
-        "model": model_state if model_state is not None else model.state_dict(),
+        "model": state,
         "optimizer": (optimizer_state if optimizer_state is not None
                       else optimizer.state_dict() if optimizer is not None else None),
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -78,15 +103,14 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, config: dict, k
     return atomic_save(obj, path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load one of our checkpoints; a missing, corrupt or foreign file raises a clear error."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
+                    trusted: bool | None = None) -> dict[str, Any]:
+    """Load one of our checkpoints (safely: :func:`mgmae.serialization.torch_load`); a missing,
+    corrupt, unsafe or foreign file raises a clear error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated zip, not a torch file, ...
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    obj = torch_load(path, map_location, trusted=trusted)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         keys = list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(

@@ -27,6 +27,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mgmae.commands import add_common_flags, check_output, command
+from mgmae.serialization import UntrustedCheckpointError
+
+
 __all__ = ["EvalResult", "average_views", "classification_metrics", "check_labels", "cli_main",
            "evaluate", "evaluate_checkpoint", "predict", "predict_dataset", "save_confusion_png",
            "views_of", "write_predictions_csv"]
@@ -212,6 +216,11 @@ def predict_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 8, dev
         out = (scores, labels, indices)
     if len(out[1]) == 0:
         raise ValueError("the evaluation dataset is empty")
+    bad = ~np.isfinite(out[0]).all(1)
+    if bad.any():  # NaN scores would give argmax 0: a plausible-looking but meaningless accuracy
+        raise FloatingPointError(f"the model's scores are NaN or inf for {int(bad.sum())} of "
+                                 f"{len(bad)} videos ({desc}): its weights or activations are not "
+                                 f"finite, so there is no accuracy to report")
     keep = out[2] == np.arange(len(out[2]))  # row r is video r unless the dataset replaced it
     if not keep.all():  # an unreadable video answered by another one: never score it twice
         out = tuple(a[keep] for a in out)
@@ -355,6 +364,8 @@ def load_classifier(path: str | Path, cfg) -> torch.nn.Module:
     try:
         model = load_model(path, task="classify", num_frames=cfg.data.num_frames,
                            img_size=cfg.data.img_size)
+    except UntrustedCheckpointError:  # its own message says what to do
+        raise
     except ValueError as e:
         msg = str(e)
         if "needs num_classes" in msg:
@@ -452,14 +463,17 @@ def _evaluate_checkpoint(checkpoint, cfg, split, out_dir, views, batch_size, pro
     if info.is_main:
         print(f"[mgmae] evaluating {checkpoint} ({report.source}, {K} classes) on {source}: "
               f"{len(dataset)} videos x {V} views, {info.world_size} process(es) on {device}")
-    return evaluate(model, dataset, batch_size=bs, device=device,
-                    num_workers=cfg.train.num_workers,
-                    dtype=autocast_dtype(cfg.train.amp, device), out_dir=out_dir,
-                    class_names=names, progress=progress, info=info,
-                    extra={"checkpoint": str(checkpoint), "data": str(source), "split": split})
+    try:
+        return evaluate(model, dataset, batch_size=bs, device=device,
+                        num_workers=cfg.train.num_workers,
+                        dtype=autocast_dtype(cfg.train.amp, device), out_dir=out_dir,
+                        class_names=names, progress=progress, info=info,
+                        extra={"checkpoint": str(checkpoint), "data": str(source), "split": split})
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{checkpoint}: {e}") from None
 
 
-def _stored(checkpoint: str | Path) -> dict | None:
+def stored_checkpoint(checkpoint: str | Path) -> dict | None:
     """Our checkpoint's top-level dict (config, extra), or None for other formats."""
     p = Path(checkpoint)
     if not p.is_file() or p.suffix == ".safetensors":
@@ -473,7 +487,7 @@ def _stored(checkpoint: str | Path) -> dict | None:
 
 
 def _stored_extra(checkpoint) -> dict | None:
-    obj = _stored(checkpoint)
+    obj = stored_checkpoint(checkpoint)
     return obj.get("extra") if obj else None
 
 
@@ -497,23 +511,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="temporal clips x spatial crops (default: finetune.test_num_segment/crop)")
     p.add_argument("--batch-size", type=int, help="videos per batch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_common_flags(p)
     return p
 
 
-def cli_main(argv: list[str] | None = None) -> int:
+@command("eval")
+def cli_main(argv: list[str]) -> int:
     """``mgmae eval CHECKPOINT [-c CONFIG] [key=value ...]``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_intermixed_args(argv)
-    try:
-        stored = _stored(args.checkpoint)
-        cfg = config_for_checkpoint(args.config, args.overrides, stored.get("config") if stored else None)
-        out = args.output or str(Path(args.checkpoint).parent / f"eval-{args.split}")
-        res = evaluate_checkpoint(args.checkpoint, cfg, split=args.split, out_dir=out,
-                                  views=tuple(args.views) if args.views else None,
-                                  batch_size=args.batch_size, progress=not args.quiet)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        print(f"mgmae eval: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    stored = stored_checkpoint(args.checkpoint)
+    cfg = config_for_checkpoint(args.config, args.overrides, stored.get("config") if stored else None)
+    out = args.output or str(Path(args.checkpoint).parent / f"eval-{args.split}")
+    check_output(out, "the output folder (-o)", directory=True)
+    res = evaluate_checkpoint(args.checkpoint, cfg, split=args.split, out_dir=out,
+                              views=tuple(args.views) if args.views else None,
+                              batch_size=args.batch_size, progress=not args.quiet)
     if res.files:  # rank 0
         print(f"[mgmae] {format_metrics(res.metrics)}")
         print("[mgmae] wrote:\n" + "".join(f"  {k:<11} {v}\n" for k, v in res.files.items()), end="")

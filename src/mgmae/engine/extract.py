@@ -33,6 +33,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mgmae.commands import add_common_flags, check_output, command
+from mgmae.serialization import UntrustedCheckpointError
+
+
 __all__ = ["ExtractResult", "extract", "cli_main", "load_encoder", "pooled_features",
            "read_features", "video_source"]
 
@@ -59,6 +63,8 @@ def load_encoder(pretrained: str | Path | None, cfg) -> nn.Module:
         raise FileNotFoundError(f"checkpoint not found: {path} (or 'scratch' for a random encoder)")
     try:
         return load_model(path, task="encoder", num_frames=d.num_frames, img_size=d.img_size)
+    except UntrustedCheckpointError:  # its own message says what to do
+        raise
     except ValueError as e:
         raise ValueError(f"cannot load a video encoder from {path}: {e}") from None
 
@@ -393,26 +399,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-view", action="store_true", help="one row per view instead of their mean")
     p.add_argument("--batch-size", type=int, help="videos per batch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_common_flags(p)
     return p
 
 
-def cli_main(argv: list[str] | None = None) -> int:
+@command("extract")
+def cli_main(argv: list[str]) -> int:
     """``mgmae extract PRETRAINED VIDEOS -o OUT [key=value ...]``; returns the exit status."""
-    from mgmae.config import load_config
-    from mgmae.engine.finetune import split_positionals
+    from mgmae.engine.finetune import is_scratch, split_positionals
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 2)
     if len(pos) < 2:
         parser.error("give PRETRAINED (a checkpoint or 'scratch') and VIDEOS (a video, a folder, "
                      "a list file or 'synthetic')")
-    try:
-        cfg = load_config(args.config, overrides)
-        extract(pos[0], pos[1], args.output, cfg, fmt=args.format, views=tuple(args.views),
-                per_view=args.per_view, batch_size=args.batch_size, progress=not args.quiet)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        print(f"mgmae extract: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    from mgmae.engine.evaluate import config_for_checkpoint, stored_checkpoint
+
+    check_output(args.output, "the output folder (-o)", directory=True)
+    stored = None if is_scratch(pos[0]) else stored_checkpoint(pos[0])  # ours know their clips
+    cfg = config_for_checkpoint(args.config, overrides, stored.get("config") if stored else None)
+    extract(pos[0], pos[1], args.output, cfg, fmt=args.format, views=tuple(args.views),
+            per_view=args.per_view, batch_size=args.batch_size, progress=not args.quiet)
     return 0

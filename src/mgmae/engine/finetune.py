@@ -34,6 +34,8 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
 
+from mgmae.commands import add_common_flags, command
+from mgmae.serialization import UntrustedCheckpointError
 from mgmae.config import Config
 from mgmae.data import build_loader, uses_synthetic
 from mgmae.engine import checkpoint as ckpt
@@ -41,7 +43,8 @@ from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, env_in
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               encoder_check, find_resume, run_directory, summarize)
+                               check_resumable, discard_if_empty, encoder_check, find_resume, load_weights,
+                               run_directory, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 
 __all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
@@ -117,6 +120,8 @@ def build_classifier(pretrained: str | Path | None, cfg: Config, num_classes: in
     try:
         model = load_model(path, task="classify", num_classes=num_classes,
                            num_frames=d.num_frames, img_size=d.img_size, **build)
+    except UntrustedCheckpointError:  # its own message says what to do
+        raise
     except ValueError as e:
         raise ValueError(f"cannot fine-tune from {path}: no usable video encoder in it. {e}") from None
     rep = model.load_report
@@ -208,10 +213,15 @@ class FinetuneResult:
 
 
 # ----------------------------------------------------------------------------- the loop
-def run_name_for(cfg: Config, pretrained) -> str:
+def run_prefix(cfg: Config, pretrained) -> str:
+    """A new fine-tuning run without ``train.run_name`` is ``<prefix>-<time>``."""
     src = SCRATCH if is_scratch(pretrained) else Path(str(pretrained)).stem
-    return cfg.train.run_name or (f"ft-{classifier_name(cfg)}-{src}-"
-                                  f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    return f"ft-{classifier_name(cfg)}-{src}"
+
+
+# the config keys that decide the shapes of a fine-tuned model's weights
+RESUME_KEYS = ("model.name", "model.tubelet_size", "model.pos_embed", "data.num_frames",
+               "data.img_size", "finetune.num_classes")
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -228,14 +238,20 @@ def finetune(cfg: Config, pretrained: str | Path | None = SCRATCH, *, progress: 
     interrupted run exactly (``checkpoint-last.pth``). ``stop_at_step`` behaves like a preemption
     signal arriving at that step (tests use it)."""
     info, device = init_distributed(cfg.train.device)
+    created: list[Path] = []
     try:
-        return _finetune(cfg, pretrained, info, device, progress, stop_at_step)
+        return _finetune(cfg, pretrained, info, device, progress, stop_at_step, created)
+    except Exception:
+        if info.is_main:  # a run that failed before its first step leaves no directory behind
+            for d in created:
+                discard_if_empty(d)
+        raise
     finally:
         cleanup()
 
 
 def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, progress: bool,
-              stop_at_step: int | None) -> FinetuneResult:
+              stop_at_step: int | None, created: list[Path]) -> FinetuneResult:
     t_start = time.time()
     cfg = copy.deepcopy(cfg)
     f, t = cfg.finetune, cfg.train
@@ -269,10 +285,17 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     model.to(device)
     if report is not None and main:
         say(f"[mgmae] {check_encoder(model, val_set if val_set is not None else train_set, device)}")
-    cfg.train.run_name = run_name_for(cfg, pretrained)
-    run_dir = run_directory(cfg, info)
+    run_dir = run_directory(cfg, info, prefix=run_prefix(cfg, pretrained), created=created)
     cfg.train.run_name = run_dir.name
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
+    # what to resume from, checked before anything in the run dir is written
+    resume = find_resume(run_dir, t.resume, prefer=("checkpoint-last.pth", "checkpoint-final.pth"))
+    state = None
+    if resume is not None:
+        state = ckpt.load_checkpoint(resume, map_location=device)
+        check_resumable(state, cfg, resume, "classify", keys=RESUME_KEYS)
+        if not state.get("optimizer"):
+            raise ValueError(f"{resume} is not a fine-tuning resume point (no optimizer state)")
     if main:
         cfg.save(run_dir / "config.yaml")
         (run_dir / "classes.json").write_text(json.dumps(names, indent=1))
@@ -322,14 +345,8 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     # resume
     step, epoch, skip = 0, 0, 0
     best_acc1, best_epoch, history, best_state = None, None, [], None
-    resume = find_resume(run_dir, t.resume, prefer=("checkpoint-last.pth", "checkpoint-final.pth"))
-    if resume is not None:
-        state = ckpt.load_checkpoint(resume, map_location=device)
-        if state.get("kind") != "classify" or not state.get("optimizer"):
-            raise ValueError(f"{resume} is not a fine-tuning resume point (kind "
-                             f"{state.get('kind')!r}, optimizer state "
-                             f"{'present' if state.get('optimizer') else 'missing'})")
-        model.load_state_dict(state["model"])
+    if state is not None:
+        load_weights(model, state["model"], resume)
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -343,7 +360,10 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
         ckpt.set_rng_state(state["rng"])
         step, epoch = state["step"], state["epoch"]
         skip = extra.get("steps_in_epoch", 0) * accum  # micro-batches already consumed
+        if main:
+            truncate_log(run_dir / "log.jsonl", step, resume)
         say(f"[mgmae] resumed from {resume} at step {step} (epoch {epoch})")
+        del state
 
     src = SCRATCH if report is None else f"{pretrained} ({report.source}, {report.source_kind})"
     say(f"[mgmae] run dir: {run_dir}")
@@ -520,10 +540,17 @@ def _extra(model, names, pretrained, best_acc1, best_epoch, history=None, ema=No
 @torch.no_grad()
 def _validate(model, dataset, cfg: Config, device, dtype, prefix: str, progress: bool, info,
               clips_per_batch: int) -> dict:
+    """Validation top-1/top-5 and loss. Non-finite scores stop the run (FloatingPointError): a
+    diverged model is never "best" (the best checkpoint so far stays as it was)."""
     V = views_of(dataset)
-    scores, labels, _ = predict_dataset(model, dataset, batch_size=max(1, clips_per_batch // V),
-                                        device=device, num_workers=cfg.train.num_workers,
-                                        dtype=dtype, progress=progress, desc=prefix, info=info)
+    try:
+        scores, labels, _ = predict_dataset(model, dataset, batch_size=max(1, clips_per_batch // V),
+                                            device=device, num_workers=cfg.train.num_workers,
+                                            dtype=dtype, progress=progress, desc=prefix, info=info)
+    except FloatingPointError as e:
+        raise FloatingPointError(f"fine-tuning diverged: {e}. Lower finetune.lr / finetune.blr or "
+                                 f"set finetune.clip_grad; checkpoint-best.pth (if any) holds the "
+                                 f"best model before it") from None
     m = classification_metrics(scores, labels)
     keep = labels >= 0
     p = torch.as_tensor(scores[keep]).clamp_min(1e-12)
@@ -540,15 +567,11 @@ def _plot_curves(log_path: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps, loss, vs, acc = [], [], [], []
-    for line in log_path.read_text().splitlines():
-        rec = json.loads(line)
-        if "loss" in rec and "step" in rec:
-            steps.append(rec["step"])
-            loss.append(rec["loss"])
-        if "val_acc1" in rec:
-            vs.append(rec["step"])
-            acc.append(rec["val_acc1"])
+    from mgmae.viz import log_records
+
+    train, val = log_records(log_path, "loss"), log_records(log_path, "val_acc1")
+    steps, loss = [r["step"] for r in train], [r["loss"] for r in train]
+    vs, acc = [r["step"] for r in val], [r["val_acc1"] for r in val]
     if not steps:
         return
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -740,14 +763,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --compare-scratch: repeat the pair for N seeds (train.seed, +1, ...) "
                         "and judge by the mean paired difference")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_common_flags(p)
     return p
 
 
-def cli_main(argv: list[str] | None = None) -> int:
+@command("finetune")
+def cli_main(argv: list[str]) -> int:
     """``mgmae finetune PRETRAINED|scratch [-c CONFIG] [key=value ...] [--compare-scratch [--seeds N]]``."""
     from mgmae.config import load_config
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
@@ -755,22 +779,18 @@ def cli_main(argv: list[str] | None = None) -> int:
         parser.error("give the pre-trained checkpoint to fine-tune, or 'scratch' for random "
                      "initialisation (e.g. mgmae finetune runs/demo/checkpoint-final.pth)")
     pretrained = pos[0]
-    try:
-        cfg = load_config(args.config, overrides)
-        if args.resume:
-            cfg.train.resume = args.resume
-        if args.seeds != 1 and not args.compare_scratch:
-            parser.error("--seeds goes with --compare-scratch")
-        if args.compare_scratch:
-            if is_scratch(pretrained):
-                parser.error("--compare-scratch needs a pre-trained checkpoint")
-            out = compare_scratch(cfg, pretrained, seeds=args.seeds, progress=not args.quiet)
-            if env_info().is_main:
-                print(out["table"])
-                print(f"[mgmae] comparison written to {out['summary']}")
-        else:
-            finetune(cfg, pretrained, progress=not args.quiet)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        print(f"mgmae finetune: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, overrides)
+    if args.resume:
+        cfg.train.resume = args.resume
+    if args.seeds != 1 and not args.compare_scratch:
+        parser.error("--seeds goes with --compare-scratch")
+    if args.compare_scratch:
+        if is_scratch(pretrained):
+            parser.error("--compare-scratch needs a pre-trained checkpoint")
+        out = compare_scratch(cfg, pretrained, seeds=args.seeds, progress=not args.quiet)
+        if env_info().is_main:
+            print(out["table"])
+            print(f"[mgmae] comparison written to {out['summary']}")
+    else:
+        finetune(cfg, pretrained, progress=not args.quiet)
     return 0

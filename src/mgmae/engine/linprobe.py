@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mgmae.commands import add_common_flags, command
 from mgmae.config import Config
 
 __all__ = ["LinearProbe", "LinprobeResult", "cli_main", "compute_features", "linprobe",
@@ -234,36 +235,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-scratch", action="store_true",
                    help="also probe a randomly initialised encoder and print both accuracies")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_common_flags(p)
     return p
 
 
-def cli_main(argv: list[str] | None = None) -> int:
+@command("linprobe")
+def cli_main(argv: list[str]) -> int:
     """``mgmae linprobe PRETRAINED [-c CONFIG] [key=value ...] [--compare-scratch]``."""
     from mgmae.config import load_config
     from mgmae.engine.finetune import is_scratch, split_positionals
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
     if not pos:
         parser.error("give the checkpoint whose encoder to probe (or 'scratch')")
-    try:
-        cfg = load_config(args.config, overrides)
-        res = linprobe(cfg, pos[0], progress=not args.quiet)
-        if args.compare_scratch and not is_scratch(pos[0]):
-            from mgmae.engine.extract import load_encoder
-            from mgmae.engine.finetune import sync_model_config
+    cfg = load_config(args.config, overrides)
+    res = linprobe(cfg, pos[0], progress=not args.quiet)
+    if args.compare_scratch and not is_scratch(pos[0]):
+        from mgmae.engine.extract import load_encoder
+        from mgmae.engine.finetune import sync_model_config
 
-            c = copy.deepcopy(cfg)
-            sync_model_config(c, load_encoder(pos[0], cfg))  # the random encoder: same architecture
-            c.train.run_name = f"{Path(res.run_dir).name}-scratch"
-            base = linprobe(c, "scratch", progress=not args.quiet)
-            print(f"[mgmae] linear probe val top-1: {pos[0]} {_f(res.val_acc1)} vs random "
-                  f"encoder {_f(base.val_acc1)}")
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        print(f"mgmae linprobe: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+        c = copy.deepcopy(cfg)
+        sync_model_config(c, load_encoder(pos[0], cfg))  # the random encoder: same architecture
+        c.train.run_name = f"{Path(res.run_dir).name}-scratch"
+        base = linprobe(c, "scratch", progress=not args.quiet)
+        print(f"[mgmae] linear probe val top-1: {pos[0]} {_f(res.val_acc1)} vs random "
+              f"encoder {_f(base.val_acc1)}")
     return 0
 
 

@@ -6,15 +6,19 @@
   row stop the run with advice).
 * :class:`StepLog`: the per-step JSONL record, TensorBoard scalars and the progress bar.
 * :class:`Signals` / :func:`check_preempt`: SIGTERM/SIGUSR1 finish the step, write a resume point
-  and exit with :data:`PREEMPTED_EXIT_CODE`.
+  and exit with :data:`PREEMPTED_EXIT_CODE`; Ctrl-C (SIGINT) does the same once and exits 130, a
+  second Ctrl-C aborts at once.
 * device / autocast choice, the run directory, resume-point lookup and the end-of-run summary.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -26,30 +30,33 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mgmae.commands import check_output
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, all_reduce_mean, broadcast_flag
 from mgmae.engine.optim import set_lr
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C
 
 
 class Preempted(SystemExit):
-    """Raised after a resume checkpoint was written on SIGTERM/SIGUSR1."""
+    """Raised after a resume checkpoint was written on SIGTERM/SIGUSR1 (exit 75) or Ctrl-C (130)."""
 
-    def __init__(self, path: Path):
-        super().__init__(PREEMPTED_EXIT_CODE)
+    def __init__(self, path: Path, code: int = PREEMPTED_EXIT_CODE):
+        super().__init__(code)
         self.path = path
 
 
 class Signals:
-    """SIGTERM/SIGUSR1 set a flag; the loop finishes its step, saves and exits."""
+    """SIGTERM/SIGUSR1 and a first Ctrl-C set a flag; the loop finishes its step, saves and exits.
+    A second Ctrl-C raises KeyboardInterrupt at once (no checkpoint)."""
 
     def __init__(self):
         self.caught: int | None = None
         self._old = {}
 
     def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
@@ -57,6 +64,11 @@ class Signals:
         return self
 
     def _handle(self, signum, frame):
+        if signum == signal.SIGINT:
+            if self.caught == signal.SIGINT:
+                raise KeyboardInterrupt
+            print("\n[mgmae] Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again "
+                  "to abort without one)", flush=True)
         self.caught = signum
 
     def __exit__(self, *exc):
@@ -94,24 +106,72 @@ def set_cpu_threads(device: torch.device, num_workers: int, info: DistInfo) -> N
     torch.set_num_threads(max(1, cores // info.world_size - num_workers))
 
 
-def run_directory(cfg, info: DistInfo | None = None) -> Path:
-    name = cfg.train.run_name or (
-        f"{cfg.model.name}-{cfg.masking.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+RUN_STAMP = "%Y%m%d-%H%M%S"
+
+
+def run_directory(cfg, info: DistInfo | None = None, prefix: str | None = None,
+                  created: list[Path] | None = None) -> Path:
+    """``train.output_dir / train.run_name``; without a run name a new ``<prefix>-<time>``
+    (``prefix`` defaults to ``<model>-<masker>``), except with ``train.resume=auto``: then the
+    newest ``<prefix>-<time>`` run under ``output_dir`` that holds a checkpoint is continued (and
+    named), a new one started only when there is none. Leftover ``.*.tmp`` files of a writer
+    killed mid-save are removed."""
+    t = cfg.train
+    check_output(t.output_dir, "train.output_dir", directory=True)
+    prefix = prefix or f"{cfg.model.name}-{cfg.masking.name}"
+    main = info is None or info.is_main
+    name = t.run_name
+    if name is None and main:
+        name = f"{prefix}-{datetime.now().strftime(RUN_STAMP)}"
+        if t.resume == "auto":
+            earlier = _newest_run(Path(t.output_dir), prefix)
+            if earlier is not None:
+                name = earlier.name
+                print(f"[mgmae] --resume auto without train.run_name: continuing the newest "
+                      f"{prefix} run, {earlier} (set train.run_name to choose another)")
+            else:
+                print(f"[mgmae] --resume auto without train.run_name: no earlier {prefix} run "
+                      f"with a checkpoint under {t.output_dir}; starting {name}")
     if info is not None and info.enabled:  # every rank must agree on rank 0's name
         import torch.distributed as dist
 
         box = [name]
         dist.broadcast_object_list(box, src=0)
         name = box[0]
-    path = Path(cfg.train.output_dir) / name
+    path = Path(t.output_dir) / name
+    if created is not None and not path.exists():
+        created.append(path)
     path.mkdir(parents=True, exist_ok=True)
+    if main:
+        for tmp in path.glob(".*.tmp"):  # atomic_save's temp files: never a valid checkpoint
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def discard_if_empty(run_dir: Path) -> None:
+    """Remove a run directory that a failed run created and left without a checkpoint or a
+    logged step (only its config): it would be mistaken for a run."""
+    if not run_dir.is_dir() or any(run_dir.glob("checkpoint-*.pth")):
+        return
+    log = run_dir / "log.jsonl"
+    if log.is_file() and any('"step"' in line for line in log.read_text().splitlines()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _newest_run(root: Path, prefix: str) -> Path | None:
+    pattern = re.compile(re.escape(prefix) + r"-\d{8}-\d{6}")
+    runs = [d for d in root.glob(f"{glob.escape(prefix)}-*") if d.is_dir() and pattern.fullmatch(d.name)
+            and any(d.glob("checkpoint-*.pth"))]
+    return max(runs, key=lambda d: d.name) if runs else None
 
 
 def find_resume(run_dir: Path, resume: str | None, prefer: tuple[str, ...] | None = None) -> Path | None:
     """The checkpoint to resume from: ``resume`` itself when it is a path; for ``auto`` the first
     loadable file of ``prefer`` (names in ``run_dir``, in order) or, without ``prefer``, the newest
-    loadable ``checkpoint-*.pth``. Unreadable files are skipped with a note."""
+    loadable ``checkpoint-*.pth``. Unreadable files are skipped with a note; when there are
+    checkpoints but none is readable, a ValueError says so (a run asked to resume never silently
+    starts over); with no checkpoint at all (a first launch) the run starts and says so."""
     if resume is None:
         return None
     if resume != "auto":
@@ -120,11 +180,77 @@ def find_resume(run_dir: Path, resume: str | None, prefer: tuple[str, ...] | Non
         found = [run_dir / n for n in prefer if (run_dir / n).is_file()]
     else:
         found = sorted(run_dir.glob("checkpoint-*.pth"), key=lambda p: p.stat().st_mtime, reverse=True)
+    reasons = []
     for p in found:
-        if ckpt.is_valid_checkpoint(p):
+        try:
+            ckpt.load_checkpoint(p)
             return p
-        print(f"[mgmae] skipping unreadable checkpoint {p}")
+        except (ValueError, OSError) as e:
+            reasons.append(f"{p.name}: {e}")
+            print(f"[mgmae] skipping unreadable checkpoint {p}")
+    if found:
+        raise ValueError(f"--resume auto: none of the {len(found)} checkpoints in {run_dir} can be "
+                         f"read, so the run stops instead of starting over ({'; '.join(reasons)}). "
+                         f"Resume from a good file with --resume PATH, or move them away to start anew")
+    print(f"[mgmae] --resume auto: no checkpoint in {run_dir} yet; starting at step 0")
     return None
+
+
+# the config keys that decide the shapes of a run's weights
+ARCH_KEYS = ("model.name", "model.tubelet_size", "model.decoder_depth", "model.decoder_embed_dim",
+             "model.decoder_num_heads", "model.pos_embed", "data.num_frames", "data.img_size")
+
+
+def check_resumable(state: dict, cfg, path: Path, kind: str, keys: tuple[str, ...] = ARCH_KEYS) -> None:
+    """Refuse to resume a checkpoint of another kind or architecture (before the run dir is
+    touched): a ValueError listing the keys that differ."""
+    from mgmae.config import flatten
+
+    if state.get("kind") != kind:
+        raise ValueError(f"{path} is a {state.get('kind')!r} checkpoint, not a "
+                         f"{'pre-training' if kind == 'pretrain' else 'fine-tuning'} one")
+    old, new = flatten(state.get("config") or {}), flatten(cfg.to_dict())
+    diff = [f"{k}={old[k]!r} (this run: {new.get(k)!r})" for k in keys if k in old and old[k] != new.get(k)]
+    if diff:
+        raise ValueError(f"cannot resume {path}: it was written by another architecture: "
+                         f"{', '.join(diff)}. Resume with the run's own config (its config.yaml), "
+                         f"or start a new run (another train.run_name)")
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """``model.load_state_dict(state)``, a shape mismatch reported as a ValueError naming ``path``
+    and the first differing tensors (instead of PyTorch's page-long RuntimeError)."""
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})" for k, v in state.items()
+             if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if wrong or missing or unexpected:
+        parts = ([f"shapes differ: {', '.join(wrong[:3])}"] if wrong else []) + \
+                ([f"missing: {', '.join(missing[:3])}"] if missing else []) + \
+                ([f"unexpected: {', '.join(unexpected[:3])}"] if unexpected else [])
+        raise ValueError(f"{path} does not fit this model ({'; '.join(parts)})")
+    model.load_state_dict(state)
+
+
+def truncate_log(path: Path, step: int, resumed_from: Path) -> None:
+    """Before a resumed run appends to ``log.jsonl``: drop the records of steps after ``step``
+    (they are redone) and the old end-of-run summary, then mark the resume, so the log stays one
+    record per step."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:  # a line cut short by a killed writer
+            continue
+        if "summary" in rec or (isinstance(rec.get("step"), int) and rec["step"] > step):
+            continue
+        keep.append(line)
+    keep.append(json.dumps({"step": step, "resumed_from": str(resumed_from)}))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(keep) + "\n")
+    os.replace(tmp, path)
 
 
 def tensorboard_writer(run_dir: Path):
@@ -289,11 +415,12 @@ def check_preempt(signals: Signals, step: int, stop_at_step: int | None, info: D
     path = save()
     if stop:
         log.close()
+        code = INTERRUPTED_EXIT_CODE if signals.caught == signal.SIGINT else PREEMPTED_EXIT_CODE
         if info.is_main:
             reason = f"signal {signals.caught}" if signals.caught is not None else f"stop_at_step={stop_at_step}"
             print(f"[mgmae] stopped on {reason} at step {step}; resume point {path} (continue with "
-                  f"--resume auto); exit code {PREEMPTED_EXIT_CODE}")
-        raise Preempted(path)
+                  f"--resume auto); exit code {code}")
+        raise Preempted(path, code)
 
 
 LOW_SPREAD = 0.2  # below this share of token-specific signal, warn (a random encoder: ~0.45)

@@ -19,9 +19,9 @@ from mgmae.config import Config
 from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
-from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype,
-                               check_preempt, encoder_check, find_resume, run_directory,
-                               set_cpu_threads, summarize)
+from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
+                               check_resumable, discard_if_empty, encoder_check, find_resume, load_weights,
+                               run_directory, set_cpu_threads, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.models import create_model
@@ -61,19 +61,32 @@ def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
 
     ``stop_at_step`` behaves like a preemption signal arriving at that step (tests use it)."""
     info, device = init_distributed(cfg.train.device)
+    created: list[Path] = []
     try:
-        return _pretrain(cfg, info, device, stop_at_step)
+        return _pretrain(cfg, info, device, stop_at_step, created)
+    except Exception:
+        if info.is_main:  # a run that failed before its first step leaves no directory behind
+            for d in created:
+                discard_if_empty(d)
+        raise
     finally:
         cleanup()
 
 
-def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: int | None) -> Path:
+def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: int | None,
+              created: list[Path]) -> Path:
     t_start = time.time()
     t = cfg.train
     main = info.is_main
     set_cpu_threads(device, t.num_workers, info)
     torch.manual_seed(t.seed)  # identical initial weights on every rank
-    run_dir = run_directory(cfg, info)
+    run_dir = run_directory(cfg, info, created=created)
+    # what to resume from, checked before anything in the run dir is written
+    resume = find_resume(run_dir, t.resume)
+    state = None
+    if resume is not None:
+        state = ckpt.load_checkpoint(resume, map_location=device)
+        check_resumable(state, cfg, resume, "pretrain")
     if main:
         cfg.save(run_dir / "config.yaml")
 
@@ -118,19 +131,17 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     fwd = torch.compile(ddp) if t.compile else ddp
 
     step, epoch, skip = 0, 0, 0
-    resume = find_resume(run_dir, t.resume)
-    if resume is not None:
-        state = ckpt.load_checkpoint(resume, map_location=device)
-        if state.get("kind") != "pretrain":
-            raise ValueError(f"{resume} is a {state.get('kind')!r} checkpoint, not a pre-training one")
-        saver.load(state)
+    if state is not None:
+        saver.load(state, resume)
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         step, epoch = state["step"], state["epoch"]
         skip = state["extra"].get("steps_in_epoch", 0) * accum  # micro-batches already consumed
         if main:
+            truncate_log(run_dir / "log.jsonl", step, resume)
             print(f"[mgmae] resumed from {resume} at step {step} (epoch {epoch})")
+        del state
     start_step = step  # the ETA extrapolates from the steps this process has run
 
     if main:
@@ -245,7 +256,7 @@ class _Saver:
                                  optimizer_state=optim_state)
         return path
 
-    def load(self, state: dict) -> None:
+    def load(self, state: dict, path: Path) -> None:
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
                                                                  set_optimizer_state_dict)
@@ -254,7 +265,7 @@ class _Saver:
             set_model_state_dict(self.model, state["model"], options=opts)
             set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=opts)
         else:
-            self.model.load_state_dict(state["model"])
+            load_weights(self.model, state["model"], path)
             self.optimizer.load_state_dict(state["optimizer"])
 
 

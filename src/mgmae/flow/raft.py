@@ -280,10 +280,12 @@ def _guess_model(sd: Mapping[str, Tensor]) -> str | None:
 def load_raft_state_dict(model: torch.nn.Module, name: str, path: str | os.PathLike) -> None:
     """Load a torchvision- or original-layout RAFT file into ``model`` (a torchvision ``name`` model)."""
     path = Path(path)
+    from mgmae.serialization import torch_load
+
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"could not read RAFT weights {str(path)!r} with torch.load: {e}") from e
+        raw = torch_load(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"could not read RAFT weights {str(path)!r}: {e}") from None
     try:
         sd = _unwrap(raw)
     except ValueError as e:

@@ -1,0 +1,94 @@
+"""What every ``mgmae`` command shares: one error handler and the common flags.
+
+A mistake of the user's (a missing file, a bad key, an unreadable or unsafe checkpoint, too many
+broken videos, a diverged run, an output path that cannot be written) ends a command with one
+line, ``mgmae <command>: error: ...``, and exit status 2. ``--debug`` (or ``MGMAE_DEBUG=1``)
+shows the traceback instead. ``--trust-checkpoint`` lets every checkpoint load of the command use
+the full unpickler (:func:`mgmae.serialization.trust_checkpoints`), for files the user trusts.
+
+This module imports nothing heavy: ``mgmae --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["MgmaeError", "USER_ERRORS", "add_common_flags", "check_output", "command", "debugging",
+           "one_line"]
+
+
+class MgmaeError(Exception):
+    """Base of the project's own errors about the user's input (data, files, runs)."""
+
+
+# What a command reports in one line; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (MgmaeError, KeyError, ValueError, OSError,
+                                                FloatingPointError)
+
+
+def debugging(argv: Sequence[str] = ()) -> bool:
+    return "--debug" in argv or os.environ.get("MGMAE_DEBUG", "") not in ("", "0")
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` without Python's decorations (KeyError quotes, OSError errno)."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    msg = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+    return msg or type(e).__name__
+
+
+def check_output(path: str | os.PathLike, what: str, *, directory: bool) -> None:
+    """Fail before the work, not after it, when ``path`` cannot be the output ``what`` names: a
+    file where a folder is meant (or the reverse), or a place that cannot be written."""
+    p = os.fspath(path)
+    if directory and os.path.exists(p) and not os.path.isdir(p):
+        raise ValueError(f"{what} {p} is an existing file, not a folder")
+    if not directory and os.path.isdir(p):
+        raise ValueError(f"{what} {p} is a folder; give a file name")
+    parent = p if directory else (os.path.dirname(os.path.abspath(p)) or ".")
+    while parent and not os.path.exists(parent):  # the nearest part that exists decides
+        parent = os.path.dirname(parent.rstrip(os.sep)) or "."
+    if not os.path.isdir(parent):
+        raise ValueError(f"{what} {p} cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {p} cannot be written (no permission in {parent})")
+
+
+def add_common_flags(p: argparse.ArgumentParser, *, checkpoints: bool = True) -> None:
+    """``--debug`` and (for commands that read checkpoints) ``--trust-checkpoint``; their values
+    are acted on by :func:`command`."""
+    if checkpoints:
+        p.add_argument("--trust-checkpoint", action="store_true",
+                       help="load checkpoints with the full unpickler (can run code: only for "
+                            "files you trust); by default only tensors and plain values load")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an error (also MGMAE_DEBUG=1)")
+
+
+def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[..., int]]:
+    """Decorate a ``cli_main(argv) -> int``: the one place errors become ``mgmae NAME: error: ...``
+    (exit 2) and ``--trust-checkpoint`` takes effect."""
+
+    def wrap(fn: Callable[[list[str]], int]) -> Callable[..., int]:
+        @functools.wraps(fn)
+        def run(argv: Sequence[str] | None = None) -> int:
+            argv = list(sys.argv[1:] if argv is None else argv)
+            from mgmae.serialization import trust_checkpoints
+
+            try:
+                with trust_checkpoints("--trust-checkpoint" in argv):
+                    return int(fn(argv) or 0)
+            except USER_ERRORS as e:
+                if debugging(argv):
+                    raise
+                print(f"mgmae {name}: error: {one_line(e)}", file=sys.stderr)
+                return 2
+
+        return run
+
+    return wrap
