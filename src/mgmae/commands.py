@@ -70,6 +70,13 @@ def add_common_flags(p: argparse.ArgumentParser, *, checkpoints: bool = True) ->
                    help="show the traceback of an error (also MGMAE_DEBUG=1)")
 
 
+def _close_progress_bars() -> None:
+    """A bar left open by the failed work would share its line with the error."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        bar.close()
+
+
 def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[..., int]]:
     """Decorate a ``cli_main(argv) -> int``: the one place errors become ``mgmae NAME: error: ...``
     (exit 2) and ``--trust-checkpoint`` takes effect."""
@@ -86,6 +93,7 @@ def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[..., i
             except USER_ERRORS as e:
                 if debugging(argv):
                     raise
+                _close_progress_bars()
                 print(f"mgmae {name}: error: {one_line(e)}", file=sys.stderr)
                 return 2
 

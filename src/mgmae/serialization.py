@@ -99,6 +99,13 @@ def _offending(path: Path, message: str) -> list[str]:
     return [n for n in dict.fromkeys(found) if n not in allowed]
 
 
+def _reason(message: str) -> str:
+    """The unpickler's own words inside torch's long weights-only message."""
+    tail = message.split("WeightsUnpickler error:", 1)[-1]
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    return (lines[0] if lines else message)[:200]
+
+
 def torch_load(path: str | Path, map_location: str | torch.device = "cpu", *,
                trusted: bool | None = None) -> Any:
     """``torch.load`` with ``weights_only=True`` and :data:`SAFE_GLOBALS`; with ``trusted=True``
@@ -122,8 +129,8 @@ def torch_load(path: str | Path, map_location: str | torch.device = "cpu", *,
         names = _offending(path, str(e))
         if names or "GLOBAL" in str(e) or "allowlisted" in str(e):
             raise UntrustedCheckpointError(path, names) from None
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (UnpicklingError: "
-                         f"{str(e).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated, or not written "
+                         f"by torch.save: {_reason(str(e))})") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as e:  # noqa: BLE001 - truncated zip, not a torch file, ...
