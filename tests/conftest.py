@@ -14,6 +14,8 @@ torch.set_num_threads(1)
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -22,6 +24,21 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def signal_run(args: list[str], log: Path, sig: int, after_lines: int = 2,
+               timeout: float = 120) -> tuple[int, str]:
+    """Start ``python -m mgmae *args``, send ``sig`` once its ``log`` (log.jsonl) has
+    ``after_lines`` records, and return its exit status and output."""
+    proc = subprocess.Popen([sys.executable, "-m", "mgmae", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= after_lines):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
 
 
 @pytest.fixture

@@ -11,14 +11,12 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import signal_run
 
 from mgmae.cli import main
 from mgmae.config import load_config
@@ -329,17 +327,9 @@ def test_extract_reads_the_clip_shape_from_the_checkpoint(tmp_path):
 
 
 def test_ctrl_c_saves_once_and_the_run_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "mgmae", "pretrain", *TINY, f"train.output_dir={tmp_path}",
-           "train.run_name=int", "train.epochs=1000"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    log = tmp_path / "int" / "log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out[-2000:]
+    args = ["pretrain", *TINY, f"train.output_dir={tmp_path}", "train.run_name=int", "train.epochs=1000"]
+    rc, out = signal_run(args, tmp_path / "int" / "log.jsonl", signal.SIGINT)
+    assert rc == 130, out[-2000:]
     assert "Ctrl-C" in out and "resume point" in out
     step = ckpt.load_checkpoint(tmp_path / "int" / "checkpoint-last.pth")["step"]
     assert step >= 2
