@@ -44,6 +44,45 @@ def test_zero_flow_is_exactly_tube_masking(init, ratio):
         assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("stride", [2, 4, 8])
+@pytest.mark.parametrize("init", ["mix_gauss", "token_rand"])
+def test_zero_flow_is_exactly_tube_masking_on_coarse_maps(init, stride):
+    tube = build_masker("tube", input_size=(T, S, S), patch_size=P, tubelet_size=TS, mask_ratio=0.9)
+    m = mg(init_map=init, mask_ratio=0.9, map_stride=stride)
+    clip = torch.randn(4, 3, T, S, S)
+    for seed in range(5):
+        got = m(clip, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(got, tube(clip, generator=torch.Generator().manual_seed(seed)))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_coarse_map_follows_a_translation_both_sides(stride):
+    """The map on (S/stride)^2 cells, the flow sampled at cell centres and divided by the stride:
+    content moving one patch per slice is tracked exactly, before and after the base frame."""
+    m = mg(init_map="token_rand", mask_ratio=0.75, flow=None, hole_filling="zero", map_stride=stride)
+    for direction in (+1, -1):
+        masks = m.mask_views(frames_of(), [center_crop_params(S, S, S)],
+                             flow_fn=translation_flow(direction * P / TS),
+                             generator=torch.Generator().manual_seed(0))
+        vis = ~masks[0].reshape(GRID)
+        b = T // 2 // TS
+        checked = 0
+        for i, j in vis[b].nonzero().tolist():
+            for sl in range(GRID[0]):
+                j2 = j + direction * (sl - b)
+                if 0 <= j2 < GRID[2]:
+                    assert vis[sl, i, j2], (stride, direction, sl, i, j2)
+                    checked += 1
+        assert checked > 20
+
+
+def test_map_stride_must_divide_the_patch():
+    with pytest.raises(ValueError, match="map_stride=3 must be >= 1 and divide the patch size 8"):
+        mg(map_stride=3)
+    with pytest.raises(ValueError, match="map_stride=0"):
+        mg(map_stride=0)
+
+
 def test_counts_per_slice_and_shape():
     m = mg(flow="dis", mask_ratio=0.9)
     clip = torch.randn(2, 3, T, S, S)

@@ -68,6 +68,9 @@ class MaskingConfig:
     topk_on_all: bool = False  # motion_guided: top-k over the whole clip instead of per slice
     exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
     official_compat: bool = False  # motion_guided: the official code's flow direction before the base frame
+    # motion_guided: pixels per mask-map cell (divides the patch size; 1 = full resolution;
+    # null: patch_size // 8, i.e. 8x8 cells per patch, see bench/map_stride.py)
+    map_stride: int | None = None
 
 
 @dataclass

@@ -53,7 +53,8 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
     return build_masker("motion_guided", **common, flow=flow, flow_options=flow_options,
                         base_frame=k.base_frame, init_map=k.init_map, warp=k.warp,
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,
-                        exposure_chance=k.exposure_chance, official_compat=k.official_compat)
+                        exposure_chance=k.exposure_chance, official_compat=k.official_compat,
+                        map_stride=k.map_stride)
 
 
 def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
