@@ -591,3 +591,31 @@ def test_dis_results_do_not_depend_on_call_history():
     f = build_flow("dis")
     first = f(a, b)
     assert torch.equal(first, f(a, b))
+
+
+def test_uint8_frames_reach_dis_without_a_float_round_trip(monkeypatch):
+    """The lean DIS path: uint8 clips go to OpenCV's fixed-point grey conversion as they are
+    (within one grey level of the float path) and the flow is the same as from float frames."""
+    from mgmae.flow.opencv import DISFlow, to_gray_uint8
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (3, 3, 48, 64), dtype=torch.uint8, generator=g)
+    diff = to_gray_uint8(x).astype(int) - to_gray_uint8(x.float() / 255).astype(int)
+    assert abs(diff).max() <= 1
+    est = build_flow("dis")
+    seen = []
+    real = DISFlow.pairs
+
+    def spy(self, frames, pairs):
+        seen.append(frames.dtype)
+        return real(self, frames, pairs)
+
+    monkeypatch.setattr(DISFlow, "pairs", spy)
+    base = torch.zeros(1, 2, 3, 64, 96, dtype=torch.uint8)
+    base[0, 0, :, 20:40, 30:50] = 200
+    base[0, 1, :, 22:42, 33:53] = 200  # the square moved (+3, +2)
+    f8 = est.pairs(base, [(0, 1)])
+    f32 = est.pairs(base.float() / 255, [(0, 1)])
+    assert seen == [torch.uint8, torch.float32]
+    torch.testing.assert_close(f8, f32, atol=1e-4, rtol=0)
+    assert float(f8[0, 0, 0, 30, 40]) == pytest.approx(3.0, abs=0.5)

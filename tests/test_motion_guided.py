@@ -302,6 +302,32 @@ def test_loader_path_computes_flow_at_the_views_scale():
                                                 generator=torch.Generator().manual_seed(3)))  # it moved
 
 
+def test_loader_path_computes_flow_on_the_union_of_the_views_only():
+    """Two 64x64 views of a 64x160 frame (at x = 16 and x = 48, the second flipped): the backend
+    sees only the 64 x 96 box that covers both, and each view gets the masks of its own flow
+    (a uniform motion here: +2 px, -2 px in the flipped view)."""
+    from mgmae.data.transforms import CropParams
+
+    seen = []
+
+    def flow(src, dst):
+        seen.append(tuple(src.shape[-2:]))
+        f = torch.zeros(src.shape[0], 2, *src.shape[-2:])
+        f[:, 0] = 2.0
+        return f
+
+    m = mg(flow=flow, init_map="token_rand", hole_filling="zero")
+    views = [CropParams(0, 16, S, S, S, S), CropParams(0, 48, S, S, S, S, flip=True)]
+    got = m.mask_views(torch.rand(T, 3, S, 160), views, generator=torch.Generator().manual_seed(1))
+    assert set(seen) == {(S, 96)}
+    base = m.base_index()
+    g = torch.Generator().manual_seed(1)
+    for i, sign in enumerate((1.0, -1.0)):
+        f = torch.zeros(1, T - 1, 2, S, S)
+        f[:, :, 0] = 2.0 * sign
+        assert torch.equal(got[i], m.masks_from_flows(f, base, g)[0]), i
+
+
 def test_scale_crop_params_rounds_inside_the_frame():
     from mgmae.data.transforms import CropParams, scale_crop_params
 

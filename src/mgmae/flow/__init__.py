@@ -45,6 +45,32 @@ __all__ = ["FlowEstimator", "build_flow", "register_flow", "list_flows", "flow_t
 FlowFn = Callable[[Tensor, Tensor], Tensor]
 
 
+def _check_images(name: str, x: Tensor) -> None:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"flow: expected {name} to be a torch.Tensor of shape (N, 3, H, W), "
+                         f"got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"flow: expected {name} of shape (N, 3, H, W) (RGB; (N, 1, H, W) also accepted), "
+                         f"got {tuple(x.shape)}")
+    if not (x.dtype == torch.uint8 or x.is_floating_point()):
+        raise ValueError(f"flow: expected {name} as uint8 in [0, 255] or float in [0, 1], got dtype {x.dtype}")
+
+
+def _unit_float(x: Tensor, warn_range: bool = True) -> Tensor:
+    """float32 in ``[0, 1]`` (uint8 / 255; floats clipped, with a warning, when outside)."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    x = x.float()
+    lo, hi = torch.aminmax(x)
+    lo, hi = float(lo), float(hi)
+    if lo != lo or hi != hi or lo < -0.01 or hi > 1.01:  # NaN or out of range
+        if warn_range:
+            warnings.warn(f"flow: float inputs are expected in [0, 1] (un-normalised RGB); got values in "
+                          f"[{lo:.3g}, {hi:.3g}]; clipping", RuntimeWarning, stacklevel=4)
+        x = torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0)
+    return x
+
+
 def prepare_images(src: Tensor, dst: Tensor, *, warn_range: bool = True) -> tuple[Tensor, Tensor]:
     """Validate a frame pair and return float32 versions in ``[0, 1]`` on the same device (not copies when
     already float32 in range: do not modify them in place).
@@ -52,34 +78,13 @@ def prepare_images(src: Tensor, dst: Tensor, *, warn_range: bool = True) -> tupl
     Raises ValueError (saying what was expected and what came) unless both are tensors of the same
     shape ``(N, 3, H, W)`` (or ``(N, 1, H, W)``) with N >= 1, H, W >= 1, dtype uint8 or floating.
     """
-    for name, x in (("src", src), ("dst", dst)):
-        if not isinstance(x, Tensor):
-            raise ValueError(f"flow: expected {name} to be a torch.Tensor of shape (N, 3, H, W), "
-                             f"got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
-            raise ValueError(f"flow: expected {name} of shape (N, 3, H, W) (RGB; (N, 1, H, W) also accepted), "
-                             f"got {tuple(x.shape)}")
-        if not (x.dtype == torch.uint8 or x.is_floating_point()):
-            raise ValueError(f"flow: expected {name} as uint8 in [0, 255] or float in [0, 1], got dtype {x.dtype}")
+    _check_images("src", src)
+    _check_images("dst", dst)
     if src.shape != dst.shape:
         raise ValueError(f"flow: src and dst must have the same shape, got {tuple(src.shape)} and {tuple(dst.shape)}")
     if src.device != dst.device:
         raise ValueError(f"flow: src and dst must be on the same device, got {src.device} and {dst.device}")
-    out = []
-    for x in (src, dst):
-        if x.dtype == torch.uint8:
-            out.append(x.float().div_(255.0))
-        else:
-            x = x.float()
-            lo, hi = torch.aminmax(x)
-            lo, hi = float(lo), float(hi)
-            if lo != lo or hi != hi or lo < -0.01 or hi > 1.01:  # NaN or out of range
-                if warn_range:
-                    warnings.warn(f"flow: float inputs are expected in [0, 1] (un-normalised RGB); got values in "
-                                  f"[{lo:.3g}, {hi:.3g}]; clipping", RuntimeWarning, stacklevel=3)
-                x = torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0)
-            out.append(x)
-    return out[0], out[1]
+    return _unit_float(src, warn_range), _unit_float(dst, warn_range)
 
 
 class FlowEstimator:
@@ -120,13 +125,17 @@ class FlowEstimator:
         """Flows between frames of the same clips: ``frames (B, T, C, H, W)``, ``pairs`` of frame
         indices ``(src, dst)`` -> ``(B, P, 2, H, W)``. Frames are validated and (with ``size``)
         resized once, not once per pair; backends with a ``pairs`` method (DIS, Farneback) also
-        convert each frame to grey once."""
+        convert each frame to grey once, and uint8 frames reach them as uint8 (``takes_uint8``)."""
         if frames.dim() != 5:
             raise ValueError(f"flow: expected frames of shape (B, T, C, H, W), got {tuple(frames.shape)}")
         B, T, C, H, W = frames.shape
-        x, _ = prepare_images(*(frames.reshape(B * T, C, H, W),) * 2)  # [B*T, C, H, W] in [0, 1]
+        x = frames.reshape(B * T, C, H, W)
         h, w = H, W
-        if self.size is not None and short_side_size(H, W, self.size) != (H, W):
+        resize = self.size is not None and short_side_size(H, W, self.size) != (H, W)
+        _check_images("frames", x)
+        if not (x.dtype == torch.uint8 and getattr(self.fn, "takes_uint8", False) and not resize):
+            x = _unit_float(x)  # once per frame, not once per pair; uint8 goes as it is to DIS
+        if resize:
             h, w = short_side_size(H, W, self.size)
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                               antialias=h < H or w < W).clamp_(0.0, 1.0)

@@ -25,7 +25,16 @@ _DIS_PRESETS = ("ultrafast", "fast", "medium")
 
 
 def to_gray_uint8(x: Tensor) -> np.ndarray:
-    """``(N, 3 | 1, H, W)`` float in ``[0, 1]`` -> ``(N, H, W)`` uint8 luma (ITU-R BT.601, as cv2)."""
+    """``(N, 3 | 1, H, W)`` float in ``[0, 1]`` or uint8 -> ``(N, H, W)`` uint8 luma (ITU-R BT.601,
+    as cv2). uint8 frames take OpenCV's fixed-point conversion (no float round trip)."""
+    if x.dtype == torch.uint8:
+        a = x.cpu().numpy()
+        if a.shape[1] == 1:
+            return np.ascontiguousarray(a[:, 0])
+        hwc = np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # [N, H, W, 3]
+        import cv2
+
+        return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in hwc])
     if x.shape[1] == 3:
         wts = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         x = (x * wts).sum(dim=1)
@@ -51,6 +60,8 @@ def _stack_flows(flows: list[np.ndarray], device) -> Tensor:
 
 class _OpenCVFlow:
     """One frame pair at a time on grey uint8 images: subclasses define ``_calc(a, b) -> (H, W, 2)``."""
+
+    takes_uint8 = True  # FlowEstimator may hand uint8 frames as they are (grey conversion here)
 
     def _calc(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -275,10 +276,11 @@ class MotionGuidedMasker(Masker):
         ``flow_fn(src, dst) -> (2, H, W)``, e.g. ground truth) and carried through each view's
         crop/resize/flip, so repeated-augmentation views share one flow computation.
 
-        When every view shrinks its crop (real videos: e.g. a 272-pixel crop of a 640x272 frame
-        resized to 224), the flow is computed on the frames resized to the largest scale any view
-        needs, not at full resolution: the views never see finer motion than that, and it costs
-        (scale)^2 of the pixels and flow resizing."""
+        The flow is computed only on the union of the views' crop boxes (a 272 x 272 crop of a
+        640 x 272 frame: 43% of the pixels), and when every view shrinks its crop (resized to
+        224), on that region resized to the largest scale any view needs: the views never see
+        more, and it costs a fraction of the pixels (flow near the box's edge may differ slightly
+        from flow computed on the whole frame, as it would for a cropped video)."""
         from mgmae.data.transforms import apply_flow, scale_crop_params
 
         T, _, H, W = frames.shape
@@ -291,6 +293,14 @@ class MotionGuidedMasker(Masker):
                 flows = torch.stack([flow_fn(s, d) for s, d in pairs])  # [P, 2, H, W]
                 flows = self._sanitize(flows, (len(pairs), 2, H, W))
             else:
+                # only the union of the views' crop boxes is ever seen: compute flow there
+                top, left = min(p.top for p in params), min(p.left for p in params)
+                bottom = max(p.top + p.height for p in params)
+                right = max(p.left + p.width for p in params)
+                if (top, left, bottom, right) != (0, 0, H, W):
+                    frames = frames[..., top:bottom, left:right]
+                    params = [replace(p, top=p.top - top, left=p.left - left) for p in params]
+                    H, W = bottom - top, right - left
                 scale = max(max(p.out_h / p.height, p.out_w / p.width) for p in params)
                 h, w = max(1, round(H * scale)), max(1, round(W * scale))
                 if scale < 1 and (h, w) != (H, W):  # flow at the views' scale
