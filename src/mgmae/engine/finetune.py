@@ -43,8 +43,8 @@ from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, env_in
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               check_resumable, discard_if_empty, encoder_check, find_resume, load_weights,
-                               run_directory, summarize, truncate_log)
+                               check_resumable, discard_if_empty, encoder_check, load_resume,
+                               load_weights, run_directory, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 
 __all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
@@ -289,10 +289,9 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     cfg.train.run_name = run_dir.name
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
     # what to resume from, checked before anything in the run dir is written
-    resume = find_resume(run_dir, t.resume, prefer=("checkpoint-last.pth", "checkpoint-final.pth"))
-    state = None
-    if resume is not None:
-        state = ckpt.load_checkpoint(resume, map_location=device)
+    resume, state = load_resume(run_dir, t.resume, ("checkpoint-last.pth", "checkpoint-final.pth"),
+                                map_location=device)
+    if state is not None:
         check_resumable(state, cfg, resume, "classify", keys=RESUME_KEYS)
         if not state.get("optimizer"):
             raise ValueError(f"{resume} is not a fine-tuning resume point (no optimizer state)")

@@ -167,15 +167,21 @@ def _newest_run(root: Path, prefix: str) -> Path | None:
 
 
 def find_resume(run_dir: Path, resume: str | None, prefer: tuple[str, ...] | None = None) -> Path | None:
+    """The path :func:`load_resume` picks (None: start at step 0)."""
+    return load_resume(run_dir, resume, prefer)[0]
+
+
+def load_resume(run_dir: Path, resume: str | None, prefer: tuple[str, ...] | None = None,
+                map_location: str | torch.device = "cpu") -> tuple[Path | None, dict | None]:
     """The checkpoint to resume from: ``resume`` itself when it is a path; for ``auto`` the first
     loadable file of ``prefer`` (names in ``run_dir``, in order) or, without ``prefer``, the newest
     loadable ``checkpoint-*.pth``. Unreadable files are skipped with a note; when there are
     checkpoints but none is readable, a ValueError says so (a run asked to resume never silently
     starts over); with no checkpoint at all (a first launch) the run starts and says so."""
     if resume is None:
-        return None
+        return None, None
     if resume != "auto":
-        return Path(resume)
+        return Path(resume), ckpt.load_checkpoint(resume, map_location=map_location)
     if prefer is not None:
         found = [run_dir / n for n in prefer if (run_dir / n).is_file()]
     else:
@@ -183,8 +189,7 @@ def find_resume(run_dir: Path, resume: str | None, prefer: tuple[str, ...] | Non
     reasons = []
     for p in found:
         try:
-            ckpt.load_checkpoint(p)
-            return p
+            return p, ckpt.load_checkpoint(p, map_location=map_location)
         except (ValueError, OSError) as e:
             reasons.append(f"{p.name}: {e}")
             print(f"[mgmae] skipping unreadable checkpoint {p}")
@@ -193,7 +198,7 @@ def find_resume(run_dir: Path, resume: str | None, prefer: tuple[str, ...] | Non
                          f"read, so the run stops instead of starting over ({'; '.join(reasons)}). "
                          f"Resume from a good file with --resume PATH, or move them away to start anew")
     print(f"[mgmae] --resume auto: no checkpoint in {run_dir} yet; starting at step 0")
-    return None
+    return None, None
 
 
 # the config keys that decide the shapes of a run's weights

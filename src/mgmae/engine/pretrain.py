@@ -20,8 +20,9 @@ from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               check_resumable, discard_if_empty, encoder_check, find_resume, load_weights,
-                               run_directory, set_cpu_threads, summarize, truncate_log)
+                               check_resumable, discard_if_empty, encoder_check, load_resume,
+                               load_weights, run_directory, set_cpu_threads, summarize,
+                               truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.models import create_model
@@ -83,10 +84,8 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     torch.manual_seed(t.seed)  # identical initial weights on every rank
     run_dir = run_directory(cfg, info, created=created)
     # what to resume from, checked before anything in the run dir is written
-    resume = find_resume(run_dir, t.resume)
-    state = None
-    if resume is not None:
-        state = ckpt.load_checkpoint(resume, map_location=device)
+    resume, state = load_resume(run_dir, t.resume, map_location=device)
+    if state is not None:
         check_resumable(state, cfg, resume, "pretrain")
     if main:
         cfg.save(run_dir / "config.yaml")

@@ -84,8 +84,9 @@ class MotionGuidedMasker(Masker):
         if map_stride is None:
             map_stride = max(1, patch_size // 8)
         if map_stride < 1 or patch_size % map_stride:
+            divisors = ", ".join(str(d) for d in range(1, patch_size + 1) if patch_size % d == 0)
             raise ValueError(f"masking.map_stride={map_stride} must be >= 1 and divide the patch size "
-                             f"{patch_size} (e.g. {', '.join(str(d) for d in range(1, patch_size + 1) if patch_size % d == 0)})")
+                             f"{patch_size} ({divisors})")
         self.map_stride = map_stride
         if not 0.0 <= exposure_chance <= 1.0:
             raise ValueError(f"exposure_chance must be in [0, 1], got {exposure_chance}")
