@@ -168,6 +168,9 @@ def main(argv=None) -> int:
                    help="torch CPU threads (default: torch's choice); 1 + CPU time is the most "
                         "robust A/B on a shared, loaded machine")
     p.add_argument("--only", choices=["ours", "hf"], help="time one model only (e.g. to profile)")
+    p.add_argument("--decoder-mask-ratio", type=float, default=0.5,
+                   help="also time ours with VideoMAE V2's running-cell decoder mask at this ratio "
+                        "(same batch and encoder mask; 0: off)")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -209,16 +212,27 @@ def main(argv=None) -> int:
                           patch_size=args.patch, tubelet_size=2, mask_ratio=args.mask_ratio, seed=0)
     mask = masker(batch_size=args.batch).to(device)  # [B, N], True = hidden
     visible = float((~mask[0]).float().mean())
+    if "ours" in names and args.decoder_mask_ratio > 0:
+        from mgmae.masking.running_cell import running_cell_mask
+
+        grid = models["ours"].grid
+        decode_mask = running_cell_mask(grid, args.batch, args.decoder_mask_ratio,
+                                        torch.Generator().manual_seed(0)).to(device)
+        names.insert(names.index("ours") + 1, "ours+run_cell")
 
     opt_kw = dict(lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
     if args.fused_adamw:
         opt_kw["fused"] = True
     opts = {n: torch.optim.AdamW(m.parameters(), **opt_kw) for n, m in models.items()}
+    if "ours+run_cell" in names:
+        opts["ours+run_cell"] = opts["ours"]  # the same model, fewer decoded cubes
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     def loss_of(name):
         if name == "ours":
             return models["ours"](clip, mask).loss
+        if name == "ours+run_cell":
+            return models["ours"](clip, mask, decode_mask).loss
         return models["hf"](pixel_values=clip_hf, bool_masked_pos=mask).loss
 
     def step(name, optimizer_step=True):
@@ -291,21 +305,29 @@ def main(argv=None) -> int:
         med[n] = statistics.median(ts)
         clips = args.batch / med[n]
         line = (f"  {n:4s}: {med[n] * 1e3:9.1f} ms/step [{min(ts) * 1e3:.1f}, {max(ts) * 1e3:.1f}]  "
-                f"{clips:8.2f} clips/s  {clips * args.frames:9.1f} frames/s  "
-                f"{flops / med[n] / 1e12:7.2f} TFLOP/s")
-        if peak:
+                f"{clips:8.2f} clips/s  {clips * args.frames:9.1f} frames/s  ")
+        if n == "ours+run_cell":  # fewer FLOPs than the full-decoder count: no TFLOP/s or MFU
+            line += "   (decoder: half the cubes)"
+        else:
+            line += f"{flops / med[n] / 1e12:7.2f} TFLOP/s"
+        if peak and n != "ours+run_cell":
             line += f"  MFU {100 * flops / med[n] / (peak * 1e12):5.1f}% of {peak:g}"
         if n in peak_mem:
             line += f"  peak mem {peak_mem[n]:.2f} GiB"
         if cpu:
             line += f"  CPU time {statistics.median(cpu_times[n]):.2f} s/step"
         print(line)
-    if len(med) == 2:
+    if "ours+run_cell" in med:
+        print(f"ratio ours with run-cell decoder masking {args.decoder_mask_ratio} / full decoder "
+              f"(time per step): {med['ours+run_cell'] / med['ours']:.3f}"
+              + (f"; CPU time {statistics.median(cpu_times['ours+run_cell']) / statistics.median(cpu_times['ours']):.3f}"
+                 if cpu else ""))
+    if "ours" in med and "hf" in med:
         print(f"ratio ours/hf (time per step): {med['ours'] / med['hf']:.3f} "
               f"({'ours faster' if med['ours'] < med['hf'] else 'hf faster'})")
         if cpu:
-            c = {n: statistics.median(cpu_times[n]) for n in names}
-            print(f"ratio ours/hf (CPU time per step): {c['ours'] / c['hf']:.3f}")
+            print(f"ratio ours/hf (CPU time per step): "
+                  f"{statistics.median(cpu_times['ours']) / statistics.median(cpu_times['hf']):.3f}")
     if device.type == "cuda" and not peak:
         print(f"MFU: peak FLOP/s of {dev_name!r} unknown (add it to PEAK_TFLOPS)")
     elif peak:

@@ -71,6 +71,10 @@ class MaskingConfig:
     # motion_guided: pixels per mask-map cell (divides the patch size; 1 = full resolution;
     # null: patch_size // 8, i.e. 8x8 cells per patch, see bench/map_stride.py)
     map_stride: int | None = None
+    # VideoMAE V2's dual masking: the decoder reconstructs only the positions a running-cell mask
+    # leaves (none | run_cell); decoder_mask_ratio: the share it skips (V2's recipes: 0.5)
+    decoder_mask: str = "none"
+    decoder_mask_ratio: float = 0.5
 
 
 @dataclass
@@ -334,6 +338,7 @@ _CHOICES = {
     "masking.init_map": ("mix_gauss", "pixel_rand", "token_rand"),
     "masking.warp": ("backward", "forward"),
     "masking.hole_filling": ("consist", "zero"),
+    "masking.decoder_mask": ("none", "run_cell"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
     "finetune.mixup_mode": ("batch", "pair", "elem"),
     "finetune.remode": ("pixel", "rand", "const"),
@@ -357,6 +362,9 @@ def validate(cfg: Config) -> None:
             f"data.num_frames={cfg.data.num_frames} is not divisible by "
             f"model.tubelet_size={cfg.model.tubelet_size}"
         )
+    if cfg.masking.decoder_mask == "run_cell" and not 1 <= int(4 * cfg.masking.decoder_mask_ratio) <= 3:
+        raise ValueError(f"masking.decoder_mask_ratio={cfg.masking.decoder_mask_ratio}: the running "
+                         f"cell skips 1 to 3 of each 2 x 2 cell, so it must be in [0.25, 1)")
     if not cfg.data.scales or any(not 0.0 < x <= 1.0 for x in cfg.data.scales):
         raise ValueError(f"data.scales must be a non-empty list of crop scales in (0, 1], got "
                          f"{cfg.data.scales}")

@@ -98,6 +98,11 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     if class_names and main:
         (run_dir / "classes.json").write_text(json.dumps(list(class_names), indent=1))
 
+    decode_patterns = None  # VideoMAE V2's running-cell decoder mask (checked before any step)
+    if cfg.masking.decoder_mask == "run_cell":
+        from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
+
+        decode_patterns = running_cell_patterns(model.grid, cfg.masking.decoder_mask_ratio).to(device)
     accum = t.accum_steps
     sampler = ResumableSampler(len(dataset), rank=info.rank, world_size=info.world_size, seed=t.seed,
                                batch_size=t.batch_size, multiple=t.batch_size * accum)
@@ -177,8 +182,10 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                 video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
                 mask = batch["mask"] if in_loader else masker(video)  # [B, N]
                 mask = mask.to(device, non_blocking=True).flatten(1)
+                decode = None if decode_patterns is None else decode_patterns[running_cell_starts(
+                    batch["index"], cfg.data.num_sample, epoch, t.seed).to(device)]  # [B, N]
                 t_compute = time.time()
-                if not stepper.backward(lambda: fwd(video, mask).loss, clips=video.shape[0]):
+                if not stepper.backward(lambda: fwd(video, mask, decode).loss, clips=video.shape[0]):
                     continue
                 cur_lr = lr_at(step, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr)
                 res = stepper.update(step, cur_lr, t_data)

@@ -21,7 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass
 class MAEOutput:
     loss: torch.Tensor  # scalar
-    pred: torch.Tensor  # [B, N_mask, tubelet*p*p*3] predicted pixels of the masked cubes
+    pred: torch.Tensor  # [B, N_mask, tubelet*p*p*3] predicted pixels of the masked (or decoded) cubes
     target: torch.Tensor  # [B, N_mask, tubelet*p*p*3] what they were compared with
 
 
@@ -127,20 +127,32 @@ class PretrainVideoMAE(nn.Module):
             patches = patchify(video, self.patch_size, self.tubelet_size)  # [B, N, P]
             return normalize_patches(patches, self.in_chans) if self.norm_pix_loss else patches
 
-    def forward(self, clip: torch.Tensor, mask: torch.Tensor) -> MAEOutput:
+    def forward(self, clip: torch.Tensor, mask: torch.Tensor,
+                decode_mask: torch.Tensor | None = None) -> MAEOutput:
+        """``mask (B, N)``: True = hidden from the encoder. ``decode_mask (B, N)``: True = a
+        position the decoder reconstructs (VideoMAE V2's dual masking,
+        :mod:`mgmae.masking.running_cell`); the loss then counts the decoded hidden cubes only.
+        None: every hidden cube is decoded (and ``pred``/``target`` are the hidden cubes')."""
         B = clip.shape[0]
         n_mask = check_mask(mask, B, self.num_patches)
+        dec = mask if decode_mask is None else decode_mask  # positions that get a mask token
+        n_dec = n_mask if decode_mask is None else check_mask(decode_mask, B, self.num_patches)
         x = self.encoder.forward_features(clip, mask)  # [B, N_vis, D]
         x = self.encoder_to_decoder(x)  # [B, N_vis, Dd]
         Dd = x.shape[-1]
         pos = self.pos_embed.to(x.dtype).expand(B, -1, -1)  # [B, N, Dd]
         pos_vis = pos[~mask].reshape(B, -1, Dd)  # [B, N_vis, Dd]
-        pos_mask = pos[mask].reshape(B, -1, Dd)  # [B, N_mask, Dd]
-        x = torch.cat([x + pos_vis, self.mask_token.to(x.dtype) + pos_mask], dim=1)  # [B, N, Dd]
-        x = run_blocks(self.decoder.blocks, x, self.grad_checkpointing)  # [B, N, Dd]
-        pred = self.decoder.head(self.decoder.norm(x[:, -n_mask:]))  # [B, N_mask, P]
-        target = self.target(clip)[mask].reshape(B, n_mask, -1)  # [B, N_mask, P]
-        loss = F.mse_loss(pred.float(), target)
+        pos_dec = pos[dec].reshape(B, n_dec, Dd)  # [B, N_dec, Dd]
+        x = torch.cat([x + pos_vis, self.mask_token.to(x.dtype) + pos_dec], dim=1)  # [B, N_vis+N_dec, Dd]
+        x = run_blocks(self.decoder.blocks, x, self.grad_checkpointing)
+        pred = self.decoder.head(self.decoder.norm(x[:, -n_dec:]))  # [B, N_dec, P]
+        target = self.target(clip)[dec].reshape(B, n_dec, -1)  # [B, N_dec, P]
+        if decode_mask is None:
+            loss = F.mse_loss(pred.float(), target)
+        else:  # V2: the mean over the decoded positions that the encoder did not see
+            weight = mask[dec].reshape(B, n_dec).float()  # [B, N_dec]
+            per_cube = (pred.float() - target).pow(2).mean(-1)  # [B, N_dec]
+            loss = (per_cube * weight).sum() / weight.sum().clamp_min(1.0)
         return MAEOutput(loss=loss, pred=pred, target=target)
 
     @torch.no_grad()
