@@ -185,7 +185,8 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                 decode = None if decode_patterns is None else decode_patterns[running_cell_starts(
                     batch["index"], cfg.data.num_sample, epoch, t.seed).to(device)]  # [B, N]
                 t_compute = time.time()
-                if not stepper.backward(lambda: fwd(video, mask, decode).loss, clips=video.shape[0]):
+                args = (video, mask) if decode is None else (video, mask, decode)
+                if not stepper.backward(lambda: fwd(*args).loss, clips=video.shape[0]):
                     continue
                 cur_lr = lr_at(step, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr)
                 res = stepper.update(step, cur_lr, t_data)

@@ -28,8 +28,8 @@ def running_cell_patterns(grid: tuple[int, int, int], ratio: float = 0.5) -> tor
         raise ValueError(f"masking.decoder_mask_ratio={ratio}: int(4 * ratio) must be 1, 2 or 3 "
                          f"(the running cell hides 1 to 3 of each 2 x 2 cell); allowed: [0.25, 1)")
     if h % 2 or w % 2:
-        raise ValueError(f"the running cell tiles each slice with 2 x 2 cells: the token grid "
-                         f"{h} x {w} must have even sides")
+        raise ValueError(f"masking.decoder_mask=run_cell tiles each slice with 2 x 2 cells: the "
+                         f"token grid {h} x {w} (data.img_size / patch) must have even sides")
     queue = torch.tensor([True] * m + [False] * (4 - m))  # True = not decoded
     out = []
     for start in range(4):
