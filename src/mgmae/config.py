@@ -362,9 +362,10 @@ def validate(cfg: Config) -> None:
             f"data.num_frames={cfg.data.num_frames} is not divisible by "
             f"model.tubelet_size={cfg.model.tubelet_size}"
         )
-    if cfg.masking.decoder_mask == "run_cell" and not 1 <= int(4 * cfg.masking.decoder_mask_ratio) <= 3:
-        raise ValueError(f"masking.decoder_mask_ratio={cfg.masking.decoder_mask_ratio}: the running "
-                         f"cell skips 1 to 3 of each 2 x 2 cell, so it must be in [0.25, 1)")
+    if cfg.masking.decoder_mask == "run_cell":
+        from mgmae.masking.running_cell import cells_skipped
+
+        cells_skipped(cfg.masking.decoder_mask_ratio)
     if not cfg.data.scales or any(not 0.0 < x <= 1.0 for x in cfg.data.scales):
         raise ValueError(f"data.scales must be a non-empty list of crop scales in (0, 1], got "
                          f"{cfg.data.scales}")

@@ -40,7 +40,7 @@ from torch import nn
 
 from mgmae.commands import add_common_flags, check_output, command
 from mgmae.models import SIZES, parse_name
-from mgmae.serialization import torch_load
+from mgmae.serialization import nonfinite_keys, torch_load
 from mgmae.models.mae import PretrainVideoMAE
 from mgmae.models.vit import VisionTransformer, sinusoid_table
 
@@ -673,8 +673,7 @@ def arch_of(model: nn.Module) -> tuple[Arch, str]:
 # --------------------------------------------------------------------------- loading
 def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Refuse weights holding NaN or inf: a diverged run's file gives no meaningful model."""
-    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
-           and not bool(torch.isfinite(v).all())]
+    bad = nonfinite_keys(state)
     if bad:
         raise ValueError(f"{path}: {len(bad)} of {len(state)} weight tensors hold NaN or inf values "
                          f"(first: {', '.join(bad[:3])}); the run that wrote it diverged. Use an "

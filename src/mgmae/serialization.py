@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SAFE_GLOBALS", "UntrustedCheckpointError", "torch_load", "trust_checkpoints",
-           "trusting"]
+__all__ = ["SAFE_GLOBALS", "UntrustedCheckpointError", "nonfinite_keys", "torch_load",
+           "trust_checkpoints", "trusting"]
 
 TRUST_HINT = ("only if you trust where the file comes from, load it with --trust-checkpoint "
               "(Python: trusted=True)")
@@ -97,6 +97,12 @@ def _offending(path: Path, message: str) -> list[str]:
         found = re.findall(r"GLOBAL ([\w.]+)", message)
     allowed = _allowed_names()
     return [n for n in dict.fromkeys(found) if n not in allowed]
+
+
+def nonfinite_keys(state: dict[str, Any]) -> list[str]:
+    """The floating-point tensors of a state dict that hold NaN or inf (a diverged run's)."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
 
 
 def _reason(message: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgmae.serialization import torch_load
+from mgmae.serialization import nonfinite_keys, torch_load
 
 FORMAT = "mgmae"
 VERSION = 1
@@ -86,7 +86,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, config: dict, k
     model = getattr(model, "module", model)  # unwrap DDP
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     state = model_state if model_state is not None else model.state_dict()
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = nonfinite_keys(state)
     if bad:  # never overwrite a good resume point with a diverged model
         raise FloatingPointError(
             f"not writing {path}: at step {step} the model's weights hold NaN or inf ({len(bad)} "
@@ -119,10 +119,3 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         )
     return obj
 
-
-def is_valid_checkpoint(path: str | Path) -> bool:
-    try:
-        load_checkpoint(path)
-        return True
-    except (ValueError, FileNotFoundError):
-        return False

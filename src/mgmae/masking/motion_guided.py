@@ -252,7 +252,7 @@ class MotionGuidedMasker(Masker):
         """Masks ``(B, N)`` given the flows ``(B, P, 2, H, W)`` of :meth:`flow_pairs` (``base``)."""
         B, P, _, H, W = flows.shape
         s = self.map_stride
-        if s > 1:  # the map on the coarse grid: flow averaged over each cell, in cells
+        if s > 1:  # the map on the coarse grid: flow at each cell's centre, in cells
             flows = flows[..., s // 2::s, s // 2::s] / s
         init = self.initial_map(B, H, W, generator, s).to(flows.device)  # [B, H/s, W/s]
         maps = self.propagate(init, flows, base)  # [B, T, H/s, W/s]

@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["running_cell_patterns", "running_cell_mask", "running_cell_starts"]
+__all__ = ["cells_skipped", "running_cell_patterns", "running_cell_mask", "running_cell_starts"]
+
+
+def cells_skipped(ratio: float) -> int:
+    """How many of each 2 x 2 cell the decoder skips, ``int(4 * ratio)``; it must be 1, 2 or 3."""
+    m = int(4 * ratio)
+    if not 0 < m < 4:
+        raise ValueError(f"masking.decoder_mask_ratio={ratio}: int(4 * ratio) must be 1, 2 or 3 "
+                         f"(the running cell skips 1 to 3 of each 2 x 2 cell); allowed: [0.25, 1)")
+    return m
 
 
 def running_cell_patterns(grid: tuple[int, int, int], ratio: float = 0.5) -> torch.Tensor:
     """The 4 possible decoder masks, ``bool (4, t*h*w)``, True = decoded; row ``s`` starts the
     queue at ``s``."""
     t, h, w = grid
-    m = int(4 * ratio)
-    if not 0 < m < 4:
-        raise ValueError(f"masking.decoder_mask_ratio={ratio}: int(4 * ratio) must be 1, 2 or 3 "
-                         f"(the running cell hides 1 to 3 of each 2 x 2 cell); allowed: [0.25, 1)")
+    m = cells_skipped(ratio)
     if h % 2 or w % 2:
         raise ValueError(f"masking.decoder_mask=run_cell tiles each slice with 2 x 2 cells: the "
                          f"token grid {h} x {w} (data.img_size / patch) must have even sides")
