@@ -79,11 +79,16 @@ class MaskingConfig:
 
 @dataclass
 class FlowConfig:
-    name: str = "dis"  # dis | farneback | raft_small | raft_large | zero | gt (synthetic data)
+    # dis | farneback | raft_small | raft_large | zero | gt (synthetic data) | codec (the motion
+    # vectors of the video files, almost free; see docs/data.md) | a name given to register_flow
+    name: str = "dis"
     preset: str = "ultrafast"  # dis: ultrafast | fast | medium
     size: int | None = None  # compute flow at this resolution and rescale (speed knob)
     weights: str | None = None  # RAFT weights file (local path)
     iters: int = 6  # RAFT refinement iterations
+    # codec: what to do with a video that has no motion vectors (frame folders, all-intra or MJPEG
+    # files, the synthetic dataset): null = stop with an error naming it; dis = DIS flow for it
+    fallback: str | None = None
 
 
 @dataclass
@@ -351,6 +356,8 @@ def validate(cfg: Config) -> None:
     for key, allowed in _CHOICES.items():
         if flat[key] not in allowed:
             raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
+    if cfg.flow.fallback not in (None, "dis"):
+        raise ValueError(f"config key 'flow.fallback' = {cfg.flow.fallback!r}; allowed: null, dis")
     if not 0.0 < cfg.masking.mask_ratio < 1.0:
         raise ValueError(f"masking.mask_ratio must be in (0, 1), got {cfg.masking.mask_ratio}")
     for key in ("data.num_frames", "data.img_size", "data.sampling_rate", "data.num_sample",

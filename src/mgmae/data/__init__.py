@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from mgmae.data.loader import build_loader, seed_worker
 from mgmae.data.pipeline import collate, make_views
 from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos
@@ -15,7 +17,16 @@ def build_pretrain_dataset(cfg, masker=None):
     """The pre-training dataset named by ``cfg.data`` (synthetic unless a train list is given).
     Returns ``(dataset, class_names)``."""
     d = cfg.data
+    codec = cfg.flow.name == "codec" and cfg.masking.name == "motion_guided"
     if uses_synthetic(cfg):
+        if codec and cfg.flow.fallback is None:
+            raise ValueError("flow.name=codec takes motion vectors from compressed video files; the "
+                             "synthetic dataset has none (set data.train_list, or flow.fallback=dis to "
+                             "use DIS flow instead)")
+        if codec:
+            logging.getLogger(__name__).warning(
+                "flow.name=codec: the synthetic dataset has no motion vectors; DIS flow instead "
+                "(flow.fallback=dis)")
         videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
         videos.cache_all()  # rendered once, shared by the loader workers
         ds = SyntheticDataset(videos, masker=masker, num_sample=d.num_sample, scales=d.scales,
@@ -26,7 +37,11 @@ def build_pretrain_dataset(cfg, masker=None):
         raise ValueError("flow.name=gt (ground-truth flow) exists only for the synthetic dataset")
     from mgmae.data.datasets import build_dataset
 
-    return build_dataset(d, masker, train=True, seed=cfg.train.seed)
+    ds, names = build_dataset(d, masker, train=True, seed=cfg.train.seed, codec_flow=codec,
+                              flow_fallback=cfg.flow.fallback if codec else None)
+    if codec and cfg.flow.fallback is None:
+        ds.check_codec_flow()  # fail at the start, in this process, not in a loader worker
+    return ds, names
 
 
 __all__ = ["SyntheticDataset", "SyntheticVideos", "build_loader", "build_pretrain_dataset",

@@ -40,7 +40,7 @@ from mgmae.data.transforms import CropParams, multiscale_crop_params, spatial_cr
 from mgmae.data.video import (BACKENDS, VIDEO_EXTENSIONS, TruncatedVideoError, VideoError,
                               open_video)
 
-__all__ = ["VideoEntry", "ListFileError", "DatasetFailureError", "parse_list", "scan_folder",
+__all__ = ["VideoEntry", "ListFileError", "DatasetFailureError", "CodecFlowError", "parse_list", "scan_folder",
            "load_entries", "VideoDataset", "build_dataset", "skipped_from_batch"]
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ class ListFileError(ValueError):
 
 class DatasetFailureError(MgmaeError, RuntimeError):
     """Too many videos of a dataset could not be read."""
+
+
+class CodecFlowError(MgmaeError, RuntimeError):
+    """``flow.name=codec`` met a video without motion vectors and no ``flow.fallback`` is set."""
 
 
 # ----------------------------------------------------------------------------------- list files
@@ -294,7 +298,8 @@ class VideoDataset(torch.utils.data.Dataset):
                  test_views: tuple[int, int] = (1, 1), pad: str = "loop", backend: str = "pyav",
                  threads: int = 1, template: str = "img_{:05d}.jpg", start_index: int = 1,
                  max_fail_frac: float = 0.05, max_tries: int = 10, seed: int = 0, augment=None,
-                 class_names: Sequence[str] | None = None):
+                 class_names: Sequence[str] | None = None, codec_flow: bool = False,
+                 flow_fallback: str | None = None):
         self.entries = [_as_entry(e) for e in entries]
         if not self.entries:
             raise ValueError("VideoDataset needs at least one entry")
@@ -318,6 +323,12 @@ class VideoDataset(torch.utils.data.Dataset):
         self.template, self.start_index = template, start_index
         self.max_fail_frac, self.max_tries, self.seed = max_fail_frac, max_tries, seed
         self.augment = augment
+        if codec_flow and not hasattr(masker, "mask_views"):
+            raise ValueError("codec_flow (flow.name=codec) needs a motion-guided masker")
+        if flow_fallback not in (None, "dis"):
+            raise ValueError(f"flow.fallback must be null or 'dis', got {flow_fallback!r}")
+        self.codec_flow, self.flow_fallback = codec_flow, flow_fallback
+        self._fallback_logged = False
         self.class_names = list(class_names) if class_names is not None else None
         labels = [e.label for e in self.entries]
         self.num_classes = len(self.class_names) if self.class_names else max(max(labels) + 1, 0)
@@ -403,11 +414,18 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def _open(self, entry: VideoEntry):
         return open_video(entry.path, self.backend, threads=self.threads, template=self.template,
-                          start_index=self.start_index, num_frames=entry.num_frames)
+                          start_index=self.start_index, num_frames=entry.num_frames,
+                          export_mvs=self.codec_flow)
 
     def load_clips(self, entry: VideoEntry, rng: np.random.Generator) -> list[np.ndarray]:
         """Decode the clip(s) of one video: a list (1 for training, ``test_views[0]`` for testing)
         of ``uint8 (num_frames, H, W, 3)``. Raises :class:`VideoError`."""
+        return self._load(entry, rng)[0]
+
+    def _load(self, entry: VideoEntry, rng: np.random.Generator):
+        """``(clips, flow_fns)``: the clips of :meth:`load_clips` and, with ``codec_flow``, each
+        clip's codec flow (:class:`mgmae.flow.codec.ClipCodecFlow`; None where the fallback
+        computes flow from pixels)."""
         with self._open(entry) as video:
             for attempt in range(2):
                 lists = self._index_lists(video.num_frames, rng)
@@ -421,8 +439,45 @@ class VideoDataset(torch.utils.data.Dataset):
                         self.truncated[entry.path] = e.available
                         log.warning("%s; using its first %d frames", e, e.available)
                     continue
-                return np.split(frames, len(lists))
+                clips = np.split(frames, len(lists))
+                if not self.codec_flow:
+                    return clips, [None] * len(clips)
+                return clips, self._codec_flows(entry, video, lists)
         raise AssertionError("unreachable")
+
+    def check_codec_flow(self, tries: int = 3) -> None:
+        """Decode the first frames of the first readable video (of ``tries``) and raise
+        :class:`CodecFlowError` naming it when it gives no motion vectors (``codec_flow`` without a
+        fallback): the error comes at the start of a run, not from a loader worker."""
+        for entry in self.entries[:tries]:
+            try:
+                with self._open(entry) as video:
+                    n = min(video.num_frames, 2 * self.num_frames)
+                    lists = [np.arange(n)]
+                    video.get_frames(lists[0])
+                    self._codec_flows(entry, video, lists)
+                    return
+            except (VideoError, OSError):
+                continue  # unreadable: the loader skips and counts it
+
+    def _codec_flows(self, entry: VideoEntry, video, lists) -> list:
+        from mgmae.flow.codec import ClipCodecFlow
+
+        motion = getattr(video, "motion", None)
+        if motion is not None and motion.num_vectors > 0:
+            return [ClipCodecFlow(motion, idx) for idx in lists]
+        why = ("is a frame folder" if video.__class__.__name__ == "FrameFolderReader" else
+               "gives no motion vectors (an all-intra or MJPEG stream, or a codec FFmpeg exports "
+               "none for)" if motion is not None else
+               f"is read by the {self.backend!r} backend, which exports no motion vectors (use pyav)")
+        if self.flow_fallback is None:
+            raise CodecFlowError(f"{entry.path}: flow.name=codec needs motion vectors, but this video "
+                                 f"{why}; set flow.fallback=dis to compute DIS flow for such videos")
+        if not self._fallback_logged:
+            log.warning("%s %s: DIS flow for it and any other such video (flow.fallback=dis; logged "
+                        "once)", entry.path, why)
+            self._fallback_logged = True
+        return [None] * len(lists)
 
     def __getitem__(self, index: int) -> dict:
         if self.epoch is None:  # no set_epoch(): a fresh draw from torch's (per-worker) generator
@@ -435,7 +490,7 @@ class VideoDataset(torch.utils.data.Dataset):
             entry = self.entries[i]
             if entry.path not in self.failures:
                 try:
-                    clips = self.load_clips(entry, rng)
+                    clips, flow_fns = self._load(entry, rng)
                     break
                 except (VideoError, OSError) as e:
                     reason = e.reason if isinstance(e, VideoError) else f"{type(e).__name__}: {e}"
@@ -447,14 +502,15 @@ class VideoDataset(torch.utils.data.Dataset):
             raise DatasetFailureError(f"no readable video after {self.max_tries + 1} tries starting "
                                       f"at index {index}.\n{self._too_many()}")
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        video, mask = self._views(clips, rng, gen)
+        video, mask = self._views(clips, rng, gen, flow_fns)
         item = {"video": video}
         if mask is not None:
             item["mask"] = mask
         item.update(label=entry.label, index=i, skipped=skipped)
         return item
 
-    def _views(self, clips: list[np.ndarray], rng: np.random.Generator, gen: torch.Generator):
+    def _views(self, clips: list[np.ndarray], rng: np.random.Generator, gen: torch.Generator,
+               flow_fns: list | None = None):
         H, W = clips[0].shape[1:3]
         if self.train:
             params = [multiscale_crop_params(H, W, self.img_size, self.scales, self.flip, rng=rng)
@@ -466,7 +522,9 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.augment is not None:
             video = torch.stack([self.augment(c, p, rng) for c in clips for p in params])
             return video, None
-        views, masks = zip(*(make_views(c, params, self.masker, generator=gen) for c in clips))
+        flow_fns = flow_fns or [None] * len(clips)
+        views, masks = zip(*(make_views(c, params, self.masker, flow_fn=f, generator=gen)
+                             for c, f in zip(clips, flow_fns)))
         video = torch.cat(views)  # [T*S, C, T, H, W] temporal-major
         return video, (torch.cat(masks) if masks[0] is not None else None)
 

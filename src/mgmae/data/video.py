@@ -30,7 +30,7 @@ import numpy as np
 from mgmae.commands import MgmaeError
 
 __all__ = ["VideoError", "TruncatedVideoError", "VideoReader", "PyAVReader", "FrameFolderReader",
-           "TorchCodecReader", "DecordReader", "open_video", "BACKENDS", "VIDEO_EXTENSIONS",
+           "TorchCodecReader", "DecordReader", "open_video", "write_video", "BACKENDS", "VIDEO_EXTENSIONS",
            "IMAGE_EXTENSIONS"]
 
 BACKENDS = ("pyav", "torchcodec", "decord", "frames")
@@ -136,11 +136,14 @@ class PyAVReader(VideoReader):
     (exact, slower). ``seek_threshold``: seek only if the first requested frame is at least this
     far into the video. ``skip_unwanted``: do not decode unwanted frames that nothing references
     (before the clip and between its strided frames; pixel-identical, ~1/3 less decoding on
-    x264 streams).
+    x264 streams). ``export_mvs``: also collect the codec's motion vectors of the decoded frames
+    from the first to the last requested one (skipping stays on: a skipped frame's motion is
+    filled in from its neighbours); after each read, :attr:`motion` holds them as a
+    :class:`mgmae.flow.codec.CodecMotion` (``flow.name=codec``).
     """
 
     def __init__(self, path, *, threads: int = 1, thread_type: str = "AUTO", count: str = "demux",
-                 seek_threshold: int = 16, skip_unwanted: bool = True):
+                 seek_threshold: int = 16, skip_unwanted: bool = True, export_mvs: bool = False):
         import av
 
         self.path = str(path)
@@ -155,6 +158,8 @@ class PyAVReader(VideoReader):
         self.threads, self.thread_type, self.count = threads, thread_type, count
         self.seek_threshold = seek_threshold
         self.skip_unwanted = skip_unwanted
+        self.export_mvs = export_mvs
+        self.motion = None  # CodecMotion of the last read (export_mvs)
         self.decoded_frames = 0  # frames the decoder produced (all reads; for tests and tuning)
         self._can_seek = False
         self._fresh = True  # the demuxer/decoder is at the start of the file
@@ -176,8 +181,7 @@ class PyAVReader(VideoReader):
         if not c.streams.video:
             raise VideoError(self.path, "no video stream")
         s = self._stream = c.streams.video[0]
-        s.thread_type = self.thread_type
-        s.codec_context.thread_count = self.threads
+        self._configure(s)
         rate = s.average_rate or s.guessed_rate or s.base_rate
         self.fps = float(rate) if rate else None
         self._rate = Fraction(rate) if rate else None
@@ -242,8 +246,17 @@ class PyAVReader(VideoReader):
             self._container.close()
             self._container = av.open(self.path, metadata_errors="ignore")
             self._stream = self._container.streams.video[0]
-            self._stream.thread_type = self.thread_type
-            self._stream.codec_context.thread_count = self.threads
+            self._configure(self._stream)
+
+    def _configure(self, stream) -> None:
+        stream.thread_type = self.thread_type
+        stream.codec_context.thread_count = self.threads
+        self._mv_packets = self._mv_frames = None
+        if self.export_mvs:  # FFmpeg attaches each frame's vectors as side data
+            from mgmae.flow.codec import nal_length_size
+
+            stream.codec_context.options = {"flags2": "+export_mvs"}
+            self._nal_len = nal_length_size(stream.codec_context)
 
     def _read(self, indices: list[int]) -> np.ndarray:
         import av
@@ -266,6 +279,8 @@ class PyAVReader(VideoReader):
             raise
         except av.FFmpegError as e:
             raise VideoError(self.path, f"decoding failed: {_reason(e)}") from None
+        if self.export_mvs:
+            self.motion = self._build_motion()
         return np.stack([out[i] for i in indices])
 
     def _read_seeking(self, indices: list[int], out: dict):
@@ -303,6 +318,11 @@ class PyAVReader(VideoReader):
         typical x264 streams, before the clip and between the strided frames of the clip."""
         cc = self._stream.codec_context
         for packet in self._container.demux(self._stream):
+            if self._mv_packets is not None and packet.size:  # export_mvs: decode order, reference?
+                from mgmae.flow.codec import packet_is_reference
+
+                self._mv_packets.append((packet.pts, packet_is_reference(bytes(packet), cc.name,
+                                                                         self._nal_len)))
             if skip_unwanted is not None:
                 pidx = self._pts_index(packet.pts)
                 cc.skip_frame = "NONREF" if pidx is not None and pidx not in skip_unwanted else "DEFAULT"
@@ -325,6 +345,8 @@ class PyAVReader(VideoReader):
         prev = None  # the previous decoded frame
         last_seen = -1
         skipping = by_pts and self.skip_unwanted
+        if self.export_mvs:  # (the skipped frames' motion is filled in from their neighbours)
+            self._mv_packets, self._mv_frames = [], []
         frames = self._frames(set(wanted) if skipping else None)
         try:
             for frame in frames:
@@ -338,6 +360,8 @@ class PyAVReader(VideoReader):
                 if by_pts and idx <= last_seen:  # duplicate timestamp: keep the first
                     continue
                 last_seen = idx
+                if self._mv_frames is not None:
+                    self._record_motion(frame, idx, wanted)
                 while k < len(wanted) and wanted[k] <= idx:
                     if wanted[k] != idx:  # a gap: no frame has this index
                         if skipping:
@@ -370,6 +394,44 @@ class PyAVReader(VideoReader):
             self.path, f"truncated: the stream ends after {available} frames but frame {wanted[k]} "
             f"was requested (the container declares {self.declared_frames})", available)
 
+    def _record_motion(self, frame, idx: int, wanted: list[int]) -> None:
+        from mgmae.flow.codec import motion_vectors
+
+        ptype = _PICT_TYPES.get(int(frame.pict_type), "?")
+        vectors = motion_vectors(frame) if wanted[0] <= idx <= wanted[-1] else None
+        self._mv_frames.append((frame.pts, idx, ptype, vectors))
+
+    def _build_motion(self):
+        """The :class:`~mgmae.flow.codec.CodecMotion` of the last read: output frames are matched
+        to their packets by timestamp (decode order, reference flag); packets decoded but not yet
+        shown (the future references of the last B frames) follow the last shown frame in
+        timestamp order."""
+        from mgmae.flow.codec import CodecMotion, FrameRecord
+
+        packets = {}
+        for order, (pts, is_ref) in enumerate(self._mv_packets or []):
+            if pts is not None:
+                packets.setdefault(pts, (order, is_ref))
+        frames = self._mv_frames or []
+        records, shown = [], set()
+        for pts, idx, ptype, vectors in frames:
+            order, is_ref = packets.get(pts, (None, None))
+            shown.add(pts)
+            records.append(FrameRecord(idx, order if order is not None else -1, is_ref, ptype, vectors))
+        if frames and sum(r.decode >= 0 for r in records) < len(records) / 2:
+            # no usable timestamps: assume decode order = display order (exact without B frames)
+            for r in records:
+                r.decode = r.index
+        elif frames:
+            last_pts = max((p for p, *_ in frames if p is not None), default=None)
+            last_idx = max(r.index for r in records)
+            later = sorted(p for p in packets if p not in shown and last_pts is not None and p > last_pts)
+            for rank, pts in enumerate(later, 1):
+                order, is_ref = packets[pts]
+                records.append(FrameRecord(last_idx + rank, order, True if is_ref is None else is_ref, "?"))
+        self._mv_packets = self._mv_frames = None
+        return CodecMotion(records, self.size, self.path)
+
     def scan(self) -> tuple[int, str | None]:
         """Decode every frame (no colour conversion): ``(frames decoded, error or None)``. For
         integrity checks; also corrects ``num_frames`` to the decodable count."""
@@ -393,6 +455,9 @@ class PyAVReader(VideoReader):
                 self._container.close()
             finally:
                 self._container = None
+
+
+_PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "S", 5: "SI", 6: "SP", 7: "BI"}  # FFmpeg's AVPictureType
 
 
 def _rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
@@ -562,13 +627,37 @@ class DecordReader(VideoReader):
         self._vr = None
 
 
+def write_video(path, frames, *, fps: int = 25, codec: str = "libx264", options: dict | None = None,
+                pix_fmt: str = "yuv420p") -> str:
+    """Encode ``uint8 (T, H, W, 3)`` RGB frames to ``path`` with PyAV (libx264 ships in its wheel).
+    ``options``: encoder options, e.g. ``{"bframes": "3", "x264-params": "ref=1"}``. Returns the
+    path. For test videos and the codec-flow measurements (bench/codec_flow.py)."""
+    import av
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"write_video: expected uint8 frames (T, H, W, 3), got {frames.dtype} "
+                         f"{frames.shape}")
+    with av.open(os.fspath(path), "w") as c:
+        s = c.add_stream(codec, rate=fps, options=dict(options or {}))
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        for f in frames:
+            for packet in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return os.fspath(path)
+
+
 def open_video(path, backend: str = "pyav", *, threads: int = 1, thread_type: str = "AUTO",
                template: str = "img_{:05d}.jpg", start_index: int = 1, num_frames: int | None = None,
-               fps: float | None = None, count: str = "demux", decoder: str = "cv2") -> VideoReader:
+               fps: float | None = None, count: str = "demux", decoder: str = "cv2",
+               export_mvs: bool = False) -> VideoReader:
     """Open a video file, or a folder of frames (any backend: a directory is always a frame folder).
 
     ``num_frames``, ``fps`` and ``decoder`` (``"cv2"`` or ``"pil"``) are used by frame folders
-    only (a file knows its own); ``count`` by PyAV when the stream has no frame count. Raises
+    only (a file knows its own); ``count`` by PyAV when the stream has no frame count;
+    ``export_mvs`` by PyAV (the codec's motion vectors, see :class:`PyAVReader`). Raises
     :class:`VideoError` for anything unreadable; ``ValueError`` for an unknown backend and
     ``ImportError`` for an optional backend that is not installed."""
     path = os.fspath(path)
@@ -578,7 +667,8 @@ def open_video(path, backend: str = "pyav", *, threads: int = 1, thread_type: st
         return FrameFolderReader(path, template=template, start_index=start_index,
                                  num_frames=num_frames, fps=fps, decoder=decoder)
     if backend == "pyav":
-        return PyAVReader(path, threads=threads, thread_type=thread_type, count=count)
+        return PyAVReader(path, threads=threads, thread_type=thread_type, count=count,
+                          export_mvs=export_mvs)
     if backend == "torchcodec":
         return TorchCodecReader(path, threads=threads)
     return DecordReader(path, threads=threads)

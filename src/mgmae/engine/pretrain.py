@@ -46,8 +46,10 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
         return build_masker(k.name, **common)
     f = cfg.flow
     flow = None if f.name == "gt" else f.name
+    if f.name == "codec":  # flows come with the decoded clips; pixels only for the fallback
+        flow = f.fallback
     flow_options = {"size": f.size}
-    if f.name == "dis":
+    if flow == "dis":
         flow_options["preset"] = f.preset
     elif f.name.startswith("raft"):
         flow_options.update(weights=f.weights, iters=f.iters)

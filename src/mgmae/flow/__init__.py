@@ -18,6 +18,8 @@ Backends and their options:
 * ``"raft_small"`` / ``"raft_large"``: torchvision RAFT from a local file, ``weights=PATH``,
   ``iters`` (6 / 12), ``batch_size``, ``random_init``; see :class:`~mgmae.flow.raft.RAFTFlow`.
 * ``"zero"``: zeros (motion-guided masking then equals tube masking).
+* ``"codec"``: not computed from frames: the motion vectors of a video file, collected while it is
+  decoded (``flow.name=codec`` in a config; :mod:`mgmae.flow.codec`). ``build_flow("codec")`` says so.
 * any callable ``(src, dst) -> flow``: called with float32 ``[0, 1]`` inputs; its output is validated.
 
 Every backend also takes ``size`` (int short side, or None): the pair is resized to that short side
@@ -209,7 +211,14 @@ def _zero(**options) -> FlowFn:
     return _zero_flow
 
 
+def _codec(**options) -> FlowFn:
+    raise ValueError("the 'codec' flow comes from the motion vectors of a video file while it is "
+                     "decoded, not from frames: use it through a video dataset (flow.name=codec) or "
+                     "mgmae.flow.codec.CodecMotion (PyAVReader(export_mvs=True).motion)")
+
+
 _REGISTRY: dict[str, Callable[..., FlowFn]] = {
+    "codec": _codec,
     "dis": _dis,
     "farneback": _farneback,
     "raft_small": _raft("raft_small"),

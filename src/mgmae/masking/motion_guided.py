@@ -248,11 +248,14 @@ class MotionGuidedMasker(Masker):
 
     # ------------------------------------------------------------------ entry points
     def masks_from_flows(self, flows: torch.Tensor, base: int,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-        """Masks ``(B, N)`` given the flows ``(B, P, 2, H, W)`` of :meth:`flow_pairs` (``base``)."""
+                         generator: torch.Generator | None = None, on_map: bool = False) -> torch.Tensor:
+        """Masks ``(B, N)`` given the flows ``(B, P, 2, H, W)`` of :meth:`flow_pairs` (``base``).
+        ``on_map``: the flows are already on the map's grid (``H / map_stride`` cells, in cells)."""
         B, P, _, H, W = flows.shape
         s = self.map_stride
-        if s > 1:  # the map on the coarse grid: flow at each cell's centre, in cells
+        if on_map:
+            H, W = H * s, W * s
+        elif s > 1:  # the map on the coarse grid: flow at each cell's centre, in cells
             flows = flows[..., s // 2::s, s // 2::s] / s
         init = self.initial_map(B, H, W, generator, s).to(flows.device)  # [B, H/s, W/s]
         maps = self.propagate(init, flows, base)  # [B, T, H/s, W/s]
@@ -275,7 +278,10 @@ class MotionGuidedMasker(Masker):
         """Loader path: ``frames (T, 3, H, W)``, float in ``[0, 1]`` or uint8 (before augmentation), the views' crop
         parameters -> masks ``(S, N)``. Flow is computed once per clip (or taken from
         ``flow_fn(src, dst) -> (2, H, W)``, e.g. ground truth) and carried through each view's
-        crop/resize/flip, so repeated-augmentation views share one flow computation.
+        crop/resize/flip, so repeated-augmentation views share one flow computation. A ``flow_fn``
+        with a ``cell`` attribute (:class:`mgmae.flow.codec.ClipCodecFlow`) gives flows on a grid
+        of ``cell``-pixel cells through ``flow_fn.pairs(pairs, box=...)``, only on the cells of
+        the views' crop boxes; they go to each view's map grid directly.
 
         The flow is computed only on the union of the views' crop boxes (a 272 x 272 crop of a
         640 x 272 frame: 43% of the pixels), and when every view shrinks its crop (resized to
@@ -290,6 +296,13 @@ class MotionGuidedMasker(Masker):
         base = self.base_index(generator)
         pairs = self.flow_pairs(base)
         with torch.no_grad():
+            if getattr(flow_fn, "cell", None):  # flow on a coarse grid (codec): the crop boxes' cells
+                top, left = min(p.top for p in params), min(p.left for p in params)
+                bottom = max(p.top + p.height for p in params)
+                right = max(p.left + p.width for p in params)
+                flows, (y0, x0, y1, x1) = flow_fn.pairs(pairs, box=(top, left, bottom, right))
+                params = [replace(p, top=p.top - y0, left=p.left - x0) for p in params]
+                return self._mask_views_coarse(flows, y1 - y0, x1 - x0, params, base, generator)
             if flow_fn is not None:
                 flows = torch.stack([flow_fn(s, d) for s, d in pairs])  # [P, 2, H, W]
                 flows = self._sanitize(flows, (len(pairs), 2, H, W))
@@ -315,3 +328,21 @@ class MotionGuidedMasker(Masker):
                 f = apply_flow(flows, p)  # [P, 2, h, w] on the view's grid
                 out.append(self.masks_from_flows(f.unsqueeze(0), base, generator)[0])
             return torch.stack(out)  # [S, N]
+
+    def _mask_views_coarse(self, flows: torch.Tensor, H: int, W: int, params, base: int,
+                           generator: torch.Generator | None) -> torch.Tensor:
+        """Masks ``(S, N)`` from flows ``(P, 2, h, w)`` given on a coarse grid of ``H x W`` pixels
+        (e.g. the codec's 8-pixel cells, in cells): each view's crop/resize/flip takes them
+        straight to the map's grid (``out / map_stride`` cells), never through full resolution."""
+        from mgmae.data.transforms import apply_flow, scale_crop_params
+
+        P, _, h, w = flows.shape
+        flows = self._sanitize(flows, (P, 2, h, w))
+        s = self.map_stride
+        out = []
+        for p in params:
+            q = scale_crop_params(p, h / H, w / W, h, w)
+            q = replace(q, out_h=p.out_h // s, out_w=p.out_w // s)
+            f = apply_flow(flows, q)  # [P, 2, out_h/s, out_w/s] in map cells
+            out.append(self.masks_from_flows(f.unsqueeze(0), base, generator, on_map=True)[0])
+        return torch.stack(out)  # [S, N]
