@@ -2,7 +2,11 @@
 
 The defaults *are* the built-in demo (``mgmae pretrain`` with no arguments): a nano ViT MAE on the
 seeded synthetic moving-shapes dataset, small enough to pre-train on a laptop CPU in minutes.
-Recipes in ``configs/`` override what they need; the resolved config is saved in every run dir.
+Recipes override what they need; the resolved config is saved in every run dir. The recipes ship
+inside the package (``src/mgmae/configs/``, also reachable as ``configs/`` in a checkout): ``-c``
+takes a path or a recipe's name (``-c pretrain_vit_base_ssv2``), ``mgmae config --list`` names them.
+
+This module imports nothing heavy (no torch): ``mgmae config --keys`` stays fast.
 """
 
 from __future__ import annotations
@@ -303,13 +307,42 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Confi
     return cfg
 
 
+RECIPES_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def list_recipes() -> dict[str, str]:
+    """The packaged recipes, ``{name: description}``; the description is the first line of the
+    comment the file starts with, up to a colon (empty without a comment)."""
+    out = {}
+    for p in sorted(RECIPES_DIR.glob("*.yaml")):
+        first = next((ln.strip() for ln in p.read_text().splitlines() if ln.strip()), "")
+        text = first.lstrip("#").strip() if first.startswith("#") else ""
+        out[p.stem] = text.split(": ")[0].rstrip(",;")
+    return out
+
+
+def recipe_path(path_or_name: str | Path) -> Path:
+    """An existing file as it is; otherwise a packaged recipe by name (``demo`` or ``demo.yaml``).
+    Raises FileNotFoundError (one line: the closest names and every recipe) when neither exists."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    name = p.name[:-len(".yaml")] if p.name.endswith(".yaml") else p.name
+    if p.name == str(path_or_name) and name and (RECIPES_DIR / f"{name}.yaml").is_file():
+        return RECIPES_DIR / f"{name}.yaml"
+    names = list(list_recipes())
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise FileNotFoundError(f"config file not found: {p} (neither a file nor a packaged recipe).{hint}"
+                            f" Recipes: {', '.join(names)} (`mgmae config --list`)")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML recipe at ``path`` (if any), then ``key=value`` overrides."""
+    """Defaults, then the YAML recipe ``path`` (a file, or a packaged recipe's name: see
+    :func:`recipe_path`), then ``key=value`` overrides."""
     cfg = Config()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
+        p = recipe_path(path)
         try:
             with p.open() as fh:  # a stream: the error's mark names the file
                 data = yaml.safe_load(fh) or {}
