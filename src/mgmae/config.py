@@ -62,13 +62,14 @@ class DataConfig:
 
 @dataclass
 class MaskingConfig:
-    name: str = "motion_guided"  # random | tube | motion_guided
+    name: str = "motion_guided"  # a masker registry name: random | tube | motion_guided | registered
     mask_ratio: float = 0.9
     where: str = "loader"  # loader (CPU workers) | step (batched on the training device)
-    base_frame: str = "middle"  # motion_guided: first | middle | random
-    init_map: str = "mix_gauss"  # motion_guided: mix_gauss | pixel_rand | token_rand
-    warp: str = "backward"  # motion_guided: backward | forward
-    hole_filling: str = "consist"  # motion_guided: consist | zero
+    # motion_guided options; their allowed values: mgmae.masking.MOTION_GUIDED_CHOICES
+    base_frame: str = "middle"  # the frame the mask map starts on
+    init_map: str = "mix_gauss"  # how the map on the base frame is drawn
+    warp: str = "backward"  # how the map is carried to the next frame
+    hole_filling: str = "consist"  # what fills the map where the warp samples outside the frame
     topk_on_all: bool = False  # motion_guided: top-k over the whole clip instead of per slice
     exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
     official_compat: bool = False  # motion_guided: the official code's flow direction before the base frame
@@ -83,7 +84,7 @@ class MaskingConfig:
 
 @dataclass
 class FlowConfig:
-    name: str = "dis"  # dis | farneback | raft_small | raft_large | zero | gt (synthetic data)
+    name: str = "dis"  # a flow registry name (mgmae.flow.list_flows()), or gt (synthetic data's exact flow)
     preset: str = "ultrafast"  # dis: ultrafast | fast | medium
     size: int | None = None  # compute flow at this resolution and rescale (speed knob)
     weights: str | None = None  # RAFT weights file (local path)
@@ -360,28 +361,50 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+# Values a key may take. Masker and flow names come from their registries (mgmae.registry) and the
+# motion-guided options from mgmae.masking.MOTION_GUIDED_CHOICES: see _choices().
 _CHOICES = {
     "model.pos_embed": ("sincos_1d", "sincos_3d"),
     "data.dataset": ("auto", "synthetic", "list", "folder"),
     "data.sampling": ("dense", "segment"),
     "data.synthetic_label": ("motion", "appearance"),
-    "masking.name": ("random", "tube", "motion_guided"),
     "masking.where": ("loader", "step"),
-    "masking.base_frame": ("first", "middle", "random"),
-    "masking.init_map": ("mix_gauss", "pixel_rand", "token_rand"),
-    "masking.warp": ("backward", "forward"),
-    "masking.hole_filling": ("consist", "zero"),
     "masking.decoder_mask": ("none", "run_cell"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
     "finetune.mixup_mode": ("batch", "pair", "elem"),
     "finetune.remode": ("pixel", "rand", "const"),
 }
 
+# flow.name values that are not estimators: the synthetic dataset's exact flow
+DATA_FLOWS = ("gt",)
+
+
+class _OneOf:
+    """Allowed values from several sources (a registry and fixed names), listed on demand."""
+
+    def __init__(self, *sources):
+        self.sources = sources
+
+    def __contains__(self, value: object) -> bool:
+        return any(value in s for s in self.sources)
+
+    def __iter__(self):
+        return (v for s in self.sources for v in s)
+
+
+def _choices() -> dict[str, Any]:
+    from mgmae.masking import MOTION_GUIDED_CHOICES  # light: no torch
+    from mgmae.registry import FLOWS, MASKERS
+
+    return {**_CHOICES, "masking.name": MASKERS,
+            **{f"masking.{k}": v for k, v in MOTION_GUIDED_CHOICES.items()},
+            "flow.name": _OneOf(DATA_FLOWS, FLOWS)}
+
 
 def validate(cfg: Config) -> None:
     """Reject impossible values early, naming the key, the value and what is allowed."""
     flat = flatten(cfg.to_dict())
-    for key, allowed in _CHOICES.items():
+    for key, allowed in _choices().items():
         if flat[key] not in allowed:
             raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
     if not 0.0 < cfg.masking.mask_ratio < 1.0:
@@ -396,7 +419,7 @@ def validate(cfg: Config) -> None:
             f"model.tubelet_size={cfg.model.tubelet_size}"
         )
     if cfg.masking.decoder_mask == "run_cell":
-        from mgmae.masking.running_cell import cells_skipped
+        from mgmae.masking import cells_skipped  # light: no torch
 
         cells_skipped(cfg.masking.decoder_mask_ratio)
     if not cfg.data.scales or any(not 0.0 < x <= 1.0 for x in cfg.data.scales):

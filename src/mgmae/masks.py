@@ -39,11 +39,12 @@ import torch
 import torch.nn.functional as F
 
 from mgmae.commands import add_common_flags, command
+from mgmae.config import DATA_FLOWS
+from mgmae.flow import list_flows
+from mgmae.masking import MOTION_GUIDED_CHOICES, list_maskers
 
 
 __all__ = ["cli_main", "build_parser", "render_clip", "load_clips", "Clip"]
-
-FLOWS = ("dis", "farneback", "raft_small", "raft_large", "zero", "gt")
 
 
 @dataclass
@@ -340,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(PNG strip + GIF per clip).")
     p.add_argument("source", help="video file, frame folder, folder of videos, folder-per-class tree, "
                                   "list file, or 'synthetic'")
-    p.add_argument("--masker", default="motion_guided", choices=("motion_guided", "tube", "random"))
-    p.add_argument("--flow", default="dis", choices=FLOWS,
+    p.add_argument("--masker", default="motion_guided", choices=list_maskers())
+    p.add_argument("--flow", default="dis", choices=[*list_flows(), *DATA_FLOWS],
                    help="flow backend for motion-guided masking; 'gt' = exact flow (synthetic only)")
     p.add_argument("--flow-size", type=int, default=None, help="compute the flow at this short side")
     p.add_argument("--dis-preset", default=None, choices=("ultrafast", "fast", "medium"))
@@ -351,9 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-size", type=int, default=16)
     p.add_argument("--tubelet-size", type=int, default=2)
     p.add_argument("--mask-ratio", type=float, default=0.9)
-    p.add_argument("--base-frame", default="middle", choices=("first", "middle", "random"))
-    p.add_argument("--init-map", default="mix_gauss", choices=("mix_gauss", "pixel_rand", "token_rand"))
-    p.add_argument("--warp", default="backward", choices=("backward", "forward"))
+    p.add_argument("--base-frame", default="middle", choices=MOTION_GUIDED_CHOICES["base_frame"])
+    p.add_argument("--init-map", default="mix_gauss", choices=MOTION_GUIDED_CHOICES["init_map"])
+    p.add_argument("--warp", default="backward", choices=MOTION_GUIDED_CHOICES["warp"])
     p.add_argument("--official-compat", action="store_true",
                    help="use the official code's flow direction before the base frame (to see its effect)")
     p.add_argument("--clips", type=int, default=4, help="clips per video (or videos of a dataset)")
