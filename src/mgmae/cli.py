@@ -53,7 +53,8 @@ def cmd_config(args) -> int:
 # Commands implemented in their own modules take the rest of the command line as they are.
 DELEGATED = {
     "convert": ("mgmae.convert", "convert a checkpoint: mgmae convert SRC DST --to mgmae|hf|official"),
-    "masks": ("mgmae.masks", "draw masks of a video / dataset: mgmae masks VIDEO --masker motion_guided -o out/"),
+    "masks": ("mgmae.masks", "draw masks of a video / dataset: mgmae masks VIDEO [-c CFG] [key=value ...] "
+                             "-o out/"),
     "data": ("mgmae.data.check", "dataset tools: mgmae data check LIST [-c CFG] [data.root=R]"),
     "finetune": ("mgmae.engine.finetune",
                  "fine-tune a pre-trained encoder: mgmae finetune PRETRAINED|scratch [-c CFG] [key=value ...]"),
