@@ -37,8 +37,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from mgmae.masking import build_masker  # noqa: E402
-from mgmae.masking.motion_guided import IMAGENET_MEAN, IMAGENET_STD, MotionGuidedMasker  # noqa: E402
+from mgmae.masking.motion_guided import MotionGuidedMasker  # noqa: E402
 
 TARGET_MS = 40.0
 

@@ -23,9 +23,9 @@ import time
 
 import torch
 
+from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mgmae.masking import build_masker
 from mgmae.models import SIZES, create_model, param_count
-from mgmae.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 # Dense peak TFLOP/s by device-name substring: (bf16/fp16 tensor core, tf32 tensor core, fp32 SIMT).
 # Datasheet numbers without sparsity. H100/H200 SXM: 989 bf16; H100 PCIe: 756.

@@ -257,6 +257,8 @@ def test_codec_flow_config_errors(tmp_path):
 
     with pytest.raises(ValueError, match="flow.fallback"):
         load_config(None, ["flow.fallback=raft_small"])
+    with pytest.raises(ValueError, match="masking.where=loader"):
+        load_config(None, ["flow.name=codec", "masking.where=step"])
     cfg = load_config(None, ["flow.name=codec"])  # synthetic data: no codec
     with pytest.raises(ValueError, match="synthetic dataset has none.*flow.fallback=dis"):
         build_pretrain_dataset(cfg, masker_from_config(cfg, 8))

@@ -10,7 +10,9 @@ import yaml
 from mgmae.config import Config, apply_overrides, load_config, parse_value, set_key, valid_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = [p for p in sorted({*ROOT.glob("configs/*.yaml"), *ROOT.glob("src/mgmae/configs/*.yaml")}) if not p.name.startswith("study_")]  # study specs are not training recipes
+RECIPES = [p for p in sorted({p.resolve() for p in (*ROOT.glob("configs/*.yaml"),
+                                                     *ROOT.glob("src/mgmae/configs/*.yaml"))})
+           if not p.name.startswith("study_")]  # study specs are not training recipes
 
 
 # ----------------------------------------------------------------------------- override parsing
@@ -227,3 +229,46 @@ def test_defaults_round_trip_and_keys():
 def test_apply_overrides_accepts_a_dict():
     cfg = apply_overrides(Config(), {"train.epochs": 2, "masking.mask_ratio": 0.8})
     assert cfg.train.epochs == 2 and cfg.masking.mask_ratio == 0.8
+
+
+# ----------------------------------------------------------------------------- packaged recipes
+
+def test_recipes_live_in_the_package_and_configs_points_there():
+    from mgmae.config import RECIPES_DIR, list_recipes
+
+    assert RECIPES_DIR == ROOT / "src" / "mgmae" / "configs"
+    assert (ROOT / "configs").resolve() == RECIPES_DIR  # old paths (configs/demo.yaml) still work
+    names = list_recipes()
+    assert {"demo", "pretrain_vit_base_ssv2", "finetune_vit_base_ssv2"} <= set(names)
+    assert set(names) == {p.stem for p in RECIPES_DIR.glob("*.yaml")}
+    assert names["pretrain_vit_base_ssv2"].startswith("Pre-training ViT-B on Something-Something V2")
+
+
+@pytest.mark.parametrize("spec", ["pretrain_vit_base_ssv2", "pretrain_vit_base_ssv2.yaml",
+                                  "configs/pretrain_vit_base_ssv2.yaml"])
+def test_recipe_by_name_or_path(spec, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(spec, ["train.epochs=3"])
+    assert cfg == load_config(ROOT / "src/mgmae/configs/pretrain_vit_base_ssv2.yaml", ["train.epochs=3"])
+    assert cfg.model.name == "mae_vit_base_patch16" and cfg.train.epochs == 3
+
+
+def test_a_file_wins_over_a_recipe_of_the_same_name(tmp_path, monkeypatch):
+    (tmp_path / "demo").write_text("train:\n  epochs: 7\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config("demo").train.epochs == 7
+    assert load_config("demo.yaml").model.name == "mae_vit_nano_patch8"  # no such file: the recipe
+
+
+def test_unknown_recipe_is_one_line_with_suggestion(tmp_path, monkeypatch):
+    from mgmae.config import list_recipes
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        load_config("pretrain_vit_base_ssv3")
+    msg = e.value.args[0]
+    assert "\n" not in msg and "pretrain_vit_base_ssv3" in msg
+    assert "Did you mean 'pretrain_vit_base_ssv2'?" in msg
+    assert all(name in msg for name in list_recipes())
+    with pytest.raises(FileNotFoundError, match="elsewhere/demo.yaml"):
+        load_config("elsewhere/demo.yaml")  # a path with a folder is a path, never a recipe name

@@ -112,3 +112,30 @@ def test_zero_flow_motion_guided_row_equals_tube_row_and_gt_motion_moves_it():
     shift = lambda s, d: torch.tensor([2.0 * (d - s), 0.0]).view(2, 1, 1).expand(2, 32, 32)  # noqa: E731
     rows, _, info = render_clip(clip.frames, flow="dis", gt_flow=shift, img_size=32, patch_size=8, seed=3)
     assert info["moved_share"] > 0.2 and "ground truth" in rows[1][0]
+
+
+def test_config_and_key_value_are_the_flags(tmp_path, capsys):
+    """Each flag is an alias of a config key: the same picture either way; a recipe sets the
+    masker (and, through model.name, the patch size); a flag wins over the recipe."""
+    def picture(*args):
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}"
+        assert cli_main(["synthetic", "--clips", "1", "--no-gif", *args, "-o", str(out)]) == 0
+        (png,) = out.glob("*.png")
+        return np.asarray(Image.open(png).convert("RGB"))
+
+    flags = picture("--flow", "gt", "--base-frame", "first", "--mask-ratio", "0.75", *FAST)
+    keys = picture("flow.name=gt", "masking.base_frame=first", "masking.mask_ratio=0.75",
+                   "data.num_frames=8", "data.img_size=32", "data.sampling_rate=1", "--patch-size", "8")
+    assert np.array_equal(flags, keys)
+    other = picture("flow.name=gt", "masking.base_frame=middle", "masking.mask_ratio=0.75",
+                    "data.num_frames=8", "data.img_size=32", "data.sampling_rate=1", "--patch-size", "8")
+    assert not np.array_equal(flags, other)  # the keys do reach the masker
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  name: mae_vit_nano_patch8\ndata:\n  num_frames: 8\n  img_size: 32\n"
+                      "  sampling_rate: 1\nmasking:\n  name: tube\n  mask_ratio: 0.75\n")
+    tube = picture("-c", str(recipe))  # patch 8 from the recipe's model; tube: input + tube rows
+    assert np.array_equal(tube, picture("--masker", "tube", "--mask-ratio", "0.75", *FAST))
+    assert tube.shape[0] < flags.shape[0] / 2
+    assert not np.array_equal(picture("-c", str(recipe), "--masker", "random"), tube)  # flag wins
+    assert cli_main(["synthetic", "masking.name=tubee", "-o", str(tmp_path / "x")]) == 2
+    assert "masking.name" in capsys.readouterr().err

@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mgmae.masking import build_masker
 from mgmae.models import create_model, list_models, param_count
-from mgmae.models.mae import IMAGENET_MEAN, IMAGENET_STD, patchify, unpatchify
+from mgmae.models.mae import patchify, unpatchify
 
 HAS_HF = importlib.util.find_spec("transformers") is not None
 needs_hf = pytest.mark.skipif(not HAS_HF, reason="transformers is not installed (pip install mgmae[hf])")

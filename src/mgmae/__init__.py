@@ -1,10 +1,38 @@
-"""mgmae: motion-guided masking for video masked autoencoding (MGMAE, ICCV 2023)."""
+"""mgmae: motion-guided masking for video masked autoencoding (MGMAE, ICCV 2023).
+
+The names below are imported on first use (``from mgmae import build_masker`` works as usual), so
+``import mgmae`` and ``mgmae --help`` do not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from mgmae.config import Config, load_config  # noqa: E402
-from mgmae.masking import build_masker  # noqa: E402
-from mgmae.models import create_model, list_models  # noqa: E402
+# public name -> the module that defines it
+_LAZY = {
+    "Config": "mgmae.config",
+    "load_config": "mgmae.config",
+    "build_masker": "mgmae.masking",
+    "register_masker": "mgmae.masking",
+    "build_flow": "mgmae.flow",
+    "register_flow": "mgmae.flow",
+    "create_model": "mgmae.models",
+    "list_models": "mgmae.models",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'mgmae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def load_model(path, task=None, strict=True, trusted=None, **overrides):
@@ -16,12 +44,5 @@ def load_model(path, task=None, strict=True, trusted=None, **overrides):
     return _load(path, task=task, strict=strict, trusted=trusted, **overrides)
 
 
-def build_flow(name_or_callable, **options):
-    """Optical-flow estimator ``f(src, dst) -> (N, 2, H, W)`` (see :func:`mgmae.flow.build_flow`)."""
-    from mgmae.flow import build_flow as _build
-
-    return _build(name_or_callable, **options)
-
-
-__all__ = ["Config", "load_config", "build_masker", "build_flow", "create_model", "list_models",
-           "load_model", "__version__"]
+__all__ = ["Config", "load_config", "build_masker", "register_masker", "build_flow",
+           "register_flow", "create_model", "list_models", "load_model", "__version__"]

@@ -1,16 +1,17 @@
-"""The ``mgmae`` command line: ``mgmae pretrain|masks|data|convert|config ...``."""
+"""The ``mgmae`` command line: ``mgmae pretrain|finetune|eval|linprobe|extract|masks|data|convert|
+config|study ...``.
+
+Every command that reads a config takes it the same way: ``-c RECIPE`` (a path or a packaged
+recipe's name) then ``key=value`` overrides. Commands are imported when they run, so ``mgmae
+--help`` and ``mgmae config --keys`` import no torch (tests/test_cli.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from mgmae.commands import add_common_flags, command
-
-
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", help="YAML recipe (e.g. configs/pretrain_vit_base_ssv2.yaml)")
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.epochs=10")
+from mgmae.commands import add_common_flags, add_config_args, command
 
 
 def _load(args):
@@ -35,10 +36,15 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from mgmae.config import valid_keys
+    from mgmae.config import list_recipes, valid_keys
 
     if args.keys:
         print("\n".join(valid_keys()))
+        return 0
+    if args.list:
+        recipes = list_recipes()
+        width = max(map(len, recipes), default=0)
+        print("\n".join(f"{name:<{width}}  {text}".rstrip() for name, text in recipes.items()))
         return 0
     print(_load(args).to_yaml(), end="")
     return 0
@@ -47,8 +53,9 @@ def cmd_config(args) -> int:
 # Commands implemented in their own modules take the rest of the command line as they are.
 DELEGATED = {
     "convert": ("mgmae.convert", "convert a checkpoint: mgmae convert SRC DST --to mgmae|hf|official"),
-    "masks": ("mgmae.masks", "draw masks of a video / dataset: mgmae masks VIDEO --masker motion_guided -o out/"),
-    "data": ("mgmae.data.check", "dataset tools: mgmae data check LIST [--root R]"),
+    "masks": ("mgmae.masks", "draw masks of a video / dataset: mgmae masks VIDEO [-c CFG] [key=value ...] "
+                             "-o out/"),
+    "data": ("mgmae.data.check", "dataset tools: mgmae data check LIST [-c CFG] [data.root=R]"),
     "finetune": ("mgmae.engine.finetune",
                  "fine-tune a pre-trained encoder: mgmae finetune PRETRAINED|scratch [-c CFG] [key=value ...]"),
     "eval": ("mgmae.engine.evaluate", "multi-view evaluation: mgmae eval CHECKPOINT data.test_list=..."),
@@ -64,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pre-train a video MAE (no arguments: the built-in demo)")
-    _add_config_args(p)
+    add_config_args(p)
     p.add_argument("--resume", help="checkpoint path, or 'auto' for the newest valid one in the run dir")
     add_common_flags(p)
     p.set_defaults(func=cmd_pretrain)
@@ -72,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
 
-    p = sub.add_parser("config", help="print the resolved config (or --keys: every valid key)")
-    _add_config_args(p)
-    p.add_argument("--keys", action="store_true")
+    p = sub.add_parser("config", help="print the resolved config (--keys: every valid key; --list: "
+                                      "the packaged recipes)")
+    add_config_args(p)
+    p.add_argument("--keys", action="store_true", help="print every valid key")
+    p.add_argument("--list", action="store_true", help="print the packaged recipes (names for -c)")
     add_common_flags(p, checkpoints=False)
     p.set_defaults(func=cmd_config)
     return parser
@@ -89,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         rest = argv[1:]
         if argv[0] == "data":
             if not rest or rest[0] != "check":
-                print("usage: mgmae data check LIST [--root R] [--min-frames N] [--json out.json]",
-                      file=sys.stderr)
+                print("usage: mgmae data check LIST [-c CFG] [key=value ...] [--min-frames N] "
+                      "[--json out.json]", file=sys.stderr)
                 return 2
             rest = rest[1:]
         return int(module.cli_main(rest) or 0)

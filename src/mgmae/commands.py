@@ -1,4 +1,5 @@
-"""What every ``mgmae`` command shares: one error handler and the common flags.
+"""What every ``mgmae`` command shares: one error handler, the common flags, and one way to take a
+config (``-c RECIPE`` then ``key=value`` overrides, :func:`add_config_args`).
 
 A mistake of the user's (a missing file, a bad key, an unreadable or unsafe checkpoint, too many
 broken videos, a diverged run, an output path that cannot be written) ends a command with one
@@ -6,19 +7,21 @@ line, ``mgmae <command>: error: ...``, and exit status 2. ``--debug`` (or ``MGMA
 shows the traceback instead. ``--trust-checkpoint`` lets every checkpoint load of the command use
 the full unpickler (:func:`mgmae.serialization.trust_checkpoints`), for files the user trusts.
 
-This module imports nothing heavy: ``mgmae --help`` stays fast.
+This module imports nothing heavy: ``mgmae --help`` stays fast (tests/test_cli.py checks that
+torch is not imported).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-__all__ = ["MgmaeError", "USER_ERRORS", "add_common_flags", "check_output", "command", "debugging",
-           "one_line"]
+__all__ = ["MgmaeError", "USER_ERRORS", "add_common_flags", "add_config_args", "check_output",
+           "command", "debugging", "one_line", "split_positionals"]
 
 
 class MgmaeError(Exception):
@@ -70,6 +73,30 @@ def add_common_flags(p: argparse.ArgumentParser, *, checkpoints: bool = True) ->
                    help="show the traceback of an error (also MGMAE_DEBUG=1)")
 
 
+def add_config_args(p: argparse.ArgumentParser, *, positionals: str = "",
+                    config_help: str = "YAML recipe: a path or a packaged recipe's name "
+                                       "(`mgmae config --list`)") -> None:
+    """``-c/--config`` and the trailing ``key=value`` overrides, the same for every command. With
+    ``positionals`` (e.g. ``"LIST"``) one ``args`` list takes both the command's positional
+    arguments and the overrides (in any order): split it with :func:`split_positionals`."""
+    p.add_argument("-c", "--config", help=config_help)
+    if positionals:
+        p.add_argument("args", nargs="*", metavar=f"{positionals} [key=value ...]",
+                       help=f"{positionals}, then dotted overrides such as data.root=/videos")
+    else:
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="dotted overrides, e.g. train.epochs=10 (`mgmae config --keys`)")
+
+
+def split_positionals(items: Sequence[str], n: int) -> tuple[list[str], list[str]]:
+    """The first ``n`` items without ``=`` are positional arguments, the rest overrides."""
+    pos = [a for a in items if "=" not in a][:n]
+    rest = list(items)
+    for a in pos:
+        rest.remove(a)
+    return pos, rest
+
+
 def _close_progress_bars() -> None:
     """A bar left open by the failed work would share its line with the error."""
     tqdm = sys.modules.get("tqdm")
@@ -85,10 +112,14 @@ def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[..., i
         @functools.wraps(fn)
         def run(argv: Sequence[str] | None = None) -> int:
             argv = list(sys.argv[1:] if argv is None else argv)
-            from mgmae.serialization import trust_checkpoints
+            trusted = "--trust-checkpoint" in argv
+            scope = contextlib.nullcontext()  # untrusted is the default: torch stays unimported
+            if trusted or "mgmae.serialization" in sys.modules:  # (it may hold an outer choice)
+                from mgmae.serialization import trust_checkpoints
 
+                scope = trust_checkpoints(trusted)
             try:
-                with trust_checkpoints("--trust-checkpoint" in argv):
+                with scope:
                     return int(fn(argv) or 0)
             except USER_ERRORS as e:
                 if debugging(argv):

@@ -2,7 +2,11 @@
 
 The defaults *are* the built-in demo (``mgmae pretrain`` with no arguments): a nano ViT MAE on the
 seeded synthetic moving-shapes dataset, small enough to pre-train on a laptop CPU in minutes.
-Recipes in ``configs/`` override what they need; the resolved config is saved in every run dir.
+Recipes override what they need; the resolved config is saved in every run dir. The recipes ship
+inside the package (``src/mgmae/configs/``, also reachable as ``configs/`` in a checkout): ``-c``
+takes a path or a recipe's name (``-c pretrain_vit_base_ssv2``), ``mgmae config --list`` names them.
+
+This module imports nothing heavy (no torch): ``mgmae config --keys`` stays fast.
 """
 
 from __future__ import annotations
@@ -58,13 +62,14 @@ class DataConfig:
 
 @dataclass
 class MaskingConfig:
-    name: str = "motion_guided"  # random | tube | motion_guided
+    name: str = "motion_guided"  # a masker registry name: random | tube | motion_guided | registered
     mask_ratio: float = 0.9
     where: str = "loader"  # loader (CPU workers) | step (batched on the training device)
-    base_frame: str = "middle"  # motion_guided: first | middle | random
-    init_map: str = "mix_gauss"  # motion_guided: mix_gauss | pixel_rand | token_rand
-    warp: str = "backward"  # motion_guided: backward | forward
-    hole_filling: str = "consist"  # motion_guided: consist | zero
+    # motion_guided options; their allowed values: mgmae.masking.MOTION_GUIDED_CHOICES
+    base_frame: str = "middle"  # the frame the mask map starts on
+    init_map: str = "mix_gauss"  # how the map on the base frame is drawn
+    warp: str = "backward"  # how the map is carried to the next frame
+    hole_filling: str = "consist"  # what fills the map where the warp samples outside the frame
     topk_on_all: bool = False  # motion_guided: top-k over the whole clip instead of per slice
     exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
     official_compat: bool = False  # motion_guided: the official code's flow direction before the base frame
@@ -80,7 +85,8 @@ class MaskingConfig:
 @dataclass
 class FlowConfig:
     # dis | farneback | raft_small | raft_large | zero | gt (synthetic data) | codec (the motion
-    # vectors of the video files, almost free; see docs/data.md) | a name given to register_flow
+    # vectors of the video files, almost free; see docs/data.md) | any name of the flow registry
+    # (mgmae.flow.list_flows(), register_flow)
     name: str = "dis"
     preset: str = "ultrafast"  # dis: ultrafast | fast | medium
     size: int | None = None  # compute flow at this resolution and rescale (speed knob)
@@ -308,13 +314,42 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Confi
     return cfg
 
 
+RECIPES_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def list_recipes() -> dict[str, str]:
+    """The packaged recipes, ``{name: description}``; the description is the first line of the
+    comment the file starts with, up to a colon (empty without a comment)."""
+    out = {}
+    for p in sorted(RECIPES_DIR.glob("*.yaml")):
+        first = next((ln.strip() for ln in p.read_text().splitlines() if ln.strip()), "")
+        text = first.lstrip("#").strip() if first.startswith("#") else ""
+        out[p.stem] = text.split(": ")[0].rstrip(",;")
+    return out
+
+
+def recipe_path(path_or_name: str | Path) -> Path:
+    """An existing file as it is; otherwise a packaged recipe by name (``demo`` or ``demo.yaml``).
+    Raises FileNotFoundError (one line: the closest names and every recipe) when neither exists."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    name = p.name[:-len(".yaml")] if p.name.endswith(".yaml") else p.name
+    if p.name == str(path_or_name) and name and (RECIPES_DIR / f"{name}.yaml").is_file():
+        return RECIPES_DIR / f"{name}.yaml"
+    names = list(list_recipes())
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise FileNotFoundError(f"config file not found: {p} (neither a file nor a packaged recipe).{hint}"
+                            f" Recipes: {', '.join(names)} (`mgmae config --list`)")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML recipe at ``path`` (if any), then ``key=value`` overrides."""
+    """Defaults, then the YAML recipe ``path`` (a file, or a packaged recipe's name: see
+    :func:`recipe_path`), then ``key=value`` overrides."""
     cfg = Config()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
+        p = recipe_path(path)
         try:
             with p.open() as fh:  # a stream: the error's mark names the file
                 data = yaml.safe_load(fh) or {}
@@ -332,32 +367,58 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+# Values a key may take. Masker and flow names come from their registries (mgmae.registry) and the
+# motion-guided options from mgmae.masking.MOTION_GUIDED_CHOICES: see _choices().
 _CHOICES = {
     "model.pos_embed": ("sincos_1d", "sincos_3d"),
     "data.dataset": ("auto", "synthetic", "list", "folder"),
     "data.sampling": ("dense", "segment"),
     "data.synthetic_label": ("motion", "appearance"),
-    "masking.name": ("random", "tube", "motion_guided"),
     "masking.where": ("loader", "step"),
-    "masking.base_frame": ("first", "middle", "random"),
-    "masking.init_map": ("mix_gauss", "pixel_rand", "token_rand"),
-    "masking.warp": ("backward", "forward"),
-    "masking.hole_filling": ("consist", "zero"),
     "masking.decoder_mask": ("none", "run_cell"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
     "finetune.mixup_mode": ("batch", "pair", "elem"),
     "finetune.remode": ("pixel", "rand", "const"),
 }
 
+# flow.name values that are not estimators: the synthetic dataset's exact flow
+DATA_FLOWS = ("gt",)
+
+
+class _OneOf:
+    """Allowed values from several sources (a registry and fixed names), listed on demand."""
+
+    def __init__(self, *sources):
+        self.sources = sources
+
+    def __contains__(self, value: object) -> bool:
+        return any(value in s for s in self.sources)
+
+    def __iter__(self):
+        return (v for s in self.sources for v in s)
+
+
+def _choices() -> dict[str, Any]:
+    from mgmae.masking import MOTION_GUIDED_CHOICES  # light: no torch
+    from mgmae.registry import FLOWS, MASKERS
+
+    return {**_CHOICES, "masking.name": MASKERS,
+            **{f"masking.{k}": v for k, v in MOTION_GUIDED_CHOICES.items()},
+            "flow.name": _OneOf(DATA_FLOWS, FLOWS)}
+
 
 def validate(cfg: Config) -> None:
     """Reject impossible values early, naming the key, the value and what is allowed."""
     flat = flatten(cfg.to_dict())
-    for key, allowed in _CHOICES.items():
+    for key, allowed in _choices().items():
         if flat[key] not in allowed:
             raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
     if cfg.flow.fallback not in (None, "dis"):
         raise ValueError(f"config key 'flow.fallback' = {cfg.flow.fallback!r}; allowed: null, dis")
+    if cfg.flow.name == "codec" and cfg.masking.where == "step":
+        raise ValueError("flow.name=codec comes with the decoded clips in the loader workers: it needs "
+                         "masking.where=loader (masking.where=step computes flow on the device: dis, "
+                         "raft_small, ...)")
     if not 0.0 < cfg.masking.mask_ratio < 1.0:
         raise ValueError(f"masking.mask_ratio must be in (0, 1), got {cfg.masking.mask_ratio}")
     for key in ("data.num_frames", "data.img_size", "data.sampling_rate", "data.num_sample",
@@ -370,7 +431,7 @@ def validate(cfg: Config) -> None:
             f"model.tubelet_size={cfg.model.tubelet_size}"
         )
     if cfg.masking.decoder_mask == "run_cell":
-        from mgmae.masking.running_cell import cells_skipped
+        from mgmae.masking import cells_skipped  # light: no torch
 
         cells_skipped(cfg.masking.decoder_mask_ratio)
     if not cfg.data.scales or any(not 0.0 < x <= 1.0 for x in cfg.data.scales):

@@ -2,9 +2,16 @@
 
 ::
 
-    mgmae masks VIDEO_OR_DATASET [--masker motion_guided|tube|random] [--flow dis|farneback|raft_small|
-                raft_large|zero|gt] [--num-frames 16] [--img-size 224] [--patch-size 16] [--mask-ratio 0.9]
-                [--base-frame middle] [--init-map mix_gauss] [--clips 4] [--stride 2] [-o out/]
+    mgmae masks VIDEO_OR_DATASET [-c RECIPE] [key=value ...] [--masker motion_guided|tube|random]
+                [--flow dis|farneback|raft_small|raft_large|zero|gt] [--num-frames 16] [--img-size 224]
+                [--patch-size 16] [--mask-ratio 0.9] [--base-frame middle] [--init-map mix_gauss]
+                [--clips 4] [--stride 2] [-o out/]
+
+The masker and its clips are described by a config like every command's (``-c RECIPE`` then
+``key=value``: ``masking.*``, ``flow.*``, ``data.num_frames``, ``data.img_size``, ``model.name``
+for the patch size ...), so ``-c pretrain_vit_base_ssv2_cpu_flow`` draws that recipe's masks;
+each flag is an alias of one key (:data:`ALIASES`) and wins over both. Without ``-c`` the clips
+are ViT-B/16's: 224 px, 16-pixel patches.
 
 ``VIDEO_OR_DATASET`` is a video file, a frame folder, a folder of videos, a folder-per-class tree,
 a list file (the formats of :func:`mgmae.data.datasets.parse_list`), or the word ``synthetic``
@@ -38,12 +45,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mgmae.commands import add_common_flags, command
+from mgmae.commands import add_common_flags, add_config_args, command, split_positionals
+from mgmae.config import DATA_FLOWS
+from mgmae.flow import list_flows
+from mgmae.masking import MOTION_GUIDED_CHOICES, list_maskers
 
 
 __all__ = ["cli_main", "build_parser", "render_clip", "load_clips", "Clip"]
-
-FLOWS = ("dis", "farneback", "raft_small", "raft_large", "zero", "gt")
 
 
 @dataclass
@@ -333,33 +341,52 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
 
 
 # ---------------------------------------------------------------------------------- command
+# Flags that are aliases of config keys: -c RECIPE and key=value set them too, a flag wins. Without
+# -c the base is ViT-B/16 at 224 px (the paper's clips), not the nano demo.
+ALIASES = {"masker": "masking.name", "flow": "flow.name", "flow_size": "flow.size",
+           "dis_preset": "flow.preset", "weights": "flow.weights", "num_frames": "data.num_frames",
+           "img_size": "data.img_size", "tubelet_size": "model.tubelet_size",
+           "mask_ratio": "masking.mask_ratio", "base_frame": "masking.base_frame",
+           "init_map": "masking.init_map", "warp": "masking.warp",
+           "official_compat": "masking.official_compat", "stride": "data.sampling_rate",
+           "seed": "train.seed", "root": "data.root"}
+BASE = ["model.name=mae_vit_base_patch16", "data.img_size=224"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mgmae masks",
         description="Draw a masker's masks on clips of a video / dataset / the built-in synthetic data "
-                    "(PNG strip + GIF per clip).")
-    p.add_argument("source", help="video file, frame folder, folder of videos, folder-per-class tree, "
-                                  "list file, or 'synthetic'")
-    p.add_argument("--masker", default="motion_guided", choices=("motion_guided", "tube", "random"))
-    p.add_argument("--flow", default="dis", choices=FLOWS,
-                   help="flow backend for motion-guided masking; 'gt' = exact flow (synthetic only)")
-    p.add_argument("--flow-size", type=int, default=None, help="compute the flow at this short side")
-    p.add_argument("--dis-preset", default=None, choices=("ultrafast", "fast", "medium"))
-    p.add_argument("--weights", default=None, help="RAFT weight file (raft_small / raft_large)")
-    p.add_argument("--num-frames", type=int, default=16)
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--patch-size", type=int, default=16)
-    p.add_argument("--tubelet-size", type=int, default=2)
-    p.add_argument("--mask-ratio", type=float, default=0.9)
-    p.add_argument("--base-frame", default="middle", choices=("first", "middle", "random"))
-    p.add_argument("--init-map", default="mix_gauss", choices=("mix_gauss", "pixel_rand", "token_rand"))
-    p.add_argument("--warp", default="backward", choices=("backward", "forward"))
-    p.add_argument("--official-compat", action="store_true",
-                   help="use the official code's flow direction before the base frame (to see its effect)")
+                    "(PNG strip + GIF per clip). The masker is the config's (-c RECIPE, key=value: "
+                    "masking.*, flow.*, data.num_frames, data.img_size, ...); the flags below set "
+                    "the same keys.")
+    add_config_args(p, positionals="SOURCE")
+
+    def alias(flag, key, **kw):
+        p.add_argument(flag, default=None, help=f"= {key}" + (f": {kw.pop('help')}" if "help" in kw else ""),
+                       **kw)
+
+    alias("--masker", "masking.name", choices=list_maskers())
+    alias("--flow", "flow.name", choices=[*list_flows(), *DATA_FLOWS],
+          help="flow backend for motion-guided masking; 'gt' = exact flow (synthetic only)")
+    alias("--flow-size", "flow.size", type=int, help="compute the flow at this short side")
+    alias("--dis-preset", "flow.preset", choices=("ultrafast", "fast", "medium"))
+    alias("--weights", "flow.weights", help="RAFT weight file (raft_small / raft_large)")
+    alias("--num-frames", "data.num_frames", type=int)
+    alias("--img-size", "data.img_size", type=int, help="default 224 without -c")
+    p.add_argument("--patch-size", type=int, default=None,
+                   help="default: the patch size of model.name (16 without -c)")
+    alias("--tubelet-size", "model.tubelet_size", type=int)
+    alias("--mask-ratio", "masking.mask_ratio", type=float)
+    alias("--base-frame", "masking.base_frame", choices=MOTION_GUIDED_CHOICES["base_frame"])
+    alias("--init-map", "masking.init_map", choices=MOTION_GUIDED_CHOICES["init_map"])
+    alias("--warp", "masking.warp", choices=MOTION_GUIDED_CHOICES["warp"])
+    alias("--official-compat", "masking.official_compat", action="store_true",
+          help="use the official code's flow direction before the base frame (to see its effect)")
     p.add_argument("--clips", type=int, default=4, help="clips per video (or videos of a dataset)")
-    p.add_argument("--stride", type=int, default=2, help="frame sampling rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--root", default=None, help="root for relative paths in a list file")
+    alias("--stride", "data.sampling_rate", type=int, help="frame sampling rate")
+    alias("--seed", "train.seed", type=int)
+    alias("--root", "data.root", help="root for relative paths in a list file")
     p.add_argument("--backend", default="pyav", help="video decoder (pyav, torchcodec, decord)")
     p.add_argument("--display-size", type=int, default=None,
                    help="tile size in the pictures (default: the clip size, at least 128 px)")
@@ -369,6 +396,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="masks_out", help="output folder (default: masks_out/)")
     add_common_flags(p, checkpoints=False)
     return p
+
+
+def resolve_args(a: argparse.Namespace, overrides: Sequence[str] = ()) -> argparse.Namespace:
+    """Fill the alias flags from the config (``-c``, ``key=value``; a flag given wins)."""
+    from mgmae.config import load_config, set_key, validate
+    from mgmae.models import parse_name
+
+    cfg = load_config(a.config, [*([] if a.config else BASE), *overrides])
+    given = {dest for dest in ALIASES if getattr(a, dest) is not None}
+    for dest in given:
+        set_key(cfg, ALIASES[dest], getattr(a, dest))
+    validate(cfg)
+    for dest, key in ALIASES.items():
+        section, name = key.split(".")
+        setattr(a, dest, getattr(getattr(cfg, section), name))
+    # a preset / weights file applies to its own backend: given as a flag for another, run() says so
+    if "dis_preset" not in given and a.flow != "dis":
+        a.dis_preset = None
+    if "weights" not in given and not a.flow.startswith("raft"):
+        a.weights = None
+    if a.patch_size is None:
+        a.patch_size = parse_name(cfg.model.name)[2]
+    return a
 
 
 def _check_args(a) -> None:
@@ -435,7 +485,14 @@ def run(a) -> list[Path]:
 
 @command("masks")
 def cli_main(argv: list[str]) -> int:
-    run(build_parser().parse_args(argv))
+    """``mgmae masks SOURCE [-c CONFIG] [key=value ...] [--flag ...] [-o out/]``."""
+    parser = build_parser()
+    a = parser.parse_intermixed_args(argv)
+    pos, overrides = split_positionals(a.args, 1)
+    if not pos:
+        parser.error("give a video, a folder, a list file or 'synthetic'")
+    a.source = pos[0]
+    run(resolve_args(a, overrides))
     return 0
 
 

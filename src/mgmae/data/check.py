@@ -2,8 +2,9 @@
 
 Every entry of a list file (or folder-per-class tree) is opened with the same reader the training
 uses; its first and last frames are decoded (``--full``: every frame), frame folders are checked
-for missing images. Bad files (missing, unreadable, truncated, shorter than ``--min-frames``) are
-listed with the reason; frame counts, durations, frame rates and resolutions are summarised.
+for missing images. Bad files (missing, unreadable, truncated, shorter than ``--min-frames``, by
+default the config's ``data.num_frames``) are listed with the reason; frame counts, durations,
+frame rates and resolutions are summarised.
 Exit status 1 when any file is bad, 2 when the list itself cannot be read.
 """
 
@@ -18,7 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from mgmae.commands import add_common_flags, check_output, command
+from mgmae.commands import (add_common_flags, add_config_args, check_output, command,
+                            split_positionals)
 from mgmae.data.datasets import VideoEntry, load_entries
 from mgmae.data.video import FrameFolderReader, PyAVReader, VideoError, open_video
 
@@ -162,13 +164,19 @@ def format_report(rep: dict, max_bad: int = 50) -> str:
 
 @command("data check")
 def cli_main(argv: list[str]) -> int:
-    """``mgmae data check LIST [--root R] [--min-frames N] [--json out.json] ...``; returns the
-    exit status (0 all good, 1 bad files, 2 the list cannot be read)."""
+    """``mgmae data check [LIST] [-c CONFIG] [key=value ...] [--min-frames N] [--json out.json] ...``;
+    returns the exit status (0 all good, 1 bad files, 2 the list cannot be read). Like every
+    command it reads a config: ``data.root`` (``--root`` is an alias), ``data.num_frames`` (the
+    default of ``--min-frames``) and, without ``LIST``, ``data.train_list``."""
+    from mgmae.config import load_config
+
     ap = argparse.ArgumentParser(prog="mgmae data check", description=__doc__.split("\n\n")[0])
-    ap.add_argument("list", help="list file (path [num_frames] label / csv) or folder-per-class root")
-    ap.add_argument("--root", default=None, help="prepended to relative paths in the list")
+    add_config_args(ap, positionals="LIST")
+    ap.add_argument("--root", default=None, help="alias of data.root=R: prepended to relative "
+                                                 "paths in the list")
     ap.add_argument("--backend", default="pyav", choices=("pyav", "torchcodec", "decord", "frames"))
-    ap.add_argument("--min-frames", type=int, default=16, help="shorter videos count as bad")
+    ap.add_argument("--min-frames", type=int, default=None,
+                    help="shorter videos count as bad (default: data.num_frames)")
     ap.add_argument("--full", action="store_true", help="decode every frame (slow, thorough)")
     ap.add_argument("--workers", type=int, default=1, help="parallel processes")
     ap.add_argument("--template", default="img_{:05d}.jpg", help="frame folder file names")
@@ -176,10 +184,18 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--json", default=None, help="write the full report (every video) here")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common_flags(ap, checkpoints=False)
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
+    pos, overrides = split_positionals(args.args, 1)
+    cfg = load_config(args.config, overrides)
+    if args.root is not None:
+        cfg.data.root = args.root
+    source = pos[0] if pos else cfg.data.train_list
+    if not source:
+        raise ValueError("give the list to check (mgmae data check LIST) or set data.train_list")
+    min_frames = cfg.data.num_frames if args.min_frames is None else args.min_frames
     if args.json:
         check_output(args.json, "--json", directory=False)
-    rep = check_dataset(args.list, root=args.root, backend=args.backend, min_frames=args.min_frames,
+    rep = check_dataset(source, root=cfg.data.root, backend=args.backend, min_frames=min_frames,
                         full=args.full, workers=args.workers, progress=not args.quiet,
                         template=args.template, start_index=args.start_index)
     print(format_report(rep))

@@ -31,7 +31,6 @@ Non-finite flow (NaN/inf) from any backend is replaced by 0 with one warning per
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Callable
 
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mgmae.flow.warp import backward_warp, coords_grid, forward_splat, resize_flow, short_side_size
+from mgmae.registry import FLOWS
 
 __all__ = ["FlowEstimator", "build_flow", "register_flow", "list_flows", "flow_to_color",
            "backward_warp", "forward_splat", "resize_flow", "coords_grid", "prepare_images"]
@@ -205,6 +205,10 @@ def _raft(model: str) -> Callable[..., FlowFn]:
     return make
 
 
+_raft_small = _raft("raft_small")
+_raft_large = _raft("raft_large")
+
+
 def _zero(**options) -> FlowFn:
     if options:
         raise TypeError(f"the 'zero' flow takes no options, got {', '.join(options)}")
@@ -217,23 +221,15 @@ def _codec(**options) -> FlowFn:
                      "mgmae.flow.codec.CodecMotion (PyAVReader(export_mvs=True).motion)")
 
 
-_REGISTRY: dict[str, Callable[..., FlowFn]] = {
-    "codec": _codec,
-    "dis": _dis,
-    "farneback": _farneback,
-    "raft_small": _raft("raft_small"),
-    "raft_large": _raft("raft_large"),
-    "zero": _zero,
-}
-
-
+# The names live in mgmae.registry.FLOWS (importable without torch, so config validation asks it).
 def register_flow(name: str, factory: Callable[..., FlowFn]) -> None:
-    """Register ``factory(**options) -> fn(src, dst) -> flow`` under ``name`` for :func:`build_flow`."""
-    _REGISTRY[name] = factory
+    """Register ``factory(**options) -> fn(src, dst) -> flow`` under ``name`` for :func:`build_flow`
+    (and as ``flow.name=name`` in a config)."""
+    FLOWS.register(name, factory)
 
 
 def list_flows() -> list[str]:
-    return sorted(_REGISTRY)
+    return FLOWS.names()
 
 
 def build_flow(name_or_callable: str | FlowFn, *, size: int | None = None, **options) -> FlowEstimator:
@@ -253,11 +249,11 @@ def build_flow(name_or_callable: str | FlowFn, *, size: int | None = None, **opt
         return FlowEstimator(name_or_callable.fn, size=size, name=name_or_callable.name)
     if isinstance(name_or_callable, str):
         name = name_or_callable
-        if name not in _REGISTRY:
-            close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown flow {name!r}.{hint} Available: {', '.join(list_flows())} or a callable")
-        return FlowEstimator(_REGISTRY[name](**options), size=size, name=name)
+        try:
+            factory = FLOWS.get(name)
+        except ValueError as e:
+            raise ValueError(f"{e} or a callable") from None
+        return FlowEstimator(factory(**options), size=size, name=name)
     if callable(name_or_callable):
         if options:
             raise TypeError(f"options {', '.join(options)} cannot be passed to a callable flow; bind them yourself")

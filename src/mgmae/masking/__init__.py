@@ -1,38 +1,70 @@
-"""Masker registry: ``build_masker("random" | "tube" | "motion_guided", input_size=(T, H, W), ...)``."""
+"""Maskers by name: ``build_masker("random" | "tube" | "motion_guided" | a registered name,
+input_size=(T, H, W), patch_size=16, tubelet_size=2, mask_ratio=0.9, seed=None, **options)``.
+
+The names live in one registry (:data:`mgmae.registry.MASKERS`): ``masking.name`` in a config is
+checked against it, so a masker added with :func:`register_masker` can be chosen from a config
+(``masking.name=mine``); pre-training builds it with the options above. The allowed values of the
+motion-guided options are :data:`MOTION_GUIDED_CHOICES` and the running-cell ratio rule is
+:func:`cells_skipped`, each used by the masker and the config alike.
+
+This package imports nothing heavy until a masker is built or a class is looked up.
+"""
 
 from __future__ import annotations
 
-import difflib
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mgmae.masking.base import Masker, num_visible_per_slice
-from mgmae.masking.random import RandomMasker
-from mgmae.masking.tube import TubeMasker
+from mgmae.registry import MASKERS
 
-_REGISTRY: dict[str, Callable[..., Masker]] = {"random": RandomMasker, "tube": TubeMasker}
+if TYPE_CHECKING:
+    from mgmae.masking.base import Masker
+
+# option -> allowed values (the first of each is not necessarily the default; see MotionGuidedMasker)
+MOTION_GUIDED_CHOICES: dict[str, tuple[str, ...]] = {
+    "base_frame": ("first", "middle", "random"),
+    "init_map": ("mix_gauss", "pixel_rand", "token_rand"),
+    "warp": ("backward", "forward"),
+    "hole_filling": ("consist", "zero"),
+}
+
+
+def cells_skipped(ratio: float) -> int:
+    """VideoMAE V2's running-cell decoder mask (:mod:`mgmae.masking.running_cell`): how many of
+    each 2 x 2 cell the decoder skips, ``int(4 * ratio)``; it must be 1, 2 or 3."""
+    m = int(4 * ratio)
+    if not 0 < m < 4:
+        raise ValueError(f"masking.decoder_mask_ratio={ratio}: int(4 * ratio) must be 1, 2 or 3 "
+                         f"(the running cell skips 1 to 3 of each 2 x 2 cell); allowed: [0.25, 1)")
+    return m
 
 
 def register_masker(name: str, factory: Callable[..., Masker]) -> None:
-    _REGISTRY[name] = factory
+    """Make ``factory(input_size=, patch_size=, tubelet_size=, mask_ratio=, seed=) -> Masker``
+    available as ``build_masker(name, ...)`` and as ``masking.name=name`` in a config."""
+    MASKERS.register(name, factory)
 
 
-def _motion_guided(**kwargs) -> Masker:  # imported lazily: pulls in the flow backends
-    from mgmae.masking.motion_guided import MotionGuidedMasker
-
-    return MotionGuidedMasker(**kwargs)
-
-
-_REGISTRY["motion_guided"] = _motion_guided
+def list_maskers() -> list[str]:
+    return MASKERS.names()
 
 
 def build_masker(name: str, **kwargs) -> Masker:
     """Build a masker by name; see each class for its options."""
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown masker {name!r}.{hint} Available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
+    return MASKERS.get(name)(**kwargs)
 
 
-__all__ = ["Masker", "RandomMasker", "TubeMasker", "build_masker", "register_masker",
-           "num_visible_per_slice"]
+# classes and helpers, imported on first use (they import torch)
+_LAZY = {"Masker": "base", "num_visible_per_slice": "base", "RandomMasker": "random",
+         "TubeMasker": "tube", "MotionGuidedMasker": "motion_guided"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"mgmae.masking.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'mgmae.masking' has no attribute {name!r}")
+
+
+__all__ = ["MOTION_GUIDED_CHOICES", "Masker", "MotionGuidedMasker", "RandomMasker", "TubeMasker",
+           "build_masker", "cells_skipped", "list_maskers", "num_visible_per_slice", "register_masker"]

@@ -46,22 +46,15 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mgmae.masking import MOTION_GUIDED_CHOICES
 from mgmae.masking.base import Masker, num_visible_per_slice, topk_mask
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_CHOICES = {
-    "base_frame": ("first", "middle", "random"),
-    "init_map": ("mix_gauss", "pixel_rand", "token_rand"),
-    "warp": ("backward", "forward"),
-    "hole_filling": ("consist", "zero"),
-}
 
 
 def _check_choice(name: str, value: str) -> None:
-    if value not in _CHOICES[name]:
-        raise ValueError(f"motion_guided: {name}={value!r}; allowed: {', '.join(_CHOICES[name])}")
+    if value not in MOTION_GUIDED_CHOICES[name]:
+        raise ValueError(f"motion_guided: {name}={value!r}; allowed: "
+                         f"{', '.join(MOTION_GUIDED_CHOICES[name])}")
 
 
 class MotionGuidedMasker(Masker):

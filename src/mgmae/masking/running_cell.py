@@ -16,16 +16,9 @@ from __future__ import annotations
 
 import torch
 
+from mgmae.masking import cells_skipped  # defined with the config-checked rules (no torch there)
+
 __all__ = ["cells_skipped", "running_cell_patterns", "running_cell_mask", "running_cell_starts"]
-
-
-def cells_skipped(ratio: float) -> int:
-    """How many of each 2 x 2 cell the decoder skips, ``int(4 * ratio)``; it must be 1, 2 or 3."""
-    m = int(4 * ratio)
-    if not 0 < m < 4:
-        raise ValueError(f"masking.decoder_mask_ratio={ratio}: int(4 * ratio) must be 1, 2 or 3 "
-                         f"(the running cell skips 1 to 3 of each 2 x 2 cell); allowed: [0.25, 1)")
-    return m
 
 
 def running_cell_patterns(grid: tuple[int, int, int], ratio: float = 0.5) -> torch.Tensor:

@@ -12,10 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mgmae.models.vit import Block, VisionTransformer, _init_weights, position_table, run_blocks
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
