@@ -52,67 +52,70 @@ def epe(flow: torch.Tensor, exact: torch.Tensor, region: torch.Tensor) -> list[f
     return torch.linalg.vector_norm(flow - exact, dim=0)[region].tolist()
 
 
-def run(args) -> list[dict]:
-    T, S, P, st = 16, args.size, 16, args.stride
-    videos = SyntheticVideos(args.clips, T * st, S, seed=3)
+def measure(options: dict, clips: int = 24, size: int = 224, stride: int = 2, tmp: str | None = None) -> dict:
+    """EPE, tracking rates and flow CPU time for one encoder setting (``options`` for libx264);
+    see the module docstring. tests/test_codec_flow.py calls it with a small size."""
+    T, S, P, st = 16, size, 16, stride
+    videos = SyntheticVideos(clips, T * st, S, seed=3)
     idx = list(range(0, T * st, st))
     grid = (T // 2, S // P, S // P)
     view = CropParams(0, 0, S, S, S, S)
     mg = build_masker("motion_guided", input_size=(T, S, S), patch_size=P, flow="dis", seed=0)
     tube = build_masker("tube", input_size=(T, S, S), patch_size=P, seed=0)
     dis = build_flow("dis")
-    base = mg.base_index()
-    pairs = mg.flow_pairs(base)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, options in SETTINGS.items():
-            err_codec, err_dis, cpu_codec, cpu_dis = [], [], [], []
-            track = {k: [0, 0] for k in ("codec", "exact", "dis", "tube")}
-            for i in range(args.clips):
-                c = videos[i]
-                path = write_video(os.path.join(tmp, f"{i}.mp4"), c.frames, options=options)
-                with open_video(path, export_mvs=True) as v:
-                    frames = v.get_frames(idx)  # decoded, as training sees them
-                    motion = v.motion
-                fr = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [T, 3, S, S] uint8
-                region = torch.from_numpy(c.layers[idx] >= 1)  # [T, S, S] moving objects
+    pairs = mg.flow_pairs(mg.base_index())
+    err_codec, err_dis, cpu_codec, cpu_dis = [], [], [], []
+    track = {k: [0, 0] for k in ("codec", "exact", "dis", "tube")}
+    with tempfile.TemporaryDirectory(dir=tmp) as folder:
+        for i in range(clips):
+            c = videos[i]
+            path = write_video(os.path.join(folder, f"{i}.mp4"), c.frames, options=options)
+            with open_video(path, export_mvs=True) as v:
+                frames = v.get_frames(idx)  # decoded, as training sees them
+                motion = v.motion
+            fr = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [T, 3, S, S] uint8
+            region = torch.from_numpy(c.layers[idx] >= 1)  # [T, S, S] moving objects
 
-                def exact(a, b, c=c):
-                    return c.flow(idx[a], idx[b])
+            def exact(a, b, c=c):
+                return c.flow(idx[a], idx[b])
 
-                t0 = time.thread_time()
-                cf = ClipCodecFlow(motion, idx).pairs(pairs)  # [P, 2, S/4, S/4] cells
-                cpu_codec.append(time.thread_time() - t0)
-                t0 = time.thread_time()
-                df = dis.pairs(fr.unsqueeze(0), pairs)[0]  # [P, 2, S, S]
-                cpu_dis.append(time.thread_time() - t0)
-                up = cf.repeat_interleave(CELL, 2).repeat_interleave(CELL, 3)[..., :S, :S] * CELL
-                for k, (a, b) in enumerate(pairs):
-                    e = exact(a, b)
-                    err_codec += epe(up[k], e, region[a])
-                    err_dis += epe(df[k], e, region[a])
-                masks = {
-                    "codec": mg.mask_views(fr, [view], flow_fn=ClipCodecFlow(motion, idx),
-                                           generator=torch.Generator().manual_seed(i))[0],
-                    "exact": mg.mask_views(fr, [view], flow_fn=exact,
-                                           generator=torch.Generator().manual_seed(i))[0],
-                    "dis": mg.mask_views(fr, [view], generator=torch.Generator().manual_seed(i))[0],
-                    "tube": tube(fr.float().permute(1, 0, 2, 3),
-                                 generator=torch.Generator().manual_seed(i)).reshape(-1),
-                }
-                for k, m in masks.items():
-                    h, n = tracking_rate(m, grid, P, 2, exact, region)
-                    track[k][0] += h
-                    track[k][1] += n
-            rows.append({
-                "setting": name,
-                "epe_codec": (statistics.median(err_codec), statistics.fmean(err_codec)),
-                "epe_dis": (statistics.median(err_dis), statistics.fmean(err_dis)),
-                **{f"track_{k}": h / max(n, 1) for k, (h, n) in track.items()},
-                "ms_codec": 1e3 * statistics.median(cpu_codec),
-                "ms_dis": 1e3 * statistics.median(cpu_dis),
-            })
-    return rows
+            t0 = time.thread_time()
+            cf = ClipCodecFlow(motion, idx).pairs(pairs)  # [P, 2, S/8, S/8] cells
+            cpu_codec.append(time.thread_time() - t0)
+            t0 = time.thread_time()
+            df = dis.pairs(fr.unsqueeze(0), pairs)[0]  # [P, 2, S, S]
+            cpu_dis.append(time.thread_time() - t0)
+            up = cf.repeat_interleave(CELL, 2).repeat_interleave(CELL, 3)[..., :S, :S] * CELL
+            for k, (a, b) in enumerate(pairs):
+                e = exact(a, b)
+                err_codec += epe(up[k], e, region[a])
+                err_dis += epe(df[k], e, region[a])
+            masks = {
+                "codec": mg.mask_views(fr, [view], flow_fn=ClipCodecFlow(motion, idx),
+                                       generator=torch.Generator().manual_seed(i))[0],
+                "exact": mg.mask_views(fr, [view], flow_fn=exact,
+                                       generator=torch.Generator().manual_seed(i))[0],
+                "dis": mg.mask_views(fr, [view], generator=torch.Generator().manual_seed(i))[0],
+                "tube": tube(fr.float().permute(1, 0, 2, 3),
+                             generator=torch.Generator().manual_seed(i)).reshape(-1),
+            }
+            for k, m in masks.items():
+                h, n = tracking_rate(m, grid, P, 2, exact, region)
+                track[k][0] += h
+                track[k][1] += n
+    return {
+        "epe_codec": (statistics.median(err_codec), statistics.fmean(err_codec)),
+        "epe_dis": (statistics.median(err_dis), statistics.fmean(err_dis)),
+        **{f"track_{k}": h / max(n, 1) for k, (h, n) in track.items()},
+        "points": track["exact"][1],
+        "ms_codec": 1e3 * statistics.median(cpu_codec),
+        "ms_dis": 1e3 * statistics.median(cpu_dis),
+    }
+
+
+def run(args) -> list[dict]:
+    return [{"setting": name, **measure(options, args.clips, args.size, args.stride)}
+            for name, options in SETTINGS.items()]
 
 
 def main(argv=None) -> None:

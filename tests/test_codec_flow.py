@@ -269,3 +269,22 @@ def test_codec_flow_config_errors(tmp_path):
     assert masker.flow_spec == "dis"
     ds, _ = build_pretrain_dataset(cfg, masker)
     assert ds[0]["mask"].shape[-1] == 8 * 8 * 8
+
+
+def test_codec_masks_track_synthetic_objects_far_better_than_tube(tmp_path):
+    """The measurement of bench/codec_flow.py at a small size: synthetic clips (exact flow known)
+    encoded with libx264's defaults (3 B frames, pyramid, 3 references), decoded with vector
+    export. Measured (8 clips, 128 px, stride 2, 55 tracked points): tracking codec 0.80, exact
+    flow 0.85, DIS 0.76, tube 0.29; end-point error median 0.88 px. Bounds with margin."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location(
+        "codec_flow_bench", os.path.join(os.path.dirname(__file__), "..", "bench", "codec_flow.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.measure({}, clips=8, size=128, stride=2, tmp=str(tmp_path))
+    assert r["points"] >= 30
+    assert r["track_codec"] >= r["track_tube"] + 0.3, r
+    assert r["track_codec"] >= r["track_exact"] - 0.15, r
+    assert r["epe_codec"][0] < 1.5, r
