@@ -288,3 +288,17 @@ def test_codec_masks_track_synthetic_objects_far_better_than_tube(tmp_path):
     assert r["track_codec"] >= r["track_tube"] + 0.3, r
     assert r["track_codec"] >= r["track_exact"] - 0.15, r
     assert r["epe_codec"][0] < 1.5, r
+
+
+def test_masks_command_draws_codec_masks(tmp_path, capsys):
+    from mgmae.masks import cli_main
+
+    path = write_video(tmp_path / "t.mp4", translating_frames(40), options=ENCODINGS["b_pyramid"])
+    out = tmp_path / "out"
+    assert cli_main([path, "flow.name=codec", "--clips", "1", "--img-size", "64", "--patch-size", "8",
+                     "--no-gif", "-o", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 1
+    # |(6, -4)| = 7.21 px per 2 frames, on the 96-pixel centre crop resized to 64: 4.81
+    assert "mean |flow| 4.8" in capsys.readouterr().out
+    assert cli_main(["synthetic", "--flow", "codec", "-o", str(out)]) == 2
+    assert "needs compressed video" in capsys.readouterr().err

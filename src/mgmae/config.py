@@ -74,7 +74,8 @@ class MaskingConfig:
     exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
     official_compat: bool = False  # motion_guided: the official code's flow direction before the base frame
     # motion_guided: pixels per mask-map cell (divides the patch size; 1 = full resolution;
-    # null: patch_size // 8, i.e. 8x8 cells per patch, see bench/map_stride.py)
+    # null: patch_size // 8, i.e. 8x8 cells per patch, see bench/map_stride.py; with flow.name=codec
+    # patch_size // 4: the codec's 8-pixel blocks track as well on it, bench/codec_flow.py)
     map_stride: int | None = None
     # VideoMAE V2's dual masking: the decoder reconstructs only the positions a running-cell mask
     # leaves (none | run_cell); decoder_mask_ratio: the share it skips (V2's recipes: 0.5)

@@ -3,7 +3,7 @@
 ::
 
     mgmae masks VIDEO_OR_DATASET [-c RECIPE] [key=value ...] [--masker motion_guided|tube|random]
-                [--flow dis|farneback|raft_small|raft_large|zero|gt] [--num-frames 16] [--img-size 224]
+                [--flow dis|farneback|raft_small|raft_large|zero|gt|codec] [--num-frames 16] [--img-size 224]
                 [--patch-size 16] [--mask-ratio 0.9] [--base-frame middle] [--init-map mix_gauss]
                 [--clips 4] [--stride 2] [-o out/]
 
@@ -15,7 +15,8 @@ are ViT-B/16's: 224 px, 16-pixel patches.
 
 ``VIDEO_OR_DATASET`` is a video file, a frame folder, a folder of videos, a folder-per-class tree,
 a list file (the formats of :func:`mgmae.data.datasets.parse_list`), or the word ``synthetic``
-(the built-in moving shapes, where ``--flow gt`` uses their exact optical flow).
+(the built-in moving shapes, where ``--flow gt`` uses their exact optical flow). ``--flow codec``
+uses the motion vectors of the video files (``flow.name=codec``).
 
 For every clip it writes ``<name>.png`` (a strip of every ``--frame-step``-th frame per row) and
 ``<name>.gif`` (all frames, the rows side by side) and prints their paths. Rows, for the
@@ -68,14 +69,30 @@ def _safe(name: str) -> str:
     return keep.strip("._") or "clip"
 
 
-def _video_clips(path: str, num_frames: int, stride: int, clips: int, backend: str) -> list[Clip]:
+def _codec_flow_fn(motion, idx) -> Callable:
+    """The codec flow of one clip as ``(src, dst) -> (2, H, W)`` in pixels on the frames' grid (for
+    the pictures; training never expands it to full resolution)."""
+    from mgmae.flow.codec import CELL, ClipCodecFlow
+
+    cells = ClipCodecFlow(motion, idx)
+    H, W = motion.size
+
+    def flow_fn(s: int, d: int) -> torch.Tensor:
+        f = cells(s, d).repeat_interleave(CELL, 1).repeat_interleave(CELL, 2)
+        return f[:, :H, :W] * CELL
+
+    return flow_fn
+
+
+def _video_clips(path: str, num_frames: int, stride: int, clips: int, backend: str,
+                 codec: bool = False) -> list[Clip]:
     """``clips`` clips spread uniformly over one video (the first starts at frame 0, the last ends
-    at the last frame)."""
+    at the last frame). ``codec``: with the codec flow of each clip (``flow.name=codec``)."""
     from mgmae.data.sampling import clip_indices, test_clip_starts
     from mgmae.data.video import open_video
 
     out = []
-    with open_video(path, backend) as reader:
+    with open_video(path, backend, export_mvs=codec) as reader:
         n = len(reader)
         starts = sorted(set(test_clip_starts(n, num_frames, stride, clips)))
         stem = _safe(Path(path).stem if not os.path.isdir(path) else Path(path).name)
@@ -83,9 +100,17 @@ def _video_clips(path: str, num_frames: int, stride: int, clips: int, backend: s
             idx = clip_indices(s, n, num_frames, stride, pad="loop")
             frames = reader.get_frames(idx)
             looped = bool((np.diff(idx) < 0).any())
+            flow_fn = None
+            if codec:
+                motion = getattr(reader, "motion", None)
+                if motion is None or motion.num_vectors == 0:
+                    raise ValueError(f"{path}: flow.name=codec needs motion vectors, but this video gives "
+                                     f"none (a frame folder, an all-intra or MJPEG stream, or a backend "
+                                     f"other than pyav)")
+                flow_fn = _codec_flow_fn(motion, idx)
             out.append(Clip(f"{stem}_f{s:05d}", frames,
                             f"{Path(path).name} frames {s}..{int(idx[-1])} every {stride}"
-                            + (f" (looped: the video has {n} frames)" if looped else "")))
+                            + (f" (looped: the video has {n} frames)" if looped else ""), flow_fn))
     return out
 
 
@@ -110,9 +135,10 @@ def _is_frame_folder(path: str) -> bool:
 
 
 def load_clips(source: str, *, num_frames: int = 16, stride: int = 2, clips: int = 4, img_size: int = 224,
-               seed: int = 0, root: str | None = None, backend: str = "pyav") -> list[Clip]:
+               seed: int = 0, root: str | None = None, backend: str = "pyav", codec: bool = False) -> list[Clip]:
     """The clips ``mgmae masks`` draws: ``clips`` clips of one video, or one centred clip from each of
-    ``clips`` videos spread evenly over a dataset, or ``clips`` synthetic videos."""
+    ``clips`` videos spread evenly over a dataset, or ``clips`` synthetic videos. ``codec``: each
+    video clip carries its codec flow (``Clip.flow_fn``)."""
     from mgmae.data.video import VIDEO_EXTENSIONS, VideoError
 
     if clips < 1:
@@ -130,7 +156,7 @@ def load_clips(source: str, *, num_frames: int = 16, stride: int = 2, clips: int
     if not os.path.exists(source):
         raise FileNotFoundError(f"no such video, folder or list file: {source!r} (or use the word 'synthetic')")
     if (os.path.isfile(source) and source.lower().endswith(VIDEO_EXTENSIONS)) or _is_frame_folder(source):
-        return _video_clips(source, num_frames, stride, clips, backend)
+        return _video_clips(source, num_frames, stride, clips, backend, codec)
     paths = _dataset_videos(source, root)
     if not paths:
         raise ValueError(f"{source!r}: no videos found")
@@ -138,7 +164,7 @@ def load_clips(source: str, *, num_frames: int = 16, stride: int = 2, clips: int
     out = []
     for i in pick:
         try:
-            out += _video_clips(paths[i], num_frames, stride, 1, backend)
+            out += _video_clips(paths[i], num_frames, stride, 1, backend, codec)
         except (VideoError, OSError) as e:
             print(f"mgmae masks: skipping {paths[i]}: {e}", file=sys.stderr)
     if not out:
@@ -287,7 +313,7 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
             f = f[..., top:top + side, left:left + side]
             if side != S:
                 f = resize_flow(f, (S, S))
-            flow_name = "ground truth"
+            flow_name = "ground truth" if flow in (None, "gt") else f"{flow}"
         else:
             est = estimator or build_flow(flow, size=flow_size, **(flow_options or {}))
             f = est(x[[s for s, _ in needed]], x[[d for _, d in needed]])  # [P, 2, S, S]
@@ -424,6 +450,8 @@ def resolve_args(a: argparse.Namespace, overrides: Sequence[str] = ()) -> argpar
 def _check_args(a) -> None:
     if a.flow == "gt" and a.source != "synthetic" and a.masker == "motion_guided":
         raise ValueError("--flow gt needs ground-truth motion: only the 'synthetic' source has it")
+    if a.flow == "codec" and a.source == "synthetic" and a.masker == "motion_guided":
+        raise ValueError("--flow codec needs compressed video files; the 'synthetic' source has none")
     for name in ("num_frames", "img_size", "patch_size", "tubelet_size", "stride", "frame_step", "fps"):
         if getattr(a, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
@@ -443,11 +471,12 @@ def run(a) -> list[Path]:
 
     _check_args(a)
     clips = load_clips(a.source, num_frames=a.num_frames, stride=a.stride, clips=a.clips, img_size=a.img_size,
-                       seed=a.seed, root=a.root, backend=a.backend)
+                       seed=a.seed, root=a.root, backend=a.backend,
+                       codec=a.masker == "motion_guided" and a.flow == "codec")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     estimator = None
-    if a.masker == "motion_guided" and a.flow != "gt":
+    if a.masker == "motion_guided" and a.flow not in ("gt", "codec"):
         opts = {}
         if a.dis_preset:
             if a.flow != "dis":
@@ -462,7 +491,7 @@ def run(a) -> list[Path]:
     for i, clip in enumerate(clips):
         long_rows, short_rows, info = render_clip(
             clip.frames, masker=a.masker, flow=a.flow, estimator=estimator,
-            gt_flow=clip.flow_fn if a.flow == "gt" else None, num_frames=a.num_frames, img_size=a.img_size,
+            gt_flow=clip.flow_fn if a.flow in ("gt", "codec") else None, num_frames=a.num_frames, img_size=a.img_size,
             patch_size=a.patch_size, tubelet_size=a.tubelet_size, mask_ratio=a.mask_ratio,
             base_frame=a.base_frame, init_map=a.init_map, warp=a.warp, official_compat=a.official_compat,
             seed=a.seed * 100003 + i, display_size=a.display_size, label=clip.label)

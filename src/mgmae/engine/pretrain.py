@@ -48,6 +48,9 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
     flow = None if f.name == "gt" else f.name
     if f.name == "codec":  # flows come with the decoded clips; pixels only for the fallback
         flow = f.fallback
+    stride = k.map_stride
+    if stride is None and f.name == "codec":  # blocky flow: a 4-px map tracks as well (bench/codec_flow.py)
+        stride = max(1, patch_size // 4)
     flow_options = {"size": f.size}
     if flow == "dis":
         flow_options["preset"] = f.preset
@@ -57,7 +60,7 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
                         base_frame=k.base_frame, init_map=k.init_map, warp=k.warp,
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,
                         exposure_chance=k.exposure_chance, official_compat=k.official_compat,
-                        map_stride=k.map_stride)
+                        map_stride=stride)
 
 
 def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
