@@ -313,7 +313,7 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
             f = f[..., top:top + side, left:left + side]
             if side != S:
                 f = resize_flow(f, (S, S))
-            flow_name = "ground truth" if flow in (None, "gt") else f"{flow}"
+            flow_name = "codec" if flow == "codec" else "ground truth"
         else:
             est = estimator or build_flow(flow, size=flow_size, **(flow_options or {}))
             f = est(x[[s for s, _ in needed]], x[[d for _, d in needed]])  # [P, 2, S, S]
