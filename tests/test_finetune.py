@@ -18,11 +18,11 @@ from mgmae.convert import load_model
 from mgmae.data.datasets import ListFileError
 from mgmae.engine.checkpoint import load_checkpoint, save_checkpoint
 from mgmae.engine.extract import extract, read_features
-from mgmae.engine.finetune import (VideoMixup, build_classifier, build_criterion, cli_main,
-                                   finetune)
+from mgmae.engine.finetune import VideoMixup, build_criterion, cli_main, finetune
 from mgmae.engine.linprobe import linprobe, train_probe
 from mgmae.engine.optim import build_optimizer, param_groups, set_lr
 from mgmae.models import create_model
+from mgmae.models.build import build_classifier
 
 TINY = ["data.num_frames=4", "data.img_size=16", "data.synthetic_videos=8",
         "finetune.synthetic_val_videos=4", "finetune.batch_size=4", "train.num_workers=0",
@@ -403,9 +403,9 @@ def test_linprobe_compare_scratch_uses_the_checkpoint_architecture(tmp_path, mon
 
     def spy(c, pretrained, progress=True):
         seen.append((str(pretrained), c.model.pos_embed))
-        from mgmae.engine.extract import load_encoder
+        from mgmae.models.build import build_encoder
 
-        seen.append(("encoder", load_encoder(pretrained, c).pos_embed_type))
+        seen.append(("encoder", build_encoder(pretrained, c).pos_embed_type))
         return real(c, pretrained, progress=progress)
 
     monkeypatch.setattr(lp, "linprobe", spy)

@@ -561,7 +561,7 @@ class Study:
     # ------------------------------------------------------------------ linear probe
     def linprobe(self, enc_key: str, checkpoint: str, seed: int) -> dict[str, Any]:
         from mgmae.engine.evaluate import classification_metrics
-        from mgmae.engine.extract import load_encoder
+        from mgmae.models.build import build_encoder
         from mgmae.engine.linprobe import probe_scores, train_probe
 
         cfg = self.plan.config()
@@ -575,7 +575,7 @@ class Study:
         def compute() -> dict[str, Any]:
             data = self.eval_data()
             torch.manual_seed(seed)
-            encoder = load_encoder(checkpoint, cfg)
+            encoder = build_encoder(checkpoint, cfg)
             x_tr = _features(encoder, data.train_x)
             x_ev = _features(encoder, data.eval_x)
             rec = {"key": key, "encoder": enc_key, "seed": seed, "dim": int(x_tr.shape[1])}
@@ -596,7 +596,8 @@ class Study:
 
     # ------------------------------------------------------------------ fine-tuning
     def finetune(self, enc_key: str, checkpoint: str, seed: int, label: str) -> dict[str, Any]:
-        from mgmae.engine.evaluate import classification_metrics, load_classifier
+        from mgmae.engine.evaluate import classification_metrics
+        from mgmae.models.build import build_classifier
         from mgmae.engine.finetune import finetune
 
         p = self.plan
@@ -614,7 +615,7 @@ class Study:
             with _quiet(self.logs / f"{key}.log"):
                 res = finetune(cfg, checkpoint, progress=False)
             data = self.eval_data()
-            model = load_classifier(res.checkpoints["final"], cfg)
+            model = build_classifier(res.checkpoints["final"], cfg)
             K = model.head.out_features
             scores = torch.as_tensor(_logits(model, data.eval_x)).softmax(-1).numpy()
             m = classification_metrics(scores, data.eval_y[label], K)

@@ -21,7 +21,6 @@ import copy
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -35,10 +34,13 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
 
 from mgmae.commands import add_common_flags, command
-from mgmae.serialization import UntrustedCheckpointError
-from mgmae.config import Config
-from mgmae.data import build_loader, uses_synthetic
+from mgmae.config import Config, load_config
+from mgmae.convert import arch_of
+from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader, uses_synthetic
+from mgmae.data.datasets import build_dataset
+from mgmae.data.transforms import VideoAugment
 from mgmae.engine import checkpoint as ckpt
+from mgmae.engine.cli_args import split_positionals
 from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, env_info, init_distributed
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
@@ -46,15 +48,12 @@ from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_
                                check_resumable, discard_if_empty, encoder_check, load_resume,
                                load_weights, run_directory, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
+from mgmae.models.build import (SCRATCH, build_classifier, build_encoder, classifier_name,
+                                is_scratch, sync_model_config)
+from mgmae.viz import log_records
 
 __all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
            "build_train_dataset", "cli_main", "compare_scratch", "finetune", "is_scratch"]
-
-SCRATCH = "scratch"
-
-
-def is_scratch(pretrained) -> bool:
-    return pretrained is None or str(pretrained) == SCRATCH
 
 
 # ----------------------------------------------------------------------------- mixup
@@ -94,44 +93,6 @@ def build_criterion(f, mixup_active: bool) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- model
-def classifier_name(cfg: Config) -> str:
-    return cfg.finetune.model or cfg.model.name.removeprefix("mae_")
-
-
-def build_classifier(pretrained: str | Path | None, cfg: Config, num_classes: int) -> nn.Module:
-    """The classifier to fine-tune: ``pretrained`` loaded with a (new) head for ``num_classes``,
-    or a randomly initialised ``classifier_name(cfg)`` for ``"scratch"``/None. The model carries
-    ``load_report`` (None from scratch)."""
-    from mgmae.convert import load_model
-    from mgmae.models import create_model
-
-    f, d = cfg.finetune, cfg.data
-    build = dict(drop_path_rate=f.drop_path, init_scale=f.head_init_scale, fc_drop_rate=f.head_drop)
-    if is_scratch(pretrained):
-        model = create_model(classifier_name(cfg), num_classes=num_classes, num_frames=d.num_frames,
-                             img_size=d.img_size, tubelet_size=cfg.model.tubelet_size,
-                             pos_embed=cfg.model.pos_embed, use_mean_pooling=True, **build)
-        model.load_report = None
-        return model
-    path = Path(pretrained)
-    if not path.exists():
-        raise FileNotFoundError(f"pre-trained checkpoint not found: {path} (pass '{SCRATCH}' to "
-                                f"fine-tune from random initialisation)")
-    try:
-        model = load_model(path, task="classify", num_classes=num_classes,
-                           num_frames=d.num_frames, img_size=d.img_size, **build)
-    except UntrustedCheckpointError:  # its own message says what to do
-        raise
-    except ValueError as e:
-        raise ValueError(f"cannot fine-tune from {path}: no usable video encoder in it. {e}") from None
-    rep = model.load_report
-    if rep.source_kind == "classify" and any(k.startswith("head.") for k in rep.initialised):
-        print(f"[mgmae] note: the classification head of {path} is not for {num_classes} "
-              f"classes (the data's); it is re-initialised")
-        rep.notes.append(f"head re-initialised for {num_classes} classes")
-    return model
-
-
 def check_encoder(model: nn.Module, dataset, device: torch.device, clips: int = 4) -> str:
     """:func:`mgmae.engine.loop.encoder_check` of a loaded encoder on the first view of the first
     ``clips`` videos of ``dataset``, leaving every random generator as it was (so the check does
@@ -145,25 +106,11 @@ def check_encoder(model: nn.Module, dataset, device: torch.device, clips: int = 
         ckpt.set_rng_state(rng)
 
 
-def sync_model_config(cfg: Config, model: nn.Module) -> None:
-    """Make ``cfg.model`` describe ``model`` (so the saved config rebuilds it)."""
-    from mgmae.convert import arch_of, registry_name
-
-    arch, _ = arch_of(model)
-    name = registry_name(arch, "pretrain")
-    if name is not None:
-        cfg.model.name = name
-    cfg.model.tubelet_size = arch.tubelet_size
-    cfg.model.pos_embed = arch.pos_embed
-
-
 # ----------------------------------------------------------------------------- data
 def build_train_dataset(cfg: Config):
     """``(dataset, class_names, source)`` for training. Synthetic data: multi-scale crops (no flip
     with motion labels: it would turn 'left' into 'right'); real videos: RandAugment + random
     erasing through :class:`mgmae.data.transforms.VideoAugment`."""
-    from mgmae.data import SyntheticDataset, SyntheticVideos
-
     d, f = cfg.data, cfg.finetune
     if uses_synthetic(cfg):
         videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
@@ -172,9 +119,6 @@ def build_train_dataset(cfg: Config):
         ds = SyntheticDataset(videos, num_sample=d.num_sample, scales=d.scales, flip=flip,
                               train=True, label=d.synthetic_label, seed=cfg.train.seed)
         return ds, ds.class_names, f"synthetic (seed {d.synthetic_seed}, {len(videos)} videos)"
-    from mgmae.data.datasets import build_dataset
-    from mgmae.data.transforms import VideoAugment
-
     augment = None
     if f.rand_aug or f.reprob > 0:
         augment = VideoAugment(f.rand_aug or None, f.reprob, f.remode)
@@ -279,7 +223,7 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     f.num_classes = num_classes
 
     # model, run directory
-    model = build_classifier(pretrained, cfg, num_classes)
+    model = build_classifier(pretrained, cfg, num_classes)  # with model.load_report
     report = model.load_report
     sync_model_config(cfg, model)
     model.to(device)
@@ -522,8 +466,6 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
 
 def _extra(model, names, pretrained, best_acc1, best_epoch, history=None, ema=None,
            steps_in_epoch: int | None = None) -> dict:
-    from mgmae.convert import arch_of
-
     extra = {"arch": arch_of(model)[0].to_dict(), "class_names": names,
              "pretrained": str(pretrained or SCRATCH), "best_acc1": best_acc1,
              "best_epoch": best_epoch}
@@ -566,8 +508,6 @@ def _plot_curves(log_path: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mgmae.viz import log_records
-
     train, val = log_records(log_path, "loss"), log_records(log_path, "val_acc1")
     steps, loss = [r["step"] for r in train], [r["loss"] for r in train]
     vs, acc = [r["step"] for r in val], [r["val_acc1"] for r in val]
@@ -608,10 +548,9 @@ def compare_scratch(cfg: Config, pretrained: str | Path, *, seeds: int = 1,
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     base = cfg.train.run_name or f"cmp-{classifier_name(cfg)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    from mgmae.engine.extract import load_encoder
-
+    
     scratch_cfg = copy.deepcopy(cfg)  # the pre-trained model's architecture (size, positions)
-    sync_model_config(scratch_cfg, load_encoder(pretrained, cfg))  # read once, not per seed
+    sync_model_config(scratch_cfg, build_encoder(pretrained, cfg))  # read once, not per seed
     seed_list = [cfg.train.seed + i for i in range(seeds)]
     results: dict[str, list[FinetuneResult]] = {"pretrained": [], "scratch": []}
     for seed in seed_list:  # pairs in turn: a run cut short still has complete pairs
@@ -736,15 +675,6 @@ def _fmt(v) -> str:
 
 
 # ----------------------------------------------------------------------------- CLI
-def split_positionals(items: list[str], n: int) -> tuple[list[str], list[str]]:
-    """The first ``n`` items without ``=`` are positional arguments, the rest overrides."""
-    pos = [a for a in items if "=" not in a][:n]
-    rest = list(items)
-    for a in pos:
-        rest.remove(a)
-    return pos, rest
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mgmae finetune",
@@ -769,8 +699,6 @@ def build_parser() -> argparse.ArgumentParser:
 @command("finetune")
 def cli_main(argv: list[str]) -> int:
     """``mgmae finetune PRETRAINED|scratch [-c CONFIG] [key=value ...] [--compare-scratch [--seeds N]]``."""
-    from mgmae.config import load_config
-
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
