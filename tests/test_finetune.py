@@ -281,6 +281,16 @@ def test_finetune_resume_auto(tmp_path):
     assert res.steps == 4 and res.epochs == 2
 
 
+def test_finetune_keeps_epochs_like_pretraining(tmp_path):
+    """The one checkpoint saver (engine.checkpoint.CheckpointSaver): train.save_every_epochs keeps
+    epoch checkpoints, pruned to the last train.keep_last, as in pre-training."""
+    cfg = tiny_cfg(tmp_path, "train.run_name=kept", "finetune.epochs=3", "train.save_every_epochs=1",
+                   "train.keep_last=1")
+    finetune(cfg, "scratch", progress=False)
+    names = sorted(p.name for p in (tmp_path / "kept").glob("checkpoint-*.pth"))
+    assert names == ["checkpoint-0002.pth", "checkpoint-best.pth", "checkpoint-final.pth"]
+
+
 def test_preempted_finetune_resumes_exactly(tmp_path):
     from mgmae.engine.loop import Preempted
 

@@ -46,7 +46,7 @@ from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classificat
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
                                check_resumable, discard_if_empty, encoder_check, load_resume,
-                               load_weights, run_directory, summarize, truncate_log)
+                               run_directory, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.models.build import (SCRATCH, build_classifier, build_encoder, classifier_name,
                                 is_scratch, sync_model_config)
@@ -288,11 +288,13 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     # resume
     step, epoch, skip = 0, 0, 0
     best_acc1, best_epoch, history, best_state = None, None, [], None
+    saver = ckpt.CheckpointSaver(
+        run_dir, model, cfg, "classify", optimizer=optimizer, scaler=scaler, main=main,
+        extra=lambda steps_in_epoch: _extra(model, names, pretrained, best_acc1, best_epoch,
+                                            history=history, ema=ema,
+                                            steps_in_epoch=steps_in_epoch))
     if state is not None:
-        load_weights(model, state["model"], resume)
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        saver.restore(state, resume)
         extra = state.get("extra") or {}
         if ema is not None and extra.get("model_ema"):
             ema.module.load_state_dict(extra["model_ema"])
@@ -323,16 +325,6 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
         + f", layer decay {f.layer_decay}, weight decay {f.weight_decay}, drop path {f.drop_path}, "
         f"label smoothing {f.label_smoothing}, mixup {f.mixup if mixup else 0} / cutmix "
         f"{f.cutmix if mixup else 0}, EMA {('%g' % f.ema_decay) if ema else 'off'}")
-
-    def save(name: str, steps_in_epoch: int) -> Path:
-        path = run_dir / name
-        if main:
-            ckpt.save_checkpoint(path, model=model, config=cfg.to_dict(), kind="classify",
-                                 optimizer=optimizer, scaler=scaler, epoch=epoch, step=step,
-                                 extra=_extra(model, names, pretrained, best_acc1, best_epoch,
-                                              history=history, ema=ema,
-                                              steps_in_epoch=steps_in_epoch))
-        return path
 
     log = StepLog(run_dir, main=main, prefix="finetune", total_steps=total_steps, initial=step,
                   log_every=t.log_every, tensorboard=t.tensorboard, progress=progress)
@@ -375,7 +367,8 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                           "data_s": round(t_compute - t_data, 4),
                           "step_s": round(time.time() - t_data, 4)})
                 check_preempt(signals, step, stop_at_step, info, device,
-                              lambda: save("checkpoint-last.pth", steps_in_epoch), log,
+                              lambda: saver.save("checkpoint-last.pth", epoch, step, steps_in_epoch),
+                              log,
                               t.save_every_steps, total_steps)
                 t_data = time.time()
                 if step >= total_steps:
@@ -394,11 +387,8 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                 if best_acc1 is None or rec[sel_key] > best_acc1:
                     best_acc1, best_epoch = rec[sel_key], epoch
                     best_state = _state(selected)
-                    if main:
-                        ckpt.save_checkpoint(run_dir / "checkpoint-best.pth", model=selected,
-                                             config=cfg.to_dict(), kind="classify", epoch=epoch,
-                                             step=step, extra=_extra(model, names, pretrained,
-                                                                     best_acc1, best_epoch))
+                    saver.save_weights("checkpoint-best.pth", selected, epoch, step,
+                                       _extra(model, names, pretrained, best_acc1, best_epoch))
                 rec["best_acc1"] = best_acc1
                 history.append(rec)
                 log.record(rec)
@@ -410,13 +400,9 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                               + f", top-5 {rec['val_acc5']:.2f}%, loss {rec['val_loss']:.4f}; "
                                 f"best {best_acc1:.2f}% (epoch {best_epoch})")
             if step < total_steps:
-                save("checkpoint-last.pth", 0)
-                if t.save_every_epochs and epoch % t.save_every_epochs == 0:
-                    save(f"checkpoint-{epoch:04d}.pth", 0)
+                saver.end_of_epoch(epoch, step)
     log.close()
-    final = save("checkpoint-final.pth", 0)
-    if main:
-        (run_dir / "checkpoint-last.pth").unlink(missing_ok=True)
+    final = saver.finish(epoch, step)
     checkpoints = {"final": str(final)}
     if best_state is not None:
         checkpoints["best"] = str(run_dir / "checkpoint-best.pth")

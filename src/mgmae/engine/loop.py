@@ -222,21 +222,6 @@ def check_resumable(state: dict, cfg, path: Path, kind: str, keys: tuple[str, ..
                          f"or start a new run (another train.run_name)")
 
 
-def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
-    """``model.load_state_dict(state)``, a shape mismatch reported as a ValueError naming ``path``
-    and the first differing tensors (instead of PyTorch's page-long RuntimeError)."""
-    own = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})" for k, v in state.items()
-             if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if wrong or missing or unexpected:
-        parts = ([f"shapes differ: {', '.join(wrong[:3])}"] if wrong else []) + \
-                ([f"missing: {', '.join(missing[:3])}"] if missing else []) + \
-                ([f"unexpected: {', '.join(unexpected[:3])}"] if unexpected else [])
-        raise ValueError(f"{path} does not fit this model ({'; '.join(parts)})")
-    model.load_state_dict(state)
-
-
 def truncate_log(path: Path, step: int, resumed_from: Path) -> None:
     """Before a resumed run appends to ``log.jsonl``: drop the records of steps after ``step``
     (they are redone) and the old end-of-run summary, then mark the resume, so the log stays one

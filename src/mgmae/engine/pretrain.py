@@ -21,8 +21,7 @@ from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
                                check_resumable, discard_if_empty, encoder_check, load_resume,
-                               load_weights, run_directory, set_cpu_threads, summarize,
-                               truncate_log)
+                               run_directory, set_cpu_threads, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.models import create_model
@@ -132,14 +131,13 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
         torch.backends.cudnn.allow_tf32 = True
     ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
            if info.enabled and not fsdp else model)
-    saver = _Saver(run_dir, model, cfg, optimizer, scaler, fsdp, main)
+    saver = ckpt.CheckpointSaver(run_dir, model, cfg, "pretrain", optimizer=optimizer, scaler=scaler,
+                                 fsdp=fsdp, main=main)
     fwd = torch.compile(ddp) if t.compile else ddp
 
     step, epoch, skip = 0, 0, 0
     if state is not None:
-        saver.load(state, resume)
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        saver.restore(state, resume)
         ckpt.set_rng_state(state["rng"])
         step, epoch = state["step"], state["epoch"]
         skip = state["extra"].get("steps_in_epoch", 0) * accum  # micro-batches already consumed
@@ -210,10 +208,9 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                 _end_of_epoch(saver, epoch, step, epoch_losses, dataset, t_start, total_steps,
                               step >= total_steps, start_step)
     log.close()
-    final = saver.save("checkpoint-final.pth", epoch, step, 0)
+    final = saver.finish(epoch, step)  # finished: the final checkpoint is the resume point
     if not main:
         return run_dir
-    (run_dir / "checkpoint-last.pth").unlink(missing_ok=True)  # finished: the final one is the resume point
     summary = summarize(losses, time.time() - t_start)
     if fsdp:  # checks and pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
         model = build_model(cfg).to(device)
@@ -236,66 +233,16 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     return run_dir
 
 
-class _Saver:
-    """Writes checkpoints (rank 0) and restores them; with FSDP, full state dicts are gathered
-    from every rank first (so a checkpoint is the same file whatever the sharding)."""
-
-    def __init__(self, run_dir, model, cfg, optimizer, scaler, fsdp: bool, main: bool):
-        self.run_dir, self.model, self.cfg = run_dir, model, cfg
-        self.optimizer, self.scaler, self.fsdp, self.main = optimizer, scaler, fsdp, main
-
-    def _states(self):
-        if not self.fsdp:
-            return None, None
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
-
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return (get_model_state_dict(self.model, options=opts),
-                get_optimizer_state_dict(self.model, self.optimizer, options=opts))
-
-    def save(self, name: str, epoch: int, step: int, steps_in_epoch: int) -> Path:
-        path = self.run_dir / name
-        model_state, optim_state = self._states()  # collective under FSDP: every rank calls it
-        if self.main:
-            ckpt.save_checkpoint(path, model=self.model, config=self.cfg.to_dict(), kind="pretrain",
-                                 optimizer=self.optimizer, scaler=self.scaler, epoch=epoch, step=step,
-                                 extra={"steps_in_epoch": steps_in_epoch}, model_state=model_state,
-                                 optimizer_state=optim_state)
-        return path
-
-    def load(self, state: dict, path: Path) -> None:
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                                 set_optimizer_state_dict)
-
-            opts = StateDictOptions(full_state_dict=True)
-            set_model_state_dict(self.model, state["model"], options=opts)
-            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=opts)
-        else:
-            load_weights(self.model, state["model"], path)
-            self.optimizer.load_state_dict(state["optimizer"])
-
-
 def eta_seconds(elapsed: float, start_step: int, step: int, total_steps: int) -> float:
     """Time left, from the pace of the steps this process ran (``start_step`` is where it began: a
     resumed run has not spent ``elapsed`` on the steps before it)."""
     return elapsed / max(step - start_step, 1) * max(total_steps - step, 0)
 
 
-def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, total_steps, last,
-                  start_step: int = 0) -> None:
-    t = saver.cfg.train
-    run_dir = saver.run_dir
+def _end_of_epoch(saver: ckpt.CheckpointSaver, epoch, step, epoch_losses, dataset, t_start,
+                  total_steps, last, start_step: int = 0) -> None:
     if not last:  # resume point at the epoch boundary, plus the kept epochs
-        saver.save("checkpoint-last.pth", epoch, step, 0)
-        if t.save_every_epochs and epoch % t.save_every_epochs == 0:
-            saver.save(f"checkpoint-{epoch:04d}.pth", epoch, step, 0)
-            kept = sorted(run_dir.glob("checkpoint-[0-9]*.pth")) if saver.main else []
-            for old in kept[:-max(1, t.keep_last)] if t.keep_last else []:
-                ep = int(old.stem.split("-")[1])
-                if ep % max(1, t.save_every_epochs * 5) != 0:  # every 5th kept epoch stays for good
-                    old.unlink(missing_ok=True)
+        saver.end_of_epoch(epoch, step)
     if not saver.main:
         return
     elapsed = time.time() - t_start
