@@ -23,7 +23,6 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,12 @@ from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_
                                check_resumable, discard_if_empty, encoder_check, load_resume,
                                run_directory, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
-from mgmae.models.build import (SCRATCH, build_classifier, build_encoder, classifier_name,
-                                is_scratch, sync_model_config)
+from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
+                                sync_model_config)
 from mgmae.viz import log_records
 
-__all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
-           "build_train_dataset", "cli_main", "compare_scratch", "finetune", "is_scratch"]
+__all__ = ["FinetuneResult", "VideoMixup", "build_criterion", "build_mixup", "build_train_dataset",
+           "cli_main", "finetune"]
 
 
 # ----------------------------------------------------------------------------- mixup
@@ -518,148 +517,6 @@ def _plot_curves(log_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- scratch comparison
-def compare_scratch(cfg: Config, pretrained: str | Path, *, seeds: int = 1,
-                    progress: bool = True) -> dict[str, Any]:
-    """Fine-tune ``pretrained`` and, with the same config and seed, a randomly initialised model;
-    with ``seeds`` > 1, the pair again for ``train.seed + 1``, ... (a new head initialisation,
-    data order and augmentation each time; the videos stay the same). Returns
-    ``{"pretrained": [FinetuneResult per seed], "scratch": [...], "seeds": [...], "table": str,
-    "summary": path}``.
-
-    One pair can mislead: on the synthetic motion labels a ViT from scratch sits at chance for a
-    number of steps that changes with the seed (1,200 vs 2,500 of 5,000 in docs/finetune.md), so
-    the verdict with several seeds rests on the paired differences (mean and its standard error
-    over seeds), with one seed on the binomial standard error of the validation set."""
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    base = cfg.train.run_name or f"cmp-{classifier_name(cfg)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    
-    scratch_cfg = copy.deepcopy(cfg)  # the pre-trained model's architecture (size, positions)
-    sync_model_config(scratch_cfg, build_encoder(pretrained, cfg))  # read once, not per seed
-    seed_list = [cfg.train.seed + i for i in range(seeds)]
-    results: dict[str, list[FinetuneResult]] = {"pretrained": [], "scratch": []}
-    for seed in seed_list:  # pairs in turn: a run cut short still has complete pairs
-        for kind, src, kind_cfg in (("pretrained", pretrained, cfg), ("scratch", SCRATCH, scratch_cfg)):
-            c = copy.deepcopy(kind_cfg)
-            c.train.seed = seed
-            c.train.run_name = f"{base}-{kind}" + (f"-s{seed}" if seeds > 1 else "")
-            print(f"[mgmae] ===== {kind}{f' (seed {seed})' if seeds > 1 else ''}: {src} =====")
-            results[kind].append(finetune(c, src, progress=progress))
-    table, stats = _comparison_table(cfg, pretrained, seed_list, results)
-    summary = Path(cfg.train.output_dir) / f"{base}-compare.json"
-    if env_info().is_main:
-        summary.write_text(json.dumps({"seeds": seed_list,
-                                       "pretrained": [r.to_dict() for r in results["pretrained"]],
-                                       "scratch": [r.to_dict() for r in results["scratch"]],
-                                       **stats, "table": table}, indent=1) + "\n")
-    return {**results, "seeds": seed_list, "table": table, "summary": str(summary)}
-
-
-def _comparison_table(cfg: Config, pretrained, seeds: list[int],
-                      results: dict[str, list[FinetuneResult]]) -> tuple[str, dict[str, Any]]:
-    """The printed verdict of :func:`compare_scratch` and its numbers."""
-    rows = []
-    for i, seed in enumerate(seeds):
-        for kind in ("pretrained", "scratch"):
-            r = results[kind][i]
-            test = r.test or {}
-            tag = f"seed {seed} " if len(seeds) > 1 else ""
-            rows.append(f"  {tag}{kind:<10} best val top-1 {_fmt(r.best_acc1)} (epoch {r.best_epoch})   "
-                        f"test top-1 {_fmt(test.get('top1'))}  top-5 {_fmt(test.get('top5'))}   "
-                        f"{r.epochs} epochs, {r.seconds / 60:.1f} min")
-    acc = {k: [r.best_acc1 or 0.0 for r in v] for k, v in results.items()}
-    test = results["scratch"][0].test or {}
-    n, K = test.get("num_videos") or 0, test.get("num_classes") or 0
-    best = _paired(acc["pretrained"], acc["scratch"], n)
-    mean_p, mean_s, diff, se = best["pretrained"], best["scratch"], best["difference"], best["se"]
-    if len(seeds) > 1:
-        what = f"the paired differences' standard error over {len(seeds)} seeds, x2: {2 * se:.1f} points"
-        wins = sum(p > s for p, s in zip(acc["pretrained"], acc["scratch"]))
-        rows.append(f"  mean over seeds {', '.join(map(str, seeds))}: pretrained {mean_p:.2f}%, "
-                    f"scratch {mean_s:.2f}%; pre-trained ahead with {wins} of {len(seeds)} seeds")
-    else:
-        what = f"2 standard errors ({2 * se:.1f} points for {n} videos)"
-    verdict = "pre-trained beats scratch" if diff > 0 else "pre-trained does NOT beat scratch"
-    noise = (f"; the difference is within {what}: not significant"
-             if (n or len(seeds) > 1) and abs(diff) < 2 * se else "")
-    chance = f"; chance level {100 / K:.1f}%" if K else ""
-    label = cfg.data.synthetic_label if uses_synthetic(cfg) else "list"
-    by_epoch = _by_epoch(results, n)
-    table = "\n".join([f"[mgmae] fine-tuning from {pretrained} vs from scratch ({label} labels):"]
-                      + rows + _by_epoch_rows(by_epoch, len(seeds))
-                      + [f"  -> {verdict}: {diff:+.2f} points of val top-1"
-                         f"{' (mean over seeds)' if len(seeds) > 1 else ''}{noise}{chance}"]
-                      + _by_epoch_verdict(by_epoch))
-    stats = {"best_val_acc1": acc, "difference_best_val_acc1": diff,
-             "difference_two_standard_errors": 2 * se, "significant": best["significant"],
-             "by_epoch": by_epoch}
-    return table, stats
-
-
-def _paired(pre: list[float], scratch: list[float], n_val: int) -> dict[str, Any]:
-    """Accuracies (%) of pre-trained and scratch runs paired by seed: their means, the mean
-    difference, its standard error ``se`` and whether the difference is beyond twice it. With
-    several seeds the SE is the paired differences' over seeds (the spread over seeds dominates
-    when learning starts late); with one pair the validation set's binomial one (``n_val``
-    videos; 0 when unknown)."""
-    d = [a - b for a, b in zip(pre, scratch)]
-    m = sum(d) / len(d)
-    mean_p, mean_s = sum(pre) / len(pre), sum(scratch) / len(scratch)
-    if len(d) > 1:
-        se = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1)) / math.sqrt(len(d))
-    else:
-        a, b = mean_p / 100, mean_s / 100
-        se = 100 * math.sqrt((a * (1 - a) + b * (1 - b)) / n_val) if n_val else 0.0
-    return {"pretrained": mean_p, "scratch": mean_s, "difference": m, "se": se,
-            "significant": abs(m) >= 2 * se > 0}
-
-
-def _by_epoch(results: dict[str, list[FinetuneResult]], n_val: int) -> list[dict[str, Any]]:
-    """Validation top-1 at equal epochs: for every epoch at which all runs were validated, the
-    means over seeds, the mean paired difference and twice its standard error (:func:`_paired`)."""
-    curves = {k: [{h["epoch"]: h["val_acc1"] for h in r.history if h.get("val_acc1") is not None}
-                  for r in v] for k, v in results.items()}
-    common = set.intersection(*(set(c) for v in curves.values() for c in v)) if curves["scratch"] else set()
-    out = []
-    for e in sorted(common):
-        st = _paired([c[e] for c in curves["pretrained"]], [c[e] for c in curves["scratch"]], n_val)
-        out.append({"epoch": e, "pretrained": st["pretrained"], "scratch": st["scratch"],
-                    "difference": st["difference"], "two_standard_errors": 2 * st["se"],
-                    "significant": st["significant"]})
-    return out
-
-
-def _by_epoch_rows(by_epoch: list[dict[str, Any]], n_seeds: int) -> list[str]:
-    """The val top-1 curves side by side (means over seeds), ``*`` where the paired difference
-    is beyond twice its standard error."""
-    if not by_epoch:
-        return []
-    w = 7
-    rows = [f"  val top-1 at equal epochs{f' (mean over {n_seeds} seeds)' if n_seeds > 1 else ''}"
-            f"; * beyond 2 standard errors:",
-            "    epoch      " + "".join(f"{r['epoch']:>{w}d}" for r in by_epoch),
-            "    pretrained " + "".join(f"{r['pretrained']:>{w}.1f}" for r in by_epoch),
-            "    scratch    " + "".join(f"{r['scratch']:>{w}.1f}" for r in by_epoch),
-            "    difference " + "".join(f"{r['difference']:>+{w - 1}.1f}{'*' if r['significant'] else ' '}"
-                                        for r in by_epoch).rstrip()]
-    return rows
-
-
-def _by_epoch_verdict(by_epoch: list[dict[str, Any]]) -> list[str]:
-    if not by_epoch:
-        return []
-    ahead = [r["epoch"] for r in by_epoch if r["significant"] and r["difference"] > 0]
-    behind = [r["epoch"] for r in by_epoch if r["significant"] and r["difference"] < 0]
-    say = lambda es: ", ".join(map(str, es)) or "none"  # noqa: E731
-    return [f"  -> at equal epochs, pre-trained ahead beyond 2 standard errors at epochs {say(ahead)}; "
-            f"behind at epochs {say(behind)} (of {len(by_epoch)} evaluated)"]
-
-
-def _fmt(v) -> str:
-    return "   n/a" if v is None else f"{v:6.2f}%"
-
-
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -676,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "print both accuracies")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="with --compare-scratch: repeat the pair for N seeds (train.seed, +1, ...) "
-                        "and judge by the mean paired difference")
+                        "and judge by the paired t-test of the differences")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_common_flags(p)
     return p
@@ -700,6 +557,9 @@ def cli_main(argv: list[str]) -> int:
     if args.compare_scratch:
         if is_scratch(pretrained):
             parser.error("--compare-scratch needs a pre-trained checkpoint")
+        # the experiment harness builds on this module (imported here, not at the top: no cycle)
+        from mgmae.experiments.compare import compare_scratch
+
         out = compare_scratch(cfg, pretrained, seeds=args.seeds, progress=not args.quiet)
         if env_info().is_main:
             print(out["table"])
