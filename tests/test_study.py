@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mgmae.cli import main
-from mgmae.study import _verdict, load_plan, mean_std, read_loss_curve
+from mgmae.experiments.study import _verdict, load_plan, mean_std, read_loss_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "study_small.yaml"
@@ -90,7 +90,7 @@ def test_new_config_keys_at_their_old_behaviour_keep_cached_runs():
     """Keys added after studies were cached (model.pos_embed) change a run's hash only when set to
     something other than the behaviour from before, so existing caches stay valid."""
     from mgmae.config import Config, flatten
-    from mgmae.study import _NO_HASH, _cfg_hash, _hash
+    from mgmae.experiments.study import _NO_HASH, _cfg_hash, _hash
 
     cfg = Config()
     old = {k: v for k, v in flatten(cfg.to_dict()).items()
