@@ -40,12 +40,12 @@ from mgmae.data.datasets import build_dataset
 from mgmae.data.transforms import VideoAugment
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.cli_args import split_positionals
-from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, env_info, init_distributed
+from mgmae.engine.distributed import DistInfo, ResumableSampler, env_info
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               check_resumable, discard_if_empty, encoder_check, load_resume,
-                               run_directory, summarize, truncate_log)
+                               check_resumable, encoder_check, load_resume, run_directory,
+                               run_distributed, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
                                 sync_model_config)
@@ -180,17 +180,8 @@ def finetune(cfg: Config, pretrained: str | Path | None = SCRATCH, *, progress: 
     Single process or ``torchrun`` (DDP), like pre-training; ``train.resume=auto`` continues an
     interrupted run exactly (``checkpoint-last.pth``). ``stop_at_step`` behaves like a preemption
     signal arriving at that step (tests use it)."""
-    info, device = init_distributed(cfg.train.device)
-    created: list[Path] = []
-    try:
-        return _finetune(cfg, pretrained, info, device, progress, stop_at_step, created)
-    except Exception:
-        if info.is_main:  # a run that failed before its first step leaves no directory behind
-            for d in created:
-                discard_if_empty(d)
-        raise
-    finally:
-        cleanup()
+    return run_distributed(cfg.train.device, lambda info, device, created: _finetune(
+        cfg, pretrained, info, device, progress, stop_at_step, created))
 
 
 def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, progress: bool,

@@ -26,13 +26,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from mgmae.commands import check_output
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.distributed import DistInfo, all_reduce_mean, broadcast_flag
+from mgmae.engine.distributed import (DistInfo, all_reduce_mean, broadcast_flag, cleanup,
+                                     init_distributed)
 from mgmae.engine.optim import set_lr
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
@@ -146,6 +148,23 @@ def run_directory(cfg, info: DistInfo | None = None, prefix: str | None = None,
         for tmp in path.glob(".*.tmp"):  # atomic_save's temp files: never a valid checkpoint
             tmp.unlink(missing_ok=True)
     return path
+
+
+def run_distributed(device: str, body: Callable[[DistInfo, torch.device, list[Path]], Any]) -> Any:
+    """Run a training job: ``body(info, device, created)`` inside ``torch.distributed`` (or a
+    single process), always cleaned up; ``body`` lists the run directories it creates in
+    ``created``, and a job that fails before its first step leaves none of them behind."""
+    info, dev = init_distributed(device)
+    created: list[Path] = []
+    try:
+        return body(info, dev, created)
+    except Exception:
+        if info.is_main:
+            for d in created:
+                discard_if_empty(d)
+        raise
+    finally:
+        cleanup()
 
 
 def discard_if_empty(run_dir: Path) -> None:

@@ -18,10 +18,10 @@ from tqdm.auto import tqdm
 from mgmae.config import Config
 from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
+from mgmae.engine.distributed import DistInfo, ResumableSampler
 from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               check_resumable, discard_if_empty, encoder_check, load_resume,
-                               run_directory, set_cpu_threads, summarize, truncate_log)
+                               check_resumable, encoder_check, load_resume, run_directory,
+                               run_distributed, set_cpu_threads, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.models import create_model
@@ -61,17 +61,8 @@ def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
     """Pre-train the MAE described by ``cfg``; returns the run directory.
 
     ``stop_at_step`` behaves like a preemption signal arriving at that step (tests use it)."""
-    info, device = init_distributed(cfg.train.device)
-    created: list[Path] = []
-    try:
-        return _pretrain(cfg, info, device, stop_at_step, created)
-    except Exception:
-        if info.is_main:  # a run that failed before its first step leaves no directory behind
-            for d in created:
-                discard_if_empty(d)
-        raise
-    finally:
-        cleanup()
+    return run_distributed(cfg.train.device, lambda info, device, created: _pretrain(
+        cfg, info, device, stop_at_step, created))
 
 
 def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: int | None,
