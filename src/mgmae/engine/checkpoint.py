@@ -164,6 +164,7 @@ class CheckpointSaver:
     def _full_states(self):
         if not self.fsdp:
             return None, None
+        # FSDP runs only (torch.distributed.checkpoint is a heavy import)
         from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                              get_optimizer_state_dict)
 
@@ -218,6 +219,7 @@ class CheckpointSaver:
     def restore(self, state: dict, path: str | Path) -> None:
         """Load a resume point's model and optimizer state (and the scaler's, when both have one)."""
         if self.fsdp:
+            # FSDP runs only (torch.distributed.checkpoint is a heavy import)
             from torch.distributed.checkpoint.state_dict import (StateDictOptions,
                                                                  set_model_state_dict,
                                                                  set_optimizer_state_dict)

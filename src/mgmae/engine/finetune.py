@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from mgmae.commands import add_common_flags, command
@@ -267,8 +268,6 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     criterion = build_criterion(f, mixup is not None)
     ema = None
     if f.ema:
-        from timm.utils import ModelEmaV3
-
         ema = ModelEmaV3(model, decay=f.ema_decay)
     ddp = (torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None) if info.enabled else model)

@@ -29,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from mgmae.commands import check_output
+from mgmae.config import flatten
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import (DistInfo, all_reduce_mean, broadcast_flag, cleanup,
                                      init_distributed)
 from mgmae.engine.optim import set_lr
+from mgmae.models.vit import random_spread, token_statistics
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C
@@ -135,8 +138,6 @@ def run_directory(cfg, info: DistInfo | None = None, prefix: str | None = None,
                 print(f"[mgmae] --resume auto without train.run_name: no earlier {prefix} run "
                       f"with a checkpoint under {t.output_dir}; starting {name}")
     if info is not None and info.enabled:  # every rank must agree on rank 0's name
-        import torch.distributed as dist
-
         box = [name]
         dist.broadcast_object_list(box, src=0)
         name = box[0]
@@ -228,8 +229,6 @@ ARCH_KEYS = ("model.name", "model.tubelet_size", "model.decoder_depth", "model.d
 def check_resumable(state: dict, cfg, path: Path, kind: str, keys: tuple[str, ...] = ARCH_KEYS) -> None:
     """Refuse to resume a checkpoint of another kind or architecture (before the run dir is
     touched): a ValueError listing the keys that differ."""
-    from mgmae.config import flatten
-
     if state.get("kind") != kind:
         raise ValueError(f"{path} is a {state.get('kind')!r} checkpoint, not a "
                          f"{'pre-training' if kind == 'pretrain' else 'fine-tuning'} one")
@@ -264,7 +263,7 @@ def truncate_log(path: Path, step: int, resumed_from: Path) -> None:
 
 def tensorboard_writer(run_dir: Path):
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional dependency
     except Exception:  # tensorboard not installed: JSONL only
         return None
     return SummaryWriter(str(run_dir / "tb"))
@@ -439,8 +438,6 @@ def encoder_check(encoder: torch.nn.Module, clips: torch.Tensor) -> dict:
     """:func:`mgmae.models.vit.token_statistics` of ``encoder`` on ``clips`` next to a freshly
     initialised copy's spread, with a one-line verdict (``encoder_message``): is there anything
     left in the output that differs from token to token, or is it mostly one shared vector?"""
-    from mgmae.models.vit import random_spread, token_statistics
-
     stats = token_statistics(encoder, clips)
     ref = random_spread(encoder, clips)
     shared = stats["common"] / stats["token"] if stats["token"] > 0 else float("nan")

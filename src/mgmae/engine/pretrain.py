@@ -24,8 +24,10 @@ from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_
                                run_distributed, set_cpu_threads, summarize, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
+from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
 from mgmae.models import create_model
 from mgmae.models.mae import denormalize
+from mgmae.viz import plot_loss_curve, save_reconstructions
 
 def build_model(cfg: Config) -> torch.nn.Module:
     m = cfg.model
@@ -90,8 +92,6 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
 
     decode_patterns = None  # VideoMAE V2's running-cell decoder mask (checked before any step)
     if cfg.masking.decoder_mask == "run_cell":
-        from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
-
         decode_patterns = running_cell_patterns(model.grid, cfg.masking.decoder_mask_ratio).to(device)
     accum = t.accum_steps
     sampler = ResumableSampler(len(dataset), rank=info.rank, world_size=info.world_size, seed=t.seed,
@@ -109,7 +109,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     warmup_steps = int(t.warmup_epochs * steps_per_epoch)
     fsdp = t.fsdp and info.enabled
     if fsdp:  # shard parameters, gradients and optimizer state block by block (ViT-L/H/g)
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard  # FSDP runs only
 
         for blk in [*model.encoder.blocks, *model.decoder.blocks]:
             fully_shard(blk)
@@ -309,8 +309,6 @@ def baseline_check(model, batch, chunk: int = 16) -> dict:
 def write_pictures(model, batch, run_dir: Path) -> dict:
     """The loss curve, and input / visible cubes / reconstruction of the clips of ``batch``
     (``(video, mask)`` or None) as a PNG grid and a GIF."""
-    from mgmae.viz import plot_loss_curve, save_reconstructions
-
     out = {}
     plot_loss_curve(run_dir / "log.jsonl", run_dir / "loss.png")
     out["loss curve"] = run_dir / "loss.png"
