@@ -44,9 +44,9 @@ from mgmae.engine.cli_args import split_positionals
 from mgmae.engine.distributed import DistInfo, ResumableSampler, env_info
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
-from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
+from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
                                check_resumable, encoder_check, load_resume, run_directory,
-                               run_distributed, summarize, truncate_log)
+                               run_distributed, summarize, train_epoch, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
                                 sync_model_config)
@@ -320,49 +320,36 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler,
                       clip_grad=f.clip_grad, max_bad_steps=t.max_bad_steps, info=info,
                       device=device, log=log, config_prefix="finetune")
+
+    def batch_loss(batch):
+        video = batch["video"].to(device, non_blocking=True)  # [B*S, C, T, H, W]
+        target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)  # [B*S]
+        if mixup is not None:
+            video, target = mixup(video, target)  # target: [B*S, K] soft
+        return (lambda: criterion(fwd(video).float(), target)), video.shape[0]
+
+    def ema_update(k: int) -> None:
+        ema.update(model, step=k + 1)
+
+    pos = Position(step, epoch)
     losses: list[float] = []
     val_every = max(1, f.eval_every)
     with Signals() as signals:
-        while step < total_steps:
+        while pos.step < total_steps:
             model.train()
-            sampler.set_epoch(epoch, start_batch=skip)
+            sampler.set_epoch(pos.epoch, start_batch=skip)
             if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)
-            steps_in_epoch = skip // accum
+                train_set.set_epoch(pos.epoch)
+            pos.steps_in_epoch = skip // accum
             skip = 0
-            t_data = time.time()
-            for batch in loader:
-                if hasattr(train_set, "update_failures"):  # unreadable files seen by the workers
-                    train_set.update_failures(batch)
-                video = batch["video"].to(device, non_blocking=True)  # [B*S, C, T, H, W]
-                target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)  # [B*S]
-                if mixup is not None:
-                    video, target = mixup(video, target)  # target: [B*S, K] soft
-                t_compute = time.time()
-                if not stepper.backward(lambda: criterion(fwd(video).float(), target),
-                                        clips=video.shape[0]):
-                    continue
-                cur_lr = lr_at(step, total_steps, warmup_steps, lr, f.min_lr, f.warmup_lr)
-                res = stepper.update(step, cur_lr, t_data)
-                if ema is not None and not res.bad:
-                    ema.update(model, step=step + 1)
-                step += 1
-                steps_in_epoch += 1
-                if not res.bad:
-                    losses.append(res.loss)
-                log.step({"step": step, "epoch": epoch, "loss": round(res.loss, 6), "lr": cur_lr,
-                          "grad_norm": round(res.grad_norm, 4),
-                          "clips_per_s": round(res.clips_per_s * info.world_size, 2),
-                          "data_s": round(t_compute - t_data, 4),
-                          "step_s": round(time.time() - t_data, 4)})
-                check_preempt(signals, step, stop_at_step, info, device,
-                              lambda: saver.save("checkpoint-last.pth", epoch, step, steps_in_epoch),
-                              log,
-                              t.save_every_steps, total_steps)
-                t_data = time.time()
-                if step >= total_steps:
-                    break
-            epoch += 1
+            losses += train_epoch(
+                loader, train_set, batch_loss, pos=pos, total_steps=total_steps, stepper=stepper,
+                lr_at_step=lambda k: lr_at(k, total_steps, warmup_steps, lr, f.min_lr, f.warmup_lr),
+                log=log, signals=signals, saver=saver, info=info, device=device,
+                stop_at_step=stop_at_step, save_every_steps=t.save_every_steps,
+                after_update=ema_update if ema is not None else None)
+            pos.epoch += 1
+            step, epoch = pos.step, pos.epoch
             # validation and best-model selection (every rank takes part)
             if val_set is not None and (epoch % val_every == 0 or step >= total_steps):
                 rec = {"epoch": epoch, "step": step}

@@ -431,6 +431,59 @@ def check_preempt(signals: Signals, step: int, stop_at_step: int | None, info: D
         raise Preempted(path, code)
 
 
+@dataclass
+class Position:
+    """Where a run is: optimizer steps done, epochs done, steps done in the current epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    steps_in_epoch: int = 0
+
+
+def train_epoch(loader, dataset, batch_loss: Callable[[dict], tuple[Callable[[], torch.Tensor], int]],
+                *, pos: Position, total_steps: int, stepper: Stepper,
+                lr_at_step: Callable[[int], float], log: StepLog, signals: Signals,
+                saver: ckpt.CheckpointSaver, info: DistInfo, device: torch.device,
+                stop_at_step: int | None = None, save_every_steps: int = 0,
+                after_update: Callable[[int], None] | None = None) -> list[float]:
+    """One epoch of the training loop, the same for pre-training and fine-tuning; returns the
+    losses of its good (not skipped) optimizer steps and advances ``pos``.
+
+    ``batch_loss(batch)`` moves a batch to the device and returns ``(closure computing its loss,
+    clips in it)``; ``after_update(step)`` runs after every good update (EMA). Every step is
+    logged; a signal (or ``stop_at_step``) writes ``checkpoint-last.pth`` with ``saver`` and
+    raises :class:`Preempted`, as does ``save_every_steps`` without raising
+    (:func:`check_preempt`). Stops at ``total_steps``."""
+    losses: list[float] = []
+    t_data = time.time()
+    for batch in loader:
+        if hasattr(dataset, "update_failures"):  # unreadable files seen by the workers
+            dataset.update_failures(batch)
+        compute_loss, clips = batch_loss(batch)
+        t_compute = time.time()
+        if not stepper.backward(compute_loss, clips=clips):
+            continue
+        cur_lr = lr_at_step(pos.step)
+        res = stepper.update(pos.step, cur_lr, t_data)
+        if after_update is not None and not res.bad:
+            after_update(pos.step)
+        pos.step += 1
+        pos.steps_in_epoch += 1
+        if not res.bad:
+            losses.append(res.loss)
+        log.step({"step": pos.step, "epoch": pos.epoch, "loss": round(res.loss, 6), "lr": cur_lr,
+                  "grad_norm": round(res.grad_norm, 4),
+                  "clips_per_s": round(res.clips_per_s * info.world_size, 2),
+                  "data_s": round(t_compute - t_data, 4), "step_s": round(time.time() - t_data, 4)})
+        check_preempt(signals, pos.step, stop_at_step, info, device,
+                      lambda: saver.save("checkpoint-last.pth", pos.epoch, pos.step, pos.steps_in_epoch),
+                      log, save_every_steps, total_steps)
+        t_data = time.time()
+        if pos.step >= total_steps:
+            break
+    return losses
+
+
 LOW_SPREAD = 0.2  # below this share of token-specific signal, warn (a random encoder: ~0.45)
 
 

@@ -19,9 +19,10 @@ from mgmae.config import Config
 from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler
-from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
+from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
                                check_resumable, encoder_check, load_resume, run_directory,
-                               run_distributed, set_cpu_threads, summarize, truncate_log)
+                               run_distributed, set_cpu_threads, summarize, train_epoch,
+                               truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
@@ -154,50 +155,38 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                   log_every=t.log_every, tensorboard=t.tensorboard)
     stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler, clip_grad=t.clip_grad,
                       max_bad_steps=t.max_bad_steps, info=info, device=device, log=log, fsdp=fsdp)
+
+    def batch_loss(batch):
+        video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
+        mask = batch["mask"] if in_loader else masker(video)  # [B, N]
+        mask = mask.to(device, non_blocking=True).flatten(1)
+        args = (video, mask)
+        if decode_patterns is not None:  # [B, N]
+            args += (decode_patterns[running_cell_starts(batch["index"], cfg.data.num_sample,
+                                                         pos.epoch, t.seed).to(device)],)
+        return (lambda: fwd(*args).loss), video.shape[0]
+
+    pos = Position(step, epoch)
     losses: list[float] = []
     model.train()
     with Signals() as signals:
-        while step < total_steps:
-            sampler.set_epoch(epoch, start_batch=skip)
+        while pos.step < total_steps:
+            sampler.set_epoch(pos.epoch, start_batch=skip)
             if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            steps_in_epoch = skip // accum
+                dataset.set_epoch(pos.epoch)
+            pos.steps_in_epoch = skip // accum
             skip = 0
-            epoch_losses = []
-            t_data = time.time()
-            for batch in loader:
-                if hasattr(dataset, "update_failures"):  # unreadable files seen by the workers
-                    dataset.update_failures(batch)
-                video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
-                mask = batch["mask"] if in_loader else masker(video)  # [B, N]
-                mask = mask.to(device, non_blocking=True).flatten(1)
-                decode = None if decode_patterns is None else decode_patterns[running_cell_starts(
-                    batch["index"], cfg.data.num_sample, epoch, t.seed).to(device)]  # [B, N]
-                t_compute = time.time()
-                args = (video, mask) if decode is None else (video, mask, decode)
-                if not stepper.backward(lambda: fwd(*args).loss, clips=video.shape[0]):
-                    continue
-                cur_lr = lr_at(step, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr)
-                res = stepper.update(step, cur_lr, t_data)
-                step += 1
-                steps_in_epoch += 1
-                if not res.bad:
-                    losses.append(res.loss)
-                    epoch_losses.append(res.loss)
-                log.step({"step": step, "epoch": epoch, "loss": round(res.loss, 6), "lr": cur_lr,
-                          "grad_norm": round(res.grad_norm, 4),
-                          "clips_per_s": round(res.clips_per_s * info.world_size, 2),
-                          "data_s": round(t_compute - t_data, 4), "step_s": round(time.time() - t_data, 4)})
-                check_preempt(signals, step, stop_at_step, info, device,
-                              lambda: saver.save("checkpoint-last.pth", epoch, step, steps_in_epoch), log,
-                              t.save_every_steps, total_steps)
-                t_data = time.time()
-                if step >= total_steps:
-                    break
-            epoch += 1
-            if step < total_steps or epoch_losses:
-                _end_of_epoch(saver, epoch, step, epoch_losses, dataset, t_start, total_steps,
-                              step >= total_steps, start_step)
+            epoch_losses = train_epoch(
+                loader, dataset, batch_loss, pos=pos, total_steps=total_steps, stepper=stepper,
+                lr_at_step=lambda k: lr_at(k, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr),
+                log=log, signals=signals, saver=saver, info=info, device=device,
+                stop_at_step=stop_at_step, save_every_steps=t.save_every_steps)
+            losses += epoch_losses
+            pos.epoch += 1
+            if pos.step < total_steps or epoch_losses:
+                _end_of_epoch(saver, pos.epoch, pos.step, epoch_losses, dataset, t_start, total_steps,
+                              pos.step >= total_steps, start_step)
+    step, epoch = pos.step, pos.epoch
     log.close()
     final = saver.finish(epoch, step)  # finished: the final checkpoint is the resume point
     if not main:
