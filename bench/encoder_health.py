@@ -32,18 +32,19 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from mgmae.convert import load_model  # noqa: E402
+from mgmae.config import load_config  # noqa: E402
 from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos  # noqa: E402
-from mgmae.models import create_model  # noqa: E402
+from mgmae.models.build import build_classifier  # noqa: E402
 from mgmae.models.vit import token_statistics  # noqa: E402
 
 
 def encoder(path: str, pos_embed: str):
+    cfg = load_config(None, ["model.name=mae_vit_nano_patch8", "model.tubelet_size=2",
+                             f"model.pos_embed={pos_embed}", "data.num_frames=16", "data.img_size=64",
+                             "finetune.drop_path=0"])
     if path == "random":
         torch.manual_seed(0)
-        return create_model("vit_nano_patch8", num_classes=8, num_frames=16, img_size=64, tubelet_size=2,
-                            pos_embed=pos_embed, use_mean_pooling=True)
-    return load_model(path, task="classify", num_classes=8, num_frames=16, img_size=64)
+    return build_classifier("scratch" if path == "random" else path, cfg, num_classes=8)
 
 
 def main() -> None:

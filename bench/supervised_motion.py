@@ -33,8 +33,10 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from mgmae.config import load_config  # noqa: E402
 from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos  # noqa: E402
 from mgmae.engine.optim import build_optimizer, lr_at, set_lr  # noqa: E402
+from mgmae.models.build import build_classifier  # noqa: E402
 
 
 def transplant(model: str, prefixes: list[str], pos_embed: str, arch: str) -> nn.Module:
@@ -61,14 +63,9 @@ def build(model: str, pos_embed: str, arch: str = "vit_nano_patch8") -> nn.Modul
                              nn.Conv3d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
                              nn.Conv3d(64, 64, 3, stride=2, padding=1), nn.ReLU(),
                              nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(64, 8))
-    if model == "scratch":
-        from mgmae.models import create_model
-
-        return create_model(arch, num_classes=8, num_frames=16, img_size=64, tubelet_size=2,
-                            pos_embed=pos_embed, use_mean_pooling=True)
-    from mgmae.convert import load_model
-
-    return load_model(model, task="classify", num_classes=8, num_frames=16, img_size=64)
+    cfg = load_config(None, [f"model.name=mae_{arch}", "model.tubelet_size=2", f"model.pos_embed={pos_embed}",
+                             "data.num_frames=16", "data.img_size=64", "finetune.drop_path=0"])
+    return build_classifier(model, cfg, num_classes=8)  # "scratch" or a checkpoint
 
 
 def batch(ds, indices) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,11 +18,11 @@ from mgmae.convert import load_model
 from mgmae.data.datasets import ListFileError
 from mgmae.engine.checkpoint import load_checkpoint, save_checkpoint
 from mgmae.engine.extract import extract, read_features
-from mgmae.engine.finetune import (VideoMixup, build_classifier, build_criterion, cli_main,
-                                   finetune)
+from mgmae.engine.finetune import VideoMixup, build_criterion, cli_main, finetune
 from mgmae.engine.linprobe import linprobe, train_probe
 from mgmae.engine.optim import build_optimizer, param_groups, set_lr
 from mgmae.models import create_model
+from mgmae.models.build import build_classifier
 
 TINY = ["data.num_frames=4", "data.img_size=16", "data.synthetic_videos=8",
         "finetune.synthetic_val_videos=4", "finetune.batch_size=4", "train.num_workers=0",
@@ -191,7 +191,9 @@ def test_compare_scratch_prints_both_accuracies(tmp_path, capsys):
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "pretrained" in out and "scratch" in out and "best val top-1" in out
+    assert "one seed: no significance test" in out
     summary = json.loads((tmp_path / "cmp-compare.json").read_text())
+    assert summary["paired_ttest"] is None and summary["significant"] is None
     assert summary["seeds"] == [0]
     (pre_run,), (scratch_run,) = summary["pretrained"], summary["scratch"]
     assert pre_run["run_dir"].endswith("cmp-pretrained")
@@ -206,8 +208,9 @@ def test_compare_scratch_prints_both_accuracies(tmp_path, capsys):
 
 def test_compare_scratch_over_seeds_judges_by_paired_differences(tmp_path, monkeypatch, capsys):
     """``--seeds 3``: pairs for seeds 5, 6, 7 (train.seed=5), each pair with its own seed and run
-    name; the verdict is the mean paired difference against twice its standard error over seeds."""
+    name; the verdict is the paired t-test of the per-seed differences (two-sided, 5%, df = n - 1)."""
     import mgmae.engine.finetune as ft
+    import mgmae.experiments.compare as compare
 
     cfg = tiny_cfg(tmp_path)
     pre, _ = _pretrain_checkpoint(tmp_path / "pre.pth", cfg)
@@ -228,7 +231,7 @@ def test_compare_scratch_over_seeds_judges_by_paired_differences(tmp_path, monke
                                           {"epoch": 2, "val_acc1": acc[kind, c.train.seed]},
                                           {"epoch": 3, "val_acc1": None}])
 
-    monkeypatch.setattr(ft, "finetune", fake_finetune)
+    monkeypatch.setattr(compare, "finetune", fake_finetune)
     args = [str(pre), "--compare-scratch", "--seeds", "3", *TINY, f"train.output_dir={tmp_path}",
             "train.run_name=cs", "train.seed=5", "--quiet"]
     assert cli_main(args) == 0
@@ -236,28 +239,34 @@ def test_compare_scratch_over_seeds_judges_by_paired_differences(tmp_path, monke
     summary = json.loads((tmp_path / "cs-compare.json").read_text())
     assert summary["seeds"] == [5, 6, 7]
     assert [r["best_acc1"] for r in summary["scratch"]] == [50.0, 42.0, 52.0]
-    # differences 10, -2, 18: mean 26/3, sd = sqrt(((10-m)^2 + (-2-m)^2 + (18-m)^2) / 2)
+    # differences 10, -2, 18: mean 26/3, sd = sqrt(((10-m)^2 + (-2-m)^2 + (18-m)^2) / 2) = 10.07,
+    # t = m / (sd / sqrt(3)) = 1.49 < 4.303 (two-sided 5% at df 2): not significant
     m = 26 / 3
-    se = ((((10 - m) ** 2 + (-2 - m) ** 2 + (18 - m) ** 2) / 2) ** 0.5) / 3 ** 0.5
+    sd = (((10 - m) ** 2 + (-2 - m) ** 2 + (18 - m) ** 2) / 2) ** 0.5
+    t = m / (sd / 3 ** 0.5)
     assert summary["difference_best_val_acc1"] == pytest.approx(m)
-    assert summary["difference_two_standard_errors"] == pytest.approx(2 * se)  # 11.6: not significant
+    tt = summary["paired_ttest"]
+    assert tt["t"] == pytest.approx(t) and t == pytest.approx(1.49, abs=0.01) and tt["df"] == 2
+    assert tt["p"] > 0.05 and tt["significant"] is False
     assert summary["significant"] is False
     out = capsys.readouterr().out
     assert "pre-trained ahead with 2 of 3 seeds" in out
     assert "pre-trained beats scratch: +8.67 points of val top-1 (mean over seeds)" in out
-    assert "not significant" in out
-    # at equal epochs: epoch 1 differences 20, 21, 19 (mean 20, SE 1/sqrt(3): significant), epoch 2
-    # the best-accuracy ones above; epoch 3 has no validation and is left out
+    assert "paired t-test: t=1.49, df=2" in out and "not significant" in out
+    # at equal epochs: epoch 1 differences 20, 21, 19 (mean 20, sd 1, t = 20 / (1 / sqrt 3) = 34.6
+    # > 4.303: significant), epoch 2 the best-accuracy ones above; epoch 3 has no validation and
+    # is left out
     e1, e2 = summary["by_epoch"]
     assert e1["epoch"] == 1 and e2["epoch"] == 2
     assert e1["pretrained"] == pytest.approx(30.0) and e1["scratch"] == pytest.approx(10.0)
     assert e1["difference"] == pytest.approx(20.0)
-    assert e1["two_standard_errors"] == pytest.approx(2 / 3 ** 0.5) and e1["significant"] is True
-    assert e2["difference"] == pytest.approx(m) and e2["two_standard_errors"] == pytest.approx(2 * se)
+    assert e1["t"] == pytest.approx(20 * 3 ** 0.5) and e1["df"] == 2 and e1["significant"] is True
+    assert e1["p"] < 0.05
+    assert e2["difference"] == pytest.approx(m) and e2["t"] == pytest.approx(t)
     assert e2["significant"] is False
     (diff_row,) = [line for line in out.splitlines() if line.startswith("    difference ")]
     assert diff_row.split()[1:] == ["+20.0*", "+8.7"]
-    assert "ahead beyond 2 standard errors at epochs 1; behind at epochs none (of 2 evaluated)" in out
+    assert "ahead (paired t-test, 5%) at epochs 1; behind at epochs none (of 2 evaluated)" in out
     # --seeds only makes sense with --compare-scratch; 0 seeds is an error
     with pytest.raises(SystemExit):
         cli_main([str(pre), "--seeds", "2", *TINY])
@@ -279,6 +288,16 @@ def test_finetune_resume_auto(tmp_path):
     cfg.train.resume = "auto"
     res = finetune(cfg, "scratch", progress=False)
     assert res.steps == 4 and res.epochs == 2
+
+
+def test_finetune_keeps_epochs_like_pretraining(tmp_path):
+    """The one checkpoint saver (engine.checkpoint.CheckpointSaver): train.save_every_epochs keeps
+    epoch checkpoints, pruned to the last train.keep_last, as in pre-training."""
+    cfg = tiny_cfg(tmp_path, "train.run_name=kept", "finetune.epochs=3", "train.save_every_epochs=1",
+                   "train.keep_last=1")
+    finetune(cfg, "scratch", progress=False)
+    names = sorted(p.name for p in (tmp_path / "kept").glob("checkpoint-*.pth"))
+    assert names == ["checkpoint-0002.pth", "checkpoint-best.pth", "checkpoint-final.pth"]
 
 
 def test_preempted_finetune_resumes_exactly(tmp_path):
@@ -403,9 +422,9 @@ def test_linprobe_compare_scratch_uses_the_checkpoint_architecture(tmp_path, mon
 
     def spy(c, pretrained, progress=True):
         seen.append((str(pretrained), c.model.pos_embed))
-        from mgmae.engine.extract import load_encoder
+        from mgmae.models.build import build_encoder
 
-        seen.append(("encoder", load_encoder(pretrained, c).pos_embed_type))
+        seen.append(("encoder", build_encoder(pretrained, c).pos_embed_type))
         return real(c, pretrained, progress=progress)
 
     monkeypatch.setattr(lp, "linprobe", spy)

@@ -11,7 +11,10 @@ import pytest
 import yaml
 
 from mgmae.cli import main
-from mgmae.study import _verdict, load_plan, mean_std, read_loss_curve
+from mgmae.experiments.plan import load_plan
+from mgmae.experiments.runs import read_loss_curve
+from mgmae.experiments.stats import mean_std
+from mgmae.experiments.stats import verdict as _verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "study_small.yaml"
@@ -90,7 +93,7 @@ def test_new_config_keys_at_their_old_behaviour_keep_cached_runs():
     """Keys added after studies were cached (model.pos_embed) change a run's hash only when set to
     something other than the behaviour from before, so existing caches stay valid."""
     from mgmae.config import Config, flatten
-    from mgmae.study import _NO_HASH, _cfg_hash, _hash
+    from mgmae.experiments.runs import _NO_HASH, _cfg_hash, _hash
 
     cfg = Config()
     old = {k: v for k, v in flatten(cfg.to_dict()).items()
@@ -113,6 +116,60 @@ def test_statistics_helpers(tmp_path):
             {"summary": {"x": 1}}]
     log.write_text("\n".join(json.dumps(r) for r in recs))
     assert read_loss_curve(log) == [1.0, 0.9, 0.75, 0.65]
+
+
+def test_paired_t_test_by_hand():
+    """One test for the study and --compare-scratch: paired, two-sided, 5%, df = n - 1; Student's
+    t of our own (no SciPy) matches the textbook table."""
+    from mgmae.experiments.stats import paired_ttest, t_critical, t_sf
+
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 10: 2.228, 30: 2.042}
+    for df, crit in table.items():
+        assert t_critical(df) == pytest.approx(crit, abs=1e-3), df
+        assert t_sf(crit, df) == pytest.approx(0.05, abs=1e-4), df
+    # differences 20, 21, 19: mean 20, sd 1, t = 20 / (1 / sqrt 3) = 34.6 > 4.303 at df 2
+    tt = paired_ttest([20.0, 21.0, 19.0])
+    assert (tt.mean, tt.sd, tt.df) == (pytest.approx(20.0), pytest.approx(1.0), 2)
+    assert tt.t == pytest.approx(20 * 3 ** 0.5) and tt.significant and tt.direction == "higher"
+    assert tt.describe().startswith("paired t-test: t=34.64, df=2, p=")
+    assert tt.describe().endswith("(significant at 5%)")
+    # the README's 5-seed lead: t = 2.59 < 2.776 at df 4, p = 0.061: not significant
+    assert t_sf(2.59, 4) == pytest.approx(0.0607, abs=1e-4)
+    assert paired_ttest([1.0]) is None  # one seed: no test
+    assert paired_ttest([1.0, 1.0, 1.0]).significant  # no spread at all
+    assert not paired_ttest([1.0, 1.0], resolution=5.0).significant  # the metric's step floors sd
+    scipy = pytest.importorskip("scipy.stats")
+    for df in (1, 3, 7, 50):
+        for t in (0.3, 1.5, 2.9, 8.0):
+            assert t_sf(t, df) == pytest.approx(2 * scipy.t.sf(t, df), rel=1e-9)
+
+
+def test_study_takes_config_overrides_like_every_command(tmp_path, capsys):
+    """`mgmae study -c RECIPE key=value`: train.output_dir is the cache (old flag --output-dir
+    kept), other keys change every run's config; the compared strategies come from the plan."""
+    recipe = tmp_path / "smoke.yaml"
+    recipe.write_text(yaml.safe_dump(SMOKE, sort_keys=False))
+    cache = tmp_path / "cache"
+    assert main(["study", "-c", str(recipe), f"train.output_dir={cache}", "--dry-run"]) == 0
+    assert f"runs cached in {cache / 'smoke'}" in capsys.readouterr().out
+    assert main(["study", "-c", str(recipe), "--output-dir", str(cache), "--dry-run"]) == 0
+    assert f"runs cached in {cache / 'smoke'}" in capsys.readouterr().out
+    plan = load_plan(recipe, overrides=["train.batch_size=2", f"train.output_dir={cache}"])
+    assert plan.output_dir == str(cache) and plan.config().train.batch_size == 2
+    assert "train.output_dir" not in plan.base
+    with pytest.raises(KeyError):
+        load_plan(recipe, overrides=["train.batch_sise=2"])
+    assert main(["study", "-c", str(recipe), "train.batch_sise=2", "--dry-run"]) == 2
+    assert plan.reference == "tube" and plan.comparisons == [("motion_guided_gt", "tube")]
+    custom = {**SMOKE, "study": {**SMOKE["study"], "reference": "motion_guided_gt",
+                                 "comparisons": [["tube", "motion_guided_gt"]]}}
+    recipe.write_text(yaml.safe_dump(custom, sort_keys=False))
+    plan = load_plan(recipe)
+    assert plan.reference == "motion_guided_gt" and plan.comparisons == [("tube", "motion_guided_gt")]
+    custom["study"]["comparisons"] = [["tube", "nope"]]
+    recipe.write_text(yaml.safe_dump(custom, sort_keys=False))
+    with pytest.raises(ValueError, match="comparisons"):
+        load_plan(recipe)
 
 
 def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,17 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from mgmae.commands import add_common_flags, check_output, command
-from mgmae.serialization import UntrustedCheckpointError
+from mgmae.config import Config, apply_overrides, load_config, validate
+from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
+from mgmae.data.datasets import ListFileError, build_dataset
+from mgmae.engine.checkpoint import load_checkpoint
+from mgmae.engine.distributed import cleanup, init_distributed
+from mgmae.engine.loop import autocast_dtype
+from mgmae.models.build import build_classifier
 
 
 __all__ = ["EvalResult", "average_views", "classification_metrics", "check_labels", "cli_main",
@@ -124,8 +130,6 @@ def check_labels(dataset, num_classes: int, source: str | None = None, *,
     more = f" ({len(bad) - 1} more such entries)" if len(bad) > 1 else ""
     reason = (f"label {e.label} is outside [0, {num_classes}): {what} has {num_classes} classes"
               if e.label >= 0 else "no label (-1): a labelled list 'path [num_frames] label' is needed")
-    from mgmae.data.datasets import ListFileError
-
     if source is not None and Path(source).is_file():
         lines = _data_lines(source, len(entries))
         if lines is not None:
@@ -190,8 +194,6 @@ def predict_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 8, dev
     """:func:`predict` over a whole dataset (``batch_size`` videos per batch). Under
     ``torch.distributed`` (``info.enabled``), rank ``r`` scores videos ``r, r + world, ...`` and the
     results are gathered on every rank, in dataset order."""
-    from mgmae.data import build_loader
-
     V = views_of(dataset)
     enabled = info is not None and info.enabled
     part = (torch.utils.data.Subset(dataset, range(info.rank, len(dataset), info.world_size))
@@ -201,8 +203,6 @@ def predict_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 8, dev
     out = predict(model, loader, device, V, dtype, progress and (not enabled or info.is_main), desc,
                   dataset=dataset)
     if enabled:
-        import torch.distributed as dist
-
         parts = [None] * info.world_size
         dist.all_gather_object(parts, out)
         n = sum(len(p[1]) for p in parts)
@@ -342,8 +342,6 @@ def config_for_checkpoint(config_path: str | None, overrides: list[str] | None,
                           stored: dict | None):
     """The config of an evaluation: ``-c`` recipe, else the checkpoint's own config, else the
     defaults; then the ``key=value`` overrides."""
-    from mgmae.config import Config, apply_overrides, load_config, validate
-
     if config_path is not None or not stored:
         return load_config(config_path, overrides)
     try:
@@ -354,26 +352,6 @@ def config_for_checkpoint(config_path: str | None, overrides: list[str] | None,
     apply_overrides(cfg, list(overrides or []))
     validate(cfg)
     return cfg
-
-
-def load_classifier(path: str | Path, cfg) -> torch.nn.Module:
-    """A classifier checkpoint (ours, official fine-tuned, HF) built for ``cfg.data``'s clip size."""
-    from mgmae.convert import load_model
-
-    path = Path(path)
-    try:
-        model = load_model(path, task="classify", num_frames=cfg.data.num_frames,
-                           img_size=cfg.data.img_size)
-    except UntrustedCheckpointError:  # its own message says what to do
-        raise
-    except ValueError as e:
-        msg = str(e)
-        if "needs num_classes" in msg:
-            raise ValueError(f"{path} holds no classification head (a pre-training or encoder "
-                             f"checkpoint): fine-tune it first (`mgmae finetune {path}`), or use "
-                             f"`mgmae linprobe` / `mgmae extract`") from None
-        raise ValueError(f"cannot evaluate {path}: {msg}") from None
-    return model
 
 
 def class_names_for(checkpoint: str | Path, stored_extra: dict | None, dataset_names) -> list[str] | None:
@@ -395,8 +373,6 @@ def build_eval_dataset(cfg, split: str = "test", views: tuple[int, int] | None =
     (``split="test"``) or ``data.val_list`` with ``views`` = (temporal clips, spatial crops),
     default ``(finetune.test_num_segment, finetune.test_num_crop)``. ``synthetic``: force the
     choice (default: synthetic unless a list file is set, :func:`eval_uses_synthetic`)."""
-    from mgmae.data import SyntheticDataset, SyntheticVideos
-
     d, f = cfg.data, cfg.finetune
     if eval_uses_synthetic(cfg) if synthetic is None else synthetic:
         if split == "train":
@@ -407,8 +383,6 @@ def build_eval_dataset(cfg, split: str = "test", views: tuple[int, int] | None =
         videos.cache_all()
         ds = SyntheticDataset(videos, num_sample=1, train=False, label=d.synthetic_label)
         return ds, ds.class_names, f"synthetic (seed {videos.seed}, {len(videos)} videos)"
-    from mgmae.data.datasets import build_dataset
-
     views = views or (f.test_num_segment, f.test_num_crop)
     # unreadable videos are left out of the scores and listed (evaluate), never fatal here
     ds, names = build_dataset(d, None, train=False, split=split, test_views=tuple(views),
@@ -430,8 +404,6 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg, *, split: str = "test",
                         batch_size: int | None = None, progress: bool = True) -> EvalResult:
     """Load ``checkpoint`` (a classifier) and evaluate it on ``cfg``'s test data (under
     ``torchrun``, the videos are shared out among the ranks)."""
-    from mgmae.engine.distributed import cleanup, init_distributed
-
     info, device = init_distributed(cfg.train.device)
     try:
         return _evaluate_checkpoint(checkpoint, cfg, split, out_dir, views, batch_size, progress,
@@ -442,9 +414,7 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg, *, split: str = "test",
 
 def _evaluate_checkpoint(checkpoint, cfg, split, out_dir, views, batch_size, progress, info,
                          device) -> EvalResult:
-    from mgmae.engine.loop import autocast_dtype
-
-    model = load_classifier(checkpoint, cfg)
+    model = build_classifier(checkpoint, cfg)
     report = model.load_report
     stored_extra = _stored_extra(checkpoint)
     K = model.head.out_features
@@ -479,8 +449,6 @@ def stored_checkpoint(checkpoint: str | Path) -> dict | None:
     if not p.is_file() or p.suffix == ".safetensors":
         return None
     try:
-        from mgmae.engine.checkpoint import load_checkpoint
-
         return load_checkpoint(p)
     except ValueError:
         return None

@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -31,44 +30,26 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from mgmae.commands import add_common_flags, check_output, command
-from mgmae.serialization import UntrustedCheckpointError
+from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
+from mgmae.data.datasets import VideoDataset, VideoEntry, parse_list, scan_folder
+from mgmae.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from mgmae.engine.cli_args import split_positionals
+from mgmae.engine.evaluate import config_for_checkpoint, stored_checkpoint, views_of
+from mgmae.engine.loop import autocast_dtype, resolve_device
+from mgmae.models.build import build_encoder, is_scratch
 
 
-__all__ = ["ExtractResult", "extract", "cli_main", "load_encoder", "pooled_features",
+__all__ = ["ExtractResult", "extract", "cli_main", "pooled_features",
            "read_features", "video_source"]
 
 SHARD_ROWS = 1024
 
 
-# ----------------------------------------------------------------------------- encoder
-def load_encoder(pretrained: str | Path | None, cfg) -> nn.Module:
-    """The backbone (``head = Identity``) of any checkpoint ``load_model`` reads, built for
-    ``cfg.data``'s clip size, or a randomly initialised one for ``"scratch"``."""
-    from mgmae.convert import load_model
-    from mgmae.engine.finetune import classifier_name, is_scratch
-    from mgmae.models import create_model
-
-    d = cfg.data
-    if is_scratch(pretrained):
-        model = create_model(classifier_name(cfg), num_classes=0, num_frames=d.num_frames,
-                             img_size=d.img_size, tubelet_size=cfg.model.tubelet_size,
-                             pos_embed=cfg.model.pos_embed)
-        model.load_report = None
-        return model.eval()
-    path = Path(pretrained)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path} (or 'scratch' for a random encoder)")
-    try:
-        return load_model(path, task="encoder", num_frames=d.num_frames, img_size=d.img_size)
-    except UntrustedCheckpointError:  # its own message says what to do
-        raise
-    except ValueError as e:
-        raise ValueError(f"cannot load a video encoder from {path}: {e}") from None
-
-
+# ----------------------------------------------------------------------------- features
 def pooled_features(model: nn.Module, video: torch.Tensor) -> torch.Tensor:
     """``(B, C, T, H, W)`` clips -> ``(B, D)`` mean-pooled token features (``fc_norm`` applied when
     the model has one)."""
@@ -103,10 +84,6 @@ def iter_features(model: nn.Module, loader, device, num_views: int, dtype=None, 
 def video_source(videos: str, cfg, views: tuple[int, int] = (1, 1)):
     """``(dataset, paths, labels, description)`` for ``videos``: ``"synthetic"``, one video file or
     frame folder, a folder of videos, a folder-per-class tree, or a list file."""
-    from mgmae.data import SyntheticDataset, SyntheticVideos
-    from mgmae.data.datasets import VideoDataset, VideoEntry, parse_list, scan_folder
-    from mgmae.data.video import VIDEO_EXTENSIONS
-
     d = cfg.data
     if videos == "synthetic":
         vids = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
@@ -142,8 +119,6 @@ def video_source(videos: str, cfg, views: tuple[int, int] = (1, 1)):
 
 
 def _is_frame_folder(p: Path) -> bool:
-    from mgmae.data.video import IMAGE_EXTENSIONS
-
     return any(e.suffix.lower() in IMAGE_EXTENSIONS for e in p.iterdir())
 
 
@@ -162,8 +137,6 @@ def read_features(out_dir: str | Path) -> tuple[np.ndarray, list[dict[str, str]]
     out = Path(out_dir)
     rows = _read_index(out / "index.csv")
     if (out / "features.safetensors").is_file():
-        from safetensors.numpy import load_file
-
         feats = load_file(str(out / "features.safetensors"))["features"]
     elif (out / "features.npy").is_file():
         feats = np.load(out / "features.npy")
@@ -183,8 +156,6 @@ def _load_merged(out: Path) -> np.ndarray | None:
     if (out / "features.npy").is_file():
         return np.load(out / "features.npy")
     if (out / "features.safetensors").is_file():
-        from safetensors.numpy import load_file
-
         return load_file(str(out / "features.safetensors"))["features"]
     return None
 
@@ -232,10 +203,6 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
             batch_size: int | None = None, progress: bool = True) -> ExtractResult:
     """Extract features of ``videos`` with the encoder of ``pretrained`` into ``out_dir``
     (resumable; see the module docstring)."""
-    from mgmae.data import build_loader
-    from mgmae.engine.evaluate import views_of
-    from mgmae.engine.loop import autocast_dtype, resolve_device
-
     if fmt not in ("npy", "safetensors"):
         raise ValueError(f"format must be 'npy' or 'safetensors', got {fmt!r}")
     t0 = time.time()
@@ -272,7 +239,7 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
     skipped = len(paths) - len(todo)
 
     device = resolve_device(cfg.train.device)
-    model = load_encoder(pretrained, cfg).to(device)
+    model = build_encoder(pretrained, cfg).to(device)
     dtype = autocast_dtype(cfg.train.amp, device)
     print(f"[mgmae] extracting {what}: {len(todo)} to do, {skipped} already done; "
           f"{V} views per video, device {device} -> {out}")
@@ -368,8 +335,6 @@ def _merge(out: Path, fmt: str, meta: dict) -> np.ndarray:
         _atomic_npy(feats, out / "features.npy")
         (out / "features.safetensors").unlink(missing_ok=True)
     else:
-        from safetensors.numpy import save_file
-
         labels = np.array([int(r["label"]) for r in index], dtype=np.int64)
         tmp = out / ".features.safetensors.tmp"
         save_file({"features": np.ascontiguousarray(feats), "labels": labels}, str(tmp),
@@ -406,15 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
 @command("extract")
 def cli_main(argv: list[str]) -> int:
     """``mgmae extract PRETRAINED VIDEOS -o OUT [key=value ...]``; returns the exit status."""
-    from mgmae.engine.finetune import is_scratch, split_positionals
-
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 2)
     if len(pos) < 2:
         parser.error("give PRETRAINED (a checkpoint or 'scratch') and VIDEOS (a video, a folder, "
                      "a list file or 'synthetic')")
-    from mgmae.engine.evaluate import config_for_checkpoint, stored_checkpoint
 
     check_output(args.output, "the output folder (-o)", directory=True)
     stored = None if is_scratch(pos[0]) else stored_checkpoint(pos[0])  # ours know their clips

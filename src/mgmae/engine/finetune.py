@@ -21,10 +21,8 @@ import copy
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +30,30 @@ import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from mgmae.commands import add_common_flags, command
-from mgmae.serialization import UntrustedCheckpointError
-from mgmae.config import Config
-from mgmae.data import build_loader, uses_synthetic
+from mgmae.config import Config, load_config
+from mgmae.convert import arch_of
+from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader, uses_synthetic
+from mgmae.data.datasets import build_dataset
+from mgmae.data.transforms import VideoAugment
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, env_info, init_distributed
+from mgmae.engine.cli_args import split_positionals
+from mgmae.engine.distributed import DistInfo, ResumableSampler, env_info
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
-from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               check_resumable, discard_if_empty, encoder_check, load_resume,
-                               load_weights, run_directory, summarize, truncate_log)
+from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
+                               check_resumable, encoder_check, load_resume, run_directory,
+                               run_distributed, summarize, train_epoch, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
+from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
+                                sync_model_config)
+from mgmae.viz import log_records
 
-__all__ = ["FinetuneResult", "VideoMixup", "build_classifier", "build_criterion", "build_mixup",
-           "build_train_dataset", "cli_main", "compare_scratch", "finetune", "is_scratch"]
-
-SCRATCH = "scratch"
-
-
-def is_scratch(pretrained) -> bool:
-    return pretrained is None or str(pretrained) == SCRATCH
+__all__ = ["FinetuneResult", "VideoMixup", "build_criterion", "build_mixup", "build_train_dataset",
+           "cli_main", "finetune"]
 
 
 # ----------------------------------------------------------------------------- mixup
@@ -94,44 +93,6 @@ def build_criterion(f, mixup_active: bool) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- model
-def classifier_name(cfg: Config) -> str:
-    return cfg.finetune.model or cfg.model.name.removeprefix("mae_")
-
-
-def build_classifier(pretrained: str | Path | None, cfg: Config, num_classes: int) -> nn.Module:
-    """The classifier to fine-tune: ``pretrained`` loaded with a (new) head for ``num_classes``,
-    or a randomly initialised ``classifier_name(cfg)`` for ``"scratch"``/None. The model carries
-    ``load_report`` (None from scratch)."""
-    from mgmae.convert import load_model
-    from mgmae.models import create_model
-
-    f, d = cfg.finetune, cfg.data
-    build = dict(drop_path_rate=f.drop_path, init_scale=f.head_init_scale, fc_drop_rate=f.head_drop)
-    if is_scratch(pretrained):
-        model = create_model(classifier_name(cfg), num_classes=num_classes, num_frames=d.num_frames,
-                             img_size=d.img_size, tubelet_size=cfg.model.tubelet_size,
-                             pos_embed=cfg.model.pos_embed, use_mean_pooling=True, **build)
-        model.load_report = None
-        return model
-    path = Path(pretrained)
-    if not path.exists():
-        raise FileNotFoundError(f"pre-trained checkpoint not found: {path} (pass '{SCRATCH}' to "
-                                f"fine-tune from random initialisation)")
-    try:
-        model = load_model(path, task="classify", num_classes=num_classes,
-                           num_frames=d.num_frames, img_size=d.img_size, **build)
-    except UntrustedCheckpointError:  # its own message says what to do
-        raise
-    except ValueError as e:
-        raise ValueError(f"cannot fine-tune from {path}: no usable video encoder in it. {e}") from None
-    rep = model.load_report
-    if rep.source_kind == "classify" and any(k.startswith("head.") for k in rep.initialised):
-        print(f"[mgmae] note: the classification head of {path} is not for {num_classes} "
-              f"classes (the data's); it is re-initialised")
-        rep.notes.append(f"head re-initialised for {num_classes} classes")
-    return model
-
-
 def check_encoder(model: nn.Module, dataset, device: torch.device, clips: int = 4) -> str:
     """:func:`mgmae.engine.loop.encoder_check` of a loaded encoder on the first view of the first
     ``clips`` videos of ``dataset``, leaving every random generator as it was (so the check does
@@ -145,25 +106,11 @@ def check_encoder(model: nn.Module, dataset, device: torch.device, clips: int = 
         ckpt.set_rng_state(rng)
 
 
-def sync_model_config(cfg: Config, model: nn.Module) -> None:
-    """Make ``cfg.model`` describe ``model`` (so the saved config rebuilds it)."""
-    from mgmae.convert import arch_of, registry_name
-
-    arch, _ = arch_of(model)
-    name = registry_name(arch, "pretrain")
-    if name is not None:
-        cfg.model.name = name
-    cfg.model.tubelet_size = arch.tubelet_size
-    cfg.model.pos_embed = arch.pos_embed
-
-
 # ----------------------------------------------------------------------------- data
 def build_train_dataset(cfg: Config):
     """``(dataset, class_names, source)`` for training. Synthetic data: multi-scale crops (no flip
     with motion labels: it would turn 'left' into 'right'); real videos: RandAugment + random
     erasing through :class:`mgmae.data.transforms.VideoAugment`."""
-    from mgmae.data import SyntheticDataset, SyntheticVideos
-
     d, f = cfg.data, cfg.finetune
     if uses_synthetic(cfg):
         videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
@@ -172,9 +119,6 @@ def build_train_dataset(cfg: Config):
         ds = SyntheticDataset(videos, num_sample=d.num_sample, scales=d.scales, flip=flip,
                               train=True, label=d.synthetic_label, seed=cfg.train.seed)
         return ds, ds.class_names, f"synthetic (seed {d.synthetic_seed}, {len(videos)} videos)"
-    from mgmae.data.datasets import build_dataset
-    from mgmae.data.transforms import VideoAugment
-
     augment = None
     if f.rand_aug or f.reprob > 0:
         augment = VideoAugment(f.rand_aug or None, f.reprob, f.remode)
@@ -237,17 +181,8 @@ def finetune(cfg: Config, pretrained: str | Path | None = SCRATCH, *, progress: 
     Single process or ``torchrun`` (DDP), like pre-training; ``train.resume=auto`` continues an
     interrupted run exactly (``checkpoint-last.pth``). ``stop_at_step`` behaves like a preemption
     signal arriving at that step (tests use it)."""
-    info, device = init_distributed(cfg.train.device)
-    created: list[Path] = []
-    try:
-        return _finetune(cfg, pretrained, info, device, progress, stop_at_step, created)
-    except Exception:
-        if info.is_main:  # a run that failed before its first step leaves no directory behind
-            for d in created:
-                discard_if_empty(d)
-        raise
-    finally:
-        cleanup()
+    return run_distributed(cfg.train.device, lambda info, device, created: _finetune(
+        cfg, pretrained, info, device, progress, stop_at_step, created))
 
 
 def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, progress: bool,
@@ -279,7 +214,7 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     f.num_classes = num_classes
 
     # model, run directory
-    model = build_classifier(pretrained, cfg, num_classes)
+    model = build_classifier(pretrained, cfg, num_classes)  # with model.load_report
     report = model.load_report
     sync_model_config(cfg, model)
     model.to(device)
@@ -333,8 +268,6 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     criterion = build_criterion(f, mixup is not None)
     ema = None
     if f.ema:
-        from timm.utils import ModelEmaV3
-
         ema = ModelEmaV3(model, decay=f.ema_decay)
     ddp = (torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None) if info.enabled else model)
@@ -344,11 +277,13 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     # resume
     step, epoch, skip = 0, 0, 0
     best_acc1, best_epoch, history, best_state = None, None, [], None
+    saver = ckpt.CheckpointSaver(
+        run_dir, model, cfg, "classify", optimizer=optimizer, scaler=scaler, main=main,
+        extra=lambda steps_in_epoch: _extra(model, names, pretrained, best_acc1, best_epoch,
+                                            history=history, ema=ema,
+                                            steps_in_epoch=steps_in_epoch))
     if state is not None:
-        load_weights(model, state["model"], resume)
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        saver.restore(state, resume)
         extra = state.get("extra") or {}
         if ema is not None and extra.get("model_ema"):
             ema.module.load_state_dict(extra["model_ema"])
@@ -380,63 +315,41 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
         f"label smoothing {f.label_smoothing}, mixup {f.mixup if mixup else 0} / cutmix "
         f"{f.cutmix if mixup else 0}, EMA {('%g' % f.ema_decay) if ema else 'off'}")
 
-    def save(name: str, steps_in_epoch: int) -> Path:
-        path = run_dir / name
-        if main:
-            ckpt.save_checkpoint(path, model=model, config=cfg.to_dict(), kind="classify",
-                                 optimizer=optimizer, scaler=scaler, epoch=epoch, step=step,
-                                 extra=_extra(model, names, pretrained, best_acc1, best_epoch,
-                                              history=history, ema=ema,
-                                              steps_in_epoch=steps_in_epoch))
-        return path
-
     log = StepLog(run_dir, main=main, prefix="finetune", total_steps=total_steps, initial=step,
                   log_every=t.log_every, tensorboard=t.tensorboard, progress=progress)
     stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler,
                       clip_grad=f.clip_grad, max_bad_steps=t.max_bad_steps, info=info,
                       device=device, log=log, config_prefix="finetune")
+
+    def batch_loss(batch):
+        video = batch["video"].to(device, non_blocking=True)  # [B*S, C, T, H, W]
+        target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)  # [B*S]
+        if mixup is not None:
+            video, target = mixup(video, target)  # target: [B*S, K] soft
+        return (lambda: criterion(fwd(video).float(), target)), video.shape[0]
+
+    def ema_update(k: int) -> None:
+        ema.update(model, step=k + 1)
+
+    pos = Position(step, epoch)
     losses: list[float] = []
     val_every = max(1, f.eval_every)
     with Signals() as signals:
-        while step < total_steps:
+        while pos.step < total_steps:
             model.train()
-            sampler.set_epoch(epoch, start_batch=skip)
+            sampler.set_epoch(pos.epoch, start_batch=skip)
             if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)
-            steps_in_epoch = skip // accum
+                train_set.set_epoch(pos.epoch)
+            pos.steps_in_epoch = skip // accum
             skip = 0
-            t_data = time.time()
-            for batch in loader:
-                if hasattr(train_set, "update_failures"):  # unreadable files seen by the workers
-                    train_set.update_failures(batch)
-                video = batch["video"].to(device, non_blocking=True)  # [B*S, C, T, H, W]
-                target = torch.as_tensor(batch["label"]).to(device, non_blocking=True)  # [B*S]
-                if mixup is not None:
-                    video, target = mixup(video, target)  # target: [B*S, K] soft
-                t_compute = time.time()
-                if not stepper.backward(lambda: criterion(fwd(video).float(), target),
-                                        clips=video.shape[0]):
-                    continue
-                cur_lr = lr_at(step, total_steps, warmup_steps, lr, f.min_lr, f.warmup_lr)
-                res = stepper.update(step, cur_lr, t_data)
-                if ema is not None and not res.bad:
-                    ema.update(model, step=step + 1)
-                step += 1
-                steps_in_epoch += 1
-                if not res.bad:
-                    losses.append(res.loss)
-                log.step({"step": step, "epoch": epoch, "loss": round(res.loss, 6), "lr": cur_lr,
-                          "grad_norm": round(res.grad_norm, 4),
-                          "clips_per_s": round(res.clips_per_s * info.world_size, 2),
-                          "data_s": round(t_compute - t_data, 4),
-                          "step_s": round(time.time() - t_data, 4)})
-                check_preempt(signals, step, stop_at_step, info, device,
-                              lambda: save("checkpoint-last.pth", steps_in_epoch), log,
-                              t.save_every_steps, total_steps)
-                t_data = time.time()
-                if step >= total_steps:
-                    break
-            epoch += 1
+            losses += train_epoch(
+                loader, train_set, batch_loss, pos=pos, total_steps=total_steps, stepper=stepper,
+                lr_at_step=lambda k: lr_at(k, total_steps, warmup_steps, lr, f.min_lr, f.warmup_lr),
+                log=log, signals=signals, saver=saver, info=info, device=device,
+                stop_at_step=stop_at_step, save_every_steps=t.save_every_steps,
+                after_update=ema_update if ema is not None else None)
+            pos.epoch += 1
+            step, epoch = pos.step, pos.epoch
             # validation and best-model selection (every rank takes part)
             if val_set is not None and (epoch % val_every == 0 or step >= total_steps):
                 rec = {"epoch": epoch, "step": step}
@@ -450,11 +363,8 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                 if best_acc1 is None or rec[sel_key] > best_acc1:
                     best_acc1, best_epoch = rec[sel_key], epoch
                     best_state = _state(selected)
-                    if main:
-                        ckpt.save_checkpoint(run_dir / "checkpoint-best.pth", model=selected,
-                                             config=cfg.to_dict(), kind="classify", epoch=epoch,
-                                             step=step, extra=_extra(model, names, pretrained,
-                                                                     best_acc1, best_epoch))
+                    saver.save_weights("checkpoint-best.pth", selected, epoch, step,
+                                       _extra(model, names, pretrained, best_acc1, best_epoch))
                 rec["best_acc1"] = best_acc1
                 history.append(rec)
                 log.record(rec)
@@ -466,13 +376,9 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                               + f", top-5 {rec['val_acc5']:.2f}%, loss {rec['val_loss']:.4f}; "
                                 f"best {best_acc1:.2f}% (epoch {best_epoch})")
             if step < total_steps:
-                save("checkpoint-last.pth", 0)
-                if t.save_every_epochs and epoch % t.save_every_epochs == 0:
-                    save(f"checkpoint-{epoch:04d}.pth", 0)
+                saver.end_of_epoch(epoch, step)
     log.close()
-    final = save("checkpoint-final.pth", 0)
-    if main:
-        (run_dir / "checkpoint-last.pth").unlink(missing_ok=True)
+    final = saver.finish(epoch, step)
     checkpoints = {"final": str(final)}
     if best_state is not None:
         checkpoints["best"] = str(run_dir / "checkpoint-best.pth")
@@ -522,8 +428,6 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
 
 def _extra(model, names, pretrained, best_acc1, best_epoch, history=None, ema=None,
            steps_in_epoch: int | None = None) -> dict:
-    from mgmae.convert import arch_of
-
     extra = {"arch": arch_of(model)[0].to_dict(), "class_names": names,
              "pretrained": str(pretrained or SCRATCH), "best_acc1": best_acc1,
              "best_epoch": best_epoch}
@@ -566,8 +470,6 @@ def _plot_curves(log_path: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mgmae.viz import log_records
-
     train, val = log_records(log_path, "loss"), log_records(log_path, "val_acc1")
     steps, loss = [r["step"] for r in train], [r["loss"] for r in train]
     vs, acc = [r["step"] for r in val], [r["val_acc1"] for r in val]
@@ -592,159 +494,7 @@ def _plot_curves(log_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- scratch comparison
-def compare_scratch(cfg: Config, pretrained: str | Path, *, seeds: int = 1,
-                    progress: bool = True) -> dict[str, Any]:
-    """Fine-tune ``pretrained`` and, with the same config and seed, a randomly initialised model;
-    with ``seeds`` > 1, the pair again for ``train.seed + 1``, ... (a new head initialisation,
-    data order and augmentation each time; the videos stay the same). Returns
-    ``{"pretrained": [FinetuneResult per seed], "scratch": [...], "seeds": [...], "table": str,
-    "summary": path}``.
-
-    One pair can mislead: on the synthetic motion labels a ViT from scratch sits at chance for a
-    number of steps that changes with the seed (1,200 vs 2,500 of 5,000 in docs/finetune.md), so
-    the verdict with several seeds rests on the paired differences (mean and its standard error
-    over seeds), with one seed on the binomial standard error of the validation set."""
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    base = cfg.train.run_name or f"cmp-{classifier_name(cfg)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    from mgmae.engine.extract import load_encoder
-
-    scratch_cfg = copy.deepcopy(cfg)  # the pre-trained model's architecture (size, positions)
-    sync_model_config(scratch_cfg, load_encoder(pretrained, cfg))  # read once, not per seed
-    seed_list = [cfg.train.seed + i for i in range(seeds)]
-    results: dict[str, list[FinetuneResult]] = {"pretrained": [], "scratch": []}
-    for seed in seed_list:  # pairs in turn: a run cut short still has complete pairs
-        for kind, src, kind_cfg in (("pretrained", pretrained, cfg), ("scratch", SCRATCH, scratch_cfg)):
-            c = copy.deepcopy(kind_cfg)
-            c.train.seed = seed
-            c.train.run_name = f"{base}-{kind}" + (f"-s{seed}" if seeds > 1 else "")
-            print(f"[mgmae] ===== {kind}{f' (seed {seed})' if seeds > 1 else ''}: {src} =====")
-            results[kind].append(finetune(c, src, progress=progress))
-    table, stats = _comparison_table(cfg, pretrained, seed_list, results)
-    summary = Path(cfg.train.output_dir) / f"{base}-compare.json"
-    if env_info().is_main:
-        summary.write_text(json.dumps({"seeds": seed_list,
-                                       "pretrained": [r.to_dict() for r in results["pretrained"]],
-                                       "scratch": [r.to_dict() for r in results["scratch"]],
-                                       **stats, "table": table}, indent=1) + "\n")
-    return {**results, "seeds": seed_list, "table": table, "summary": str(summary)}
-
-
-def _comparison_table(cfg: Config, pretrained, seeds: list[int],
-                      results: dict[str, list[FinetuneResult]]) -> tuple[str, dict[str, Any]]:
-    """The printed verdict of :func:`compare_scratch` and its numbers."""
-    rows = []
-    for i, seed in enumerate(seeds):
-        for kind in ("pretrained", "scratch"):
-            r = results[kind][i]
-            test = r.test or {}
-            tag = f"seed {seed} " if len(seeds) > 1 else ""
-            rows.append(f"  {tag}{kind:<10} best val top-1 {_fmt(r.best_acc1)} (epoch {r.best_epoch})   "
-                        f"test top-1 {_fmt(test.get('top1'))}  top-5 {_fmt(test.get('top5'))}   "
-                        f"{r.epochs} epochs, {r.seconds / 60:.1f} min")
-    acc = {k: [r.best_acc1 or 0.0 for r in v] for k, v in results.items()}
-    test = results["scratch"][0].test or {}
-    n, K = test.get("num_videos") or 0, test.get("num_classes") or 0
-    best = _paired(acc["pretrained"], acc["scratch"], n)
-    mean_p, mean_s, diff, se = best["pretrained"], best["scratch"], best["difference"], best["se"]
-    if len(seeds) > 1:
-        what = f"the paired differences' standard error over {len(seeds)} seeds, x2: {2 * se:.1f} points"
-        wins = sum(p > s for p, s in zip(acc["pretrained"], acc["scratch"]))
-        rows.append(f"  mean over seeds {', '.join(map(str, seeds))}: pretrained {mean_p:.2f}%, "
-                    f"scratch {mean_s:.2f}%; pre-trained ahead with {wins} of {len(seeds)} seeds")
-    else:
-        what = f"2 standard errors ({2 * se:.1f} points for {n} videos)"
-    verdict = "pre-trained beats scratch" if diff > 0 else "pre-trained does NOT beat scratch"
-    noise = (f"; the difference is within {what}: not significant"
-             if (n or len(seeds) > 1) and abs(diff) < 2 * se else "")
-    chance = f"; chance level {100 / K:.1f}%" if K else ""
-    label = cfg.data.synthetic_label if uses_synthetic(cfg) else "list"
-    by_epoch = _by_epoch(results, n)
-    table = "\n".join([f"[mgmae] fine-tuning from {pretrained} vs from scratch ({label} labels):"]
-                      + rows + _by_epoch_rows(by_epoch, len(seeds))
-                      + [f"  -> {verdict}: {diff:+.2f} points of val top-1"
-                         f"{' (mean over seeds)' if len(seeds) > 1 else ''}{noise}{chance}"]
-                      + _by_epoch_verdict(by_epoch))
-    stats = {"best_val_acc1": acc, "difference_best_val_acc1": diff,
-             "difference_two_standard_errors": 2 * se, "significant": best["significant"],
-             "by_epoch": by_epoch}
-    return table, stats
-
-
-def _paired(pre: list[float], scratch: list[float], n_val: int) -> dict[str, Any]:
-    """Accuracies (%) of pre-trained and scratch runs paired by seed: their means, the mean
-    difference, its standard error ``se`` and whether the difference is beyond twice it. With
-    several seeds the SE is the paired differences' over seeds (the spread over seeds dominates
-    when learning starts late); with one pair the validation set's binomial one (``n_val``
-    videos; 0 when unknown)."""
-    d = [a - b for a, b in zip(pre, scratch)]
-    m = sum(d) / len(d)
-    mean_p, mean_s = sum(pre) / len(pre), sum(scratch) / len(scratch)
-    if len(d) > 1:
-        se = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1)) / math.sqrt(len(d))
-    else:
-        a, b = mean_p / 100, mean_s / 100
-        se = 100 * math.sqrt((a * (1 - a) + b * (1 - b)) / n_val) if n_val else 0.0
-    return {"pretrained": mean_p, "scratch": mean_s, "difference": m, "se": se,
-            "significant": abs(m) >= 2 * se > 0}
-
-
-def _by_epoch(results: dict[str, list[FinetuneResult]], n_val: int) -> list[dict[str, Any]]:
-    """Validation top-1 at equal epochs: for every epoch at which all runs were validated, the
-    means over seeds, the mean paired difference and twice its standard error (:func:`_paired`)."""
-    curves = {k: [{h["epoch"]: h["val_acc1"] for h in r.history if h.get("val_acc1") is not None}
-                  for r in v] for k, v in results.items()}
-    common = set.intersection(*(set(c) for v in curves.values() for c in v)) if curves["scratch"] else set()
-    out = []
-    for e in sorted(common):
-        st = _paired([c[e] for c in curves["pretrained"]], [c[e] for c in curves["scratch"]], n_val)
-        out.append({"epoch": e, "pretrained": st["pretrained"], "scratch": st["scratch"],
-                    "difference": st["difference"], "two_standard_errors": 2 * st["se"],
-                    "significant": st["significant"]})
-    return out
-
-
-def _by_epoch_rows(by_epoch: list[dict[str, Any]], n_seeds: int) -> list[str]:
-    """The val top-1 curves side by side (means over seeds), ``*`` where the paired difference
-    is beyond twice its standard error."""
-    if not by_epoch:
-        return []
-    w = 7
-    rows = [f"  val top-1 at equal epochs{f' (mean over {n_seeds} seeds)' if n_seeds > 1 else ''}"
-            f"; * beyond 2 standard errors:",
-            "    epoch      " + "".join(f"{r['epoch']:>{w}d}" for r in by_epoch),
-            "    pretrained " + "".join(f"{r['pretrained']:>{w}.1f}" for r in by_epoch),
-            "    scratch    " + "".join(f"{r['scratch']:>{w}.1f}" for r in by_epoch),
-            "    difference " + "".join(f"{r['difference']:>+{w - 1}.1f}{'*' if r['significant'] else ' '}"
-                                        for r in by_epoch).rstrip()]
-    return rows
-
-
-def _by_epoch_verdict(by_epoch: list[dict[str, Any]]) -> list[str]:
-    if not by_epoch:
-        return []
-    ahead = [r["epoch"] for r in by_epoch if r["significant"] and r["difference"] > 0]
-    behind = [r["epoch"] for r in by_epoch if r["significant"] and r["difference"] < 0]
-    say = lambda es: ", ".join(map(str, es)) or "none"  # noqa: E731
-    return [f"  -> at equal epochs, pre-trained ahead beyond 2 standard errors at epochs {say(ahead)}; "
-            f"behind at epochs {say(behind)} (of {len(by_epoch)} evaluated)"]
-
-
-def _fmt(v) -> str:
-    return "   n/a" if v is None else f"{v:6.2f}%"
-
-
 # ----------------------------------------------------------------------------- CLI
-def split_positionals(items: list[str], n: int) -> tuple[list[str], list[str]]:
-    """The first ``n`` items without ``=`` are positional arguments, the rest overrides."""
-    pos = [a for a in items if "=" not in a][:n]
-    rest = list(items)
-    for a in pos:
-        rest.remove(a)
-    return pos, rest
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mgmae finetune",
@@ -760,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "print both accuracies")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="with --compare-scratch: repeat the pair for N seeds (train.seed, +1, ...) "
-                        "and judge by the mean paired difference")
+                        "and judge by the paired t-test of the differences")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_common_flags(p)
     return p
@@ -769,8 +519,6 @@ def build_parser() -> argparse.ArgumentParser:
 @command("finetune")
 def cli_main(argv: list[str]) -> int:
     """``mgmae finetune PRETRAINED|scratch [-c CONFIG] [key=value ...] [--compare-scratch [--seeds N]]``."""
-    from mgmae.config import load_config
-
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
@@ -786,6 +534,9 @@ def cli_main(argv: list[str]) -> int:
     if args.compare_scratch:
         if is_scratch(pretrained):
             parser.error("--compare-scratch needs a pre-trained checkpoint")
+        # the experiment harness builds on this module (imported here, not at the top: no cycle)
+        from mgmae.experiments.compare import compare_scratch
+
         out = compare_scratch(cfg, pretrained, seeds=args.seeds, progress=not args.quiet)
         if env_info().is_main:
             print(out["table"])

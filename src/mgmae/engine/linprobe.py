@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -27,7 +26,15 @@ import torch
 from torch import nn
 
 from mgmae.commands import add_common_flags, command
-from mgmae.config import Config
+from mgmae.config import Config, load_config
+from mgmae.data import build_loader, uses_synthetic
+from mgmae.engine.cli_args import split_positionals
+from mgmae.engine.evaluate import (EvalResult, build_eval_dataset, check_labels,
+                                   classification_metrics, views_of, write_eval_outputs)
+from mgmae.engine.extract import iter_features
+from mgmae.engine.loop import autocast_dtype, resolve_device
+from mgmae.models.build import (SCRATCH, build_encoder, classifier_name, is_scratch,
+                                sync_model_config)
 
 __all__ = ["LinearProbe", "LinprobeResult", "cli_main", "compute_features", "linprobe",
            "train_probe"]
@@ -52,10 +59,6 @@ class LinearProbe(nn.Module):
 def compute_features(encoder: nn.Module, dataset, cfg: Config, device, dtype=None,
                      progress: bool = True, desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
     """Mean-pooled features ``(N, D)`` (averaged over each video's views) and labels ``(N,)``."""
-    from mgmae.data import build_loader
-    from mgmae.engine.evaluate import views_of
-    from mgmae.engine.extract import iter_features
-
     V = views_of(dataset)
     loader = build_loader(dataset, max(1, 2 * cfg.finetune.batch_size // V),
                           num_workers=cfg.train.num_workers, shuffle=False, drop_last=False,
@@ -140,13 +143,6 @@ class LinprobeResult:
 def linprobe(cfg: Config, pretrained: str | Path | None, *, progress: bool = True) -> LinprobeResult:
     """Linear probe of ``pretrained``'s frozen encoder (or ``"scratch"``: a random encoder, the
     baseline) on ``cfg``'s data (train split to fit, val split to score)."""
-    from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
-                                       write_eval_outputs, EvalResult)
-    from mgmae.data import uses_synthetic
-    from mgmae.engine.extract import load_encoder
-    from mgmae.engine.finetune import SCRATCH, classifier_name, is_scratch
-    from mgmae.engine.loop import autocast_dtype, resolve_device
-
     t0 = time.time()
     cfg = copy.deepcopy(cfg)
     f, t = cfg.finetune, cfg.train
@@ -169,7 +165,7 @@ def linprobe(cfg: Config, pretrained: str | Path | None, *, progress: bool = Tru
         check_labels(val_set, K, val_src if isinstance(val_src, str) else None,
                      allow_unlabelled=True, what="the training data")
 
-    encoder = load_encoder(pretrained, cfg).to(device)
+    encoder = build_encoder(pretrained, cfg).to(device)
     for p in encoder.parameters():
         p.requires_grad_(False)
     dtype = autocast_dtype(t.amp, device)
@@ -242,9 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
 @command("linprobe")
 def cli_main(argv: list[str]) -> int:
     """``mgmae linprobe PRETRAINED [-c CONFIG] [key=value ...] [--compare-scratch]``."""
-    from mgmae.config import load_config
-    from mgmae.engine.finetune import is_scratch, split_positionals
-
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
@@ -253,11 +246,8 @@ def cli_main(argv: list[str]) -> int:
     cfg = load_config(args.config, overrides)
     res = linprobe(cfg, pos[0], progress=not args.quiet)
     if args.compare_scratch and not is_scratch(pos[0]):
-        from mgmae.engine.extract import load_encoder
-        from mgmae.engine.finetune import sync_model_config
-
         c = copy.deepcopy(cfg)
-        sync_model_config(c, load_encoder(pos[0], cfg))  # the random encoder: same architecture
+        sync_model_config(c, build_encoder(pos[0], cfg))  # the random encoder: same architecture
         c.train.run_name = f"{Path(res.run_dir).name}-scratch"
         base = linprobe(c, "scratch", progress=not args.quiet)
         print(f"[mgmae] linear probe val top-1: {pos[0]} {_f(res.val_acc1)} vs random "

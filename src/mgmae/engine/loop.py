@@ -26,14 +26,19 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from mgmae.commands import check_output
+from mgmae.config import flatten
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.distributed import DistInfo, all_reduce_mean, broadcast_flag
+from mgmae.engine.distributed import (DistInfo, all_reduce_mean, broadcast_flag, cleanup,
+                                     init_distributed)
 from mgmae.engine.optim import set_lr
+from mgmae.models.vit import random_spread, token_statistics
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C
@@ -133,8 +138,6 @@ def run_directory(cfg, info: DistInfo | None = None, prefix: str | None = None,
                 print(f"[mgmae] --resume auto without train.run_name: no earlier {prefix} run "
                       f"with a checkpoint under {t.output_dir}; starting {name}")
     if info is not None and info.enabled:  # every rank must agree on rank 0's name
-        import torch.distributed as dist
-
         box = [name]
         dist.broadcast_object_list(box, src=0)
         name = box[0]
@@ -146,6 +149,23 @@ def run_directory(cfg, info: DistInfo | None = None, prefix: str | None = None,
         for tmp in path.glob(".*.tmp"):  # atomic_save's temp files: never a valid checkpoint
             tmp.unlink(missing_ok=True)
     return path
+
+
+def run_distributed(device: str, body: Callable[[DistInfo, torch.device, list[Path]], Any]) -> Any:
+    """Run a training job: ``body(info, device, created)`` inside ``torch.distributed`` (or a
+    single process), always cleaned up; ``body`` lists the run directories it creates in
+    ``created``, and a job that fails before its first step leaves none of them behind."""
+    info, dev = init_distributed(device)
+    created: list[Path] = []
+    try:
+        return body(info, dev, created)
+    except Exception:
+        if info.is_main:
+            for d in created:
+                discard_if_empty(d)
+        raise
+    finally:
+        cleanup()
 
 
 def discard_if_empty(run_dir: Path) -> None:
@@ -209,8 +229,6 @@ ARCH_KEYS = ("model.name", "model.tubelet_size", "model.decoder_depth", "model.d
 def check_resumable(state: dict, cfg, path: Path, kind: str, keys: tuple[str, ...] = ARCH_KEYS) -> None:
     """Refuse to resume a checkpoint of another kind or architecture (before the run dir is
     touched): a ValueError listing the keys that differ."""
-    from mgmae.config import flatten
-
     if state.get("kind") != kind:
         raise ValueError(f"{path} is a {state.get('kind')!r} checkpoint, not a "
                          f"{'pre-training' if kind == 'pretrain' else 'fine-tuning'} one")
@@ -220,21 +238,6 @@ def check_resumable(state: dict, cfg, path: Path, kind: str, keys: tuple[str, ..
         raise ValueError(f"cannot resume {path}: it was written by another architecture: "
                          f"{', '.join(diff)}. Resume with the run's own config (its config.yaml), "
                          f"or start a new run (another train.run_name)")
-
-
-def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
-    """``model.load_state_dict(state)``, a shape mismatch reported as a ValueError naming ``path``
-    and the first differing tensors (instead of PyTorch's page-long RuntimeError)."""
-    own = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})" for k, v in state.items()
-             if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if wrong or missing or unexpected:
-        parts = ([f"shapes differ: {', '.join(wrong[:3])}"] if wrong else []) + \
-                ([f"missing: {', '.join(missing[:3])}"] if missing else []) + \
-                ([f"unexpected: {', '.join(unexpected[:3])}"] if unexpected else [])
-        raise ValueError(f"{path} does not fit this model ({'; '.join(parts)})")
-    model.load_state_dict(state)
 
 
 def truncate_log(path: Path, step: int, resumed_from: Path) -> None:
@@ -260,7 +263,7 @@ def truncate_log(path: Path, step: int, resumed_from: Path) -> None:
 
 def tensorboard_writer(run_dir: Path):
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional dependency
     except Exception:  # tensorboard not installed: JSONL only
         return None
     return SummaryWriter(str(run_dir / "tb"))
@@ -428,6 +431,59 @@ def check_preempt(signals: Signals, step: int, stop_at_step: int | None, info: D
         raise Preempted(path, code)
 
 
+@dataclass
+class Position:
+    """Where a run is: optimizer steps done, epochs done, steps done in the current epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    steps_in_epoch: int = 0
+
+
+def train_epoch(loader, dataset, batch_loss: Callable[[dict], tuple[Callable[[], torch.Tensor], int]],
+                *, pos: Position, total_steps: int, stepper: Stepper,
+                lr_at_step: Callable[[int], float], log: StepLog, signals: Signals,
+                saver: ckpt.CheckpointSaver, info: DistInfo, device: torch.device,
+                stop_at_step: int | None = None, save_every_steps: int = 0,
+                after_update: Callable[[int], None] | None = None) -> list[float]:
+    """One epoch of the training loop, the same for pre-training and fine-tuning; returns the
+    losses of its good (not skipped) optimizer steps and advances ``pos``.
+
+    ``batch_loss(batch)`` moves a batch to the device and returns ``(closure computing its loss,
+    clips in it)``; ``after_update(step)`` runs after every good update (EMA). Every step is
+    logged; a signal (or ``stop_at_step``) writes ``checkpoint-last.pth`` with ``saver`` and
+    raises :class:`Preempted`, as does ``save_every_steps`` without raising
+    (:func:`check_preempt`). Stops at ``total_steps``."""
+    losses: list[float] = []
+    t_data = time.time()
+    for batch in loader:
+        if hasattr(dataset, "update_failures"):  # unreadable files seen by the workers
+            dataset.update_failures(batch)
+        compute_loss, clips = batch_loss(batch)
+        t_compute = time.time()
+        if not stepper.backward(compute_loss, clips=clips):
+            continue
+        cur_lr = lr_at_step(pos.step)
+        res = stepper.update(pos.step, cur_lr, t_data)
+        if after_update is not None and not res.bad:
+            after_update(pos.step)
+        pos.step += 1
+        pos.steps_in_epoch += 1
+        if not res.bad:
+            losses.append(res.loss)
+        log.step({"step": pos.step, "epoch": pos.epoch, "loss": round(res.loss, 6), "lr": cur_lr,
+                  "grad_norm": round(res.grad_norm, 4),
+                  "clips_per_s": round(res.clips_per_s * info.world_size, 2),
+                  "data_s": round(t_compute - t_data, 4), "step_s": round(time.time() - t_data, 4)})
+        check_preempt(signals, pos.step, stop_at_step, info, device,
+                      lambda: saver.save("checkpoint-last.pth", pos.epoch, pos.step, pos.steps_in_epoch),
+                      log, save_every_steps, total_steps)
+        t_data = time.time()
+        if pos.step >= total_steps:
+            break
+    return losses
+
+
 LOW_SPREAD = 0.2  # below this share of token-specific signal, warn (a random encoder: ~0.45)
 
 
@@ -435,8 +491,6 @@ def encoder_check(encoder: torch.nn.Module, clips: torch.Tensor) -> dict:
     """:func:`mgmae.models.vit.token_statistics` of ``encoder`` on ``clips`` next to a freshly
     initialised copy's spread, with a one-line verdict (``encoder_message``): is there anything
     left in the output that differs from token to token, or is it mostly one shared vector?"""
-    from mgmae.models.vit import random_spread, token_statistics
-
     stats = token_statistics(encoder, clips)
     ref = random_spread(encoder, clips)
     shared = stats["common"] / stats["token"] if stats["token"] > 0 else float("nan")

@@ -18,15 +18,17 @@ from tqdm.auto import tqdm
 from mgmae.config import Config
 from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
-from mgmae.engine.loop import (Signals, StepLog, Stepper, autocast_dtype, check_preempt,
-                               check_resumable, discard_if_empty, encoder_check, load_resume,
-                               load_weights, run_directory, set_cpu_threads, summarize,
+from mgmae.engine.distributed import DistInfo, ResumableSampler
+from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
+                               check_resumable, encoder_check, load_resume, run_directory,
+                               run_distributed, set_cpu_threads, summarize, train_epoch,
                                truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
+from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
 from mgmae.models import create_model
 from mgmae.models.mae import denormalize
+from mgmae.viz import plot_loss_curve, save_reconstructions
 
 def build_model(cfg: Config) -> torch.nn.Module:
     m = cfg.model
@@ -67,17 +69,8 @@ def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
     """Pre-train the MAE described by ``cfg``; returns the run directory.
 
     ``stop_at_step`` behaves like a preemption signal arriving at that step (tests use it)."""
-    info, device = init_distributed(cfg.train.device)
-    created: list[Path] = []
-    try:
-        return _pretrain(cfg, info, device, stop_at_step, created)
-    except Exception:
-        if info.is_main:  # a run that failed before its first step leaves no directory behind
-            for d in created:
-                discard_if_empty(d)
-        raise
-    finally:
-        cleanup()
+    return run_distributed(cfg.train.device, lambda info, device, created: _pretrain(
+        cfg, info, device, stop_at_step, created))
 
 
 def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: int | None,
@@ -105,8 +98,6 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
 
     decode_patterns = None  # VideoMAE V2's running-cell decoder mask (checked before any step)
     if cfg.masking.decoder_mask == "run_cell":
-        from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
-
         decode_patterns = running_cell_patterns(model.grid, cfg.masking.decoder_mask_ratio).to(device)
     accum = t.accum_steps
     sampler = ResumableSampler(len(dataset), rank=info.rank, world_size=info.world_size, seed=t.seed,
@@ -124,7 +115,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     warmup_steps = int(t.warmup_epochs * steps_per_epoch)
     fsdp = t.fsdp and info.enabled
     if fsdp:  # shard parameters, gradients and optimizer state block by block (ViT-L/H/g)
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard  # FSDP runs only
 
         for blk in [*model.encoder.blocks, *model.decoder.blocks]:
             fully_shard(blk)
@@ -137,14 +128,13 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
         torch.backends.cudnn.allow_tf32 = True
     ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
            if info.enabled and not fsdp else model)
-    saver = _Saver(run_dir, model, cfg, optimizer, scaler, fsdp, main)
+    saver = ckpt.CheckpointSaver(run_dir, model, cfg, "pretrain", optimizer=optimizer, scaler=scaler,
+                                 fsdp=fsdp, main=main)
     fwd = torch.compile(ddp) if t.compile else ddp
 
     step, epoch, skip = 0, 0, 0
     if state is not None:
-        saver.load(state, resume)
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        saver.restore(state, resume)
         ckpt.set_rng_state(state["rng"])
         step, epoch = state["step"], state["epoch"]
         skip = state["extra"].get("steps_in_epoch", 0) * accum  # micro-batches already consumed
@@ -170,55 +160,42 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                   log_every=t.log_every, tensorboard=t.tensorboard)
     stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler, clip_grad=t.clip_grad,
                       max_bad_steps=t.max_bad_steps, info=info, device=device, log=log, fsdp=fsdp)
+
+    def batch_loss(batch):
+        video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
+        mask = batch["mask"] if in_loader else masker(video)  # [B, N]
+        mask = mask.to(device, non_blocking=True).flatten(1)
+        args = (video, mask)
+        if decode_patterns is not None:  # [B, N]
+            args += (decode_patterns[running_cell_starts(batch["index"], cfg.data.num_sample,
+                                                         pos.epoch, t.seed).to(device)],)
+        return (lambda: fwd(*args).loss), video.shape[0]
+
+    pos = Position(step, epoch)
     losses: list[float] = []
     model.train()
     with Signals() as signals:
-        while step < total_steps:
-            sampler.set_epoch(epoch, start_batch=skip)
+        while pos.step < total_steps:
+            sampler.set_epoch(pos.epoch, start_batch=skip)
             if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            steps_in_epoch = skip // accum
+                dataset.set_epoch(pos.epoch)
+            pos.steps_in_epoch = skip // accum
             skip = 0
-            epoch_losses = []
-            t_data = time.time()
-            for batch in loader:
-                if hasattr(dataset, "update_failures"):  # unreadable files seen by the workers
-                    dataset.update_failures(batch)
-                video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
-                mask = batch["mask"] if in_loader else masker(video)  # [B, N]
-                mask = mask.to(device, non_blocking=True).flatten(1)
-                decode = None if decode_patterns is None else decode_patterns[running_cell_starts(
-                    batch["index"], cfg.data.num_sample, epoch, t.seed).to(device)]  # [B, N]
-                t_compute = time.time()
-                args = (video, mask) if decode is None else (video, mask, decode)
-                if not stepper.backward(lambda: fwd(*args).loss, clips=video.shape[0]):
-                    continue
-                cur_lr = lr_at(step, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr)
-                res = stepper.update(step, cur_lr, t_data)
-                step += 1
-                steps_in_epoch += 1
-                if not res.bad:
-                    losses.append(res.loss)
-                    epoch_losses.append(res.loss)
-                log.step({"step": step, "epoch": epoch, "loss": round(res.loss, 6), "lr": cur_lr,
-                          "grad_norm": round(res.grad_norm, 4),
-                          "clips_per_s": round(res.clips_per_s * info.world_size, 2),
-                          "data_s": round(t_compute - t_data, 4), "step_s": round(time.time() - t_data, 4)})
-                check_preempt(signals, step, stop_at_step, info, device,
-                              lambda: saver.save("checkpoint-last.pth", epoch, step, steps_in_epoch), log,
-                              t.save_every_steps, total_steps)
-                t_data = time.time()
-                if step >= total_steps:
-                    break
-            epoch += 1
-            if step < total_steps or epoch_losses:
-                _end_of_epoch(saver, epoch, step, epoch_losses, dataset, t_start, total_steps,
-                              step >= total_steps, start_step)
+            epoch_losses = train_epoch(
+                loader, dataset, batch_loss, pos=pos, total_steps=total_steps, stepper=stepper,
+                lr_at_step=lambda k: lr_at(k, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr),
+                log=log, signals=signals, saver=saver, info=info, device=device,
+                stop_at_step=stop_at_step, save_every_steps=t.save_every_steps)
+            losses += epoch_losses
+            pos.epoch += 1
+            if pos.step < total_steps or epoch_losses:
+                _end_of_epoch(saver, pos.epoch, pos.step, epoch_losses, dataset, t_start, total_steps,
+                              pos.step >= total_steps, start_step)
+    step, epoch = pos.step, pos.epoch
     log.close()
-    final = saver.save("checkpoint-final.pth", epoch, step, 0)
+    final = saver.finish(epoch, step)  # finished: the final checkpoint is the resume point
     if not main:
         return run_dir
-    (run_dir / "checkpoint-last.pth").unlink(missing_ok=True)  # finished: the final one is the resume point
     summary = summarize(losses, time.time() - t_start)
     if fsdp:  # checks and pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
         model = build_model(cfg).to(device)
@@ -241,66 +218,16 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     return run_dir
 
 
-class _Saver:
-    """Writes checkpoints (rank 0) and restores them; with FSDP, full state dicts are gathered
-    from every rank first (so a checkpoint is the same file whatever the sharding)."""
-
-    def __init__(self, run_dir, model, cfg, optimizer, scaler, fsdp: bool, main: bool):
-        self.run_dir, self.model, self.cfg = run_dir, model, cfg
-        self.optimizer, self.scaler, self.fsdp, self.main = optimizer, scaler, fsdp, main
-
-    def _states(self):
-        if not self.fsdp:
-            return None, None
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
-
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return (get_model_state_dict(self.model, options=opts),
-                get_optimizer_state_dict(self.model, self.optimizer, options=opts))
-
-    def save(self, name: str, epoch: int, step: int, steps_in_epoch: int) -> Path:
-        path = self.run_dir / name
-        model_state, optim_state = self._states()  # collective under FSDP: every rank calls it
-        if self.main:
-            ckpt.save_checkpoint(path, model=self.model, config=self.cfg.to_dict(), kind="pretrain",
-                                 optimizer=self.optimizer, scaler=self.scaler, epoch=epoch, step=step,
-                                 extra={"steps_in_epoch": steps_in_epoch}, model_state=model_state,
-                                 optimizer_state=optim_state)
-        return path
-
-    def load(self, state: dict, path: Path) -> None:
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                                 set_optimizer_state_dict)
-
-            opts = StateDictOptions(full_state_dict=True)
-            set_model_state_dict(self.model, state["model"], options=opts)
-            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=opts)
-        else:
-            load_weights(self.model, state["model"], path)
-            self.optimizer.load_state_dict(state["optimizer"])
-
-
 def eta_seconds(elapsed: float, start_step: int, step: int, total_steps: int) -> float:
     """Time left, from the pace of the steps this process ran (``start_step`` is where it began: a
     resumed run has not spent ``elapsed`` on the steps before it)."""
     return elapsed / max(step - start_step, 1) * max(total_steps - step, 0)
 
 
-def _end_of_epoch(saver: _Saver, epoch, step, epoch_losses, dataset, t_start, total_steps, last,
-                  start_step: int = 0) -> None:
-    t = saver.cfg.train
-    run_dir = saver.run_dir
+def _end_of_epoch(saver: ckpt.CheckpointSaver, epoch, step, epoch_losses, dataset, t_start,
+                  total_steps, last, start_step: int = 0) -> None:
     if not last:  # resume point at the epoch boundary, plus the kept epochs
-        saver.save("checkpoint-last.pth", epoch, step, 0)
-        if t.save_every_epochs and epoch % t.save_every_epochs == 0:
-            saver.save(f"checkpoint-{epoch:04d}.pth", epoch, step, 0)
-            kept = sorted(run_dir.glob("checkpoint-[0-9]*.pth")) if saver.main else []
-            for old in kept[:-max(1, t.keep_last)] if t.keep_last else []:
-                ep = int(old.stem.split("-")[1])
-                if ep % max(1, t.save_every_epochs * 5) != 0:  # every 5th kept epoch stays for good
-                    old.unlink(missing_ok=True)
+        saver.end_of_epoch(epoch, step)
     if not saver.main:
         return
     elapsed = time.time() - t_start
@@ -376,8 +303,6 @@ def baseline_check(model, batch, chunk: int = 16) -> dict:
 def write_pictures(model, batch, run_dir: Path) -> dict:
     """The loss curve, and input / visible cubes / reconstruction of the clips of ``batch``
     (``(video, mask)`` or None) as a PNG grid and a GIF."""
-    from mgmae.viz import plot_loss_curve, save_reconstructions
-
     out = {}
     plot_loss_curve(run_dir / "log.jsonl", run_dir / "loss.png")
     out["loss curve"] = run_dir / "loss.png"

@@ -1,0 +1,154 @@
+"""``mgmae study``: a reproducible small-scale study of masking strategies on the synthetic videos.
+
+::
+
+    mgmae study -c configs/study_small.yaml [key=value ...] [--quick] [--out docs/experiments.md]
+                [--seeds N] [--report-only]        (train.output_dir=DIR or --output-dir DIR: the cache)
+
+For every strategy of the recipe (random, tube, motion-guided with ground-truth / DIS flow,
+motion-guided with the official code's flow direction before the base frame) and every seed, the
+same tiny ViT MAE is pre-trained for the same number of steps (:func:`mgmae.engine.pretrain.pretrain`).
+Then every encoder, and a randomly initialised one per seed ("from scratch"), is evaluated on the
+held-out synthetic videos by
+
+* a linear probe on frozen, mean-pooled features (:func:`mgmae.engine.linprobe.train_probe`), on the
+  motion-defined labels and on the appearance-defined labels (one feature pass serves both);
+* short fine-tuning (:func:`mgmae.engine.finetune.finetune`) on each label set;
+
+and every masker by
+
+* the tracking rate (:func:`mgmae.masking.metrics.tracking_rate`, ground-truth flow): the share of
+  visible cubes whose scene point stays under a visible cube in the other temporal slices, on
+  moving objects and everywhere;
+* the reconstruction loss: at the end of pre-training (mean of the last logged steps) and, on fixed
+  held-out clips, of every pre-trained model under every strategy's masks (same model, different
+  masks: which masks are harder to reconstruct).
+
+The recipe may also list ablations (one key of a reference strategy changed at a time). Everything
+is written to a Markdown report (tables with mean ± std over seeds, the command, the machine, wall
+times, plots, mask GIFs).
+
+Every run is cached under ``<output_dir>/<name>/`` and named by a hash of the settings that
+decide its result, so an interrupted study continues where it stopped (pre-training runs resume
+from their last checkpoint) and a changed setting gives new runs instead of stale numbers.
+Seeds are ``0 .. N-1``, fixed before anything runs; every run of every seed is reported.
+
+The package splits the work by job: :mod:`~mgmae.experiments.plan` (the recipe),
+:mod:`~mgmae.experiments.runs` (running and caching), :mod:`~mgmae.experiments.stats` (the paired
+t-test), :mod:`~mgmae.experiments.report` (tables, plots, Markdown); this module is the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mgmae.commands import add_common_flags, command
+from mgmae.experiments.plan import load_plan
+from mgmae.experiments.report import write_report
+from mgmae.experiments.runs import MissingRun, Study, loadavg, write_json, machine_info
+
+__all__ = ["build_parser", "cli_main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mgmae study",
+        description="Small-scale study of masking strategies (random, tube, motion-guided) on the "
+                    "built-in synthetic videos: pre-training, linear probe and fine-tuning on motion "
+                    "and appearance labels, tracking rate, reconstruction loss; writes a Markdown "
+                    "report with plots. Runs are cached: re-running continues a study.")
+    p.add_argument("-c", "--config", default="configs/study_small.yaml", help="study recipe (YAML)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config keys for every run on top of the recipe's base (e.g. "
+                        "train.num_workers=0); train.output_dir=DIR: where runs are cached")
+    p.add_argument("--quick", action="store_true",
+                   help="the recipe's reduced budget (its quick: block); ~13 min on 2 idle CPU cores")
+    p.add_argument("--out", default="docs/experiments.md",
+                   help="Markdown report (pictures go to images/ next to it)")
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1) instead of the recipe's")
+    p.add_argument("--output-dir", help="where runs are cached (default: the recipe's study.output_dir); "
+                                        "the same as train.output_dir=DIR")
+    p.add_argument("--skip-ablations", action="store_true",
+                   help="leave the recipe's ablations out (the main table alone; runs stay cached, so "
+                        "a later run without this flag adds the ablations)")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from cached runs; fail if a run is missing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    add_common_flags(p, checkpoints=False)
+    return p
+
+
+def _command(argv: list[str]) -> str:
+    return "mgmae study " + " ".join(shlex.quote(a) for a in argv)
+
+
+@command("study")
+def cli_main(argv: list[str]) -> int:
+    """``mgmae study -c RECIPE [key=value ...] [--quick] [--out FILE] [--seeds N]``; returns the
+    exit status."""
+    args = build_parser().parse_intermixed_args(argv)
+    plan = load_plan(args.config, quick=args.quick, seeds=args.seeds, output_dir=args.output_dir,
+                     overrides=args.overrides)
+    if args.skip_ablations:
+        plan.ablations = []
+    study = Study(plan)
+    if args.dry_run:
+        runs = study.encoder_runs()
+        print(f"[study] {plan.name} ({plan.mode}): {len(runs)} pre-training runs, "
+              f"{study.count()} tasks in all; runs cached in {study.root}")
+        for kind, s, v, seed in runs:
+            print(f"  {kind:<9} {study.masker_name(s, v):<40} seed {seed}")
+        return 0
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load0 = loadavg()
+    t0 = time.time()
+    machine = machine_info()
+    command = _command([a for a in argv if a != "--report-only"])
+    if args.report_only:
+        study.cache_only = True
+        study.log = lambda *a, **k: None
+    inv_path = study.root / "invocations.jsonl"
+
+    def record(interrupted: bool) -> None:  # wall time of every invocation that computed something
+        if args.report_only:
+            return
+        inv = {"started": started, "command": command, "mode": plan.mode,
+               "wall_seconds": round(time.time() - t0, 1),
+               "computed_seconds": round(study.computed_seconds, 1), "load_start": load0,
+               "load_end": loadavg(), "threads": study.threads(), "interrupted": interrupted,
+               "machine": machine}
+        inv_path.parent.mkdir(parents=True, exist_ok=True)
+        with inv_path.open("a") as fh:
+            fh.write(json.dumps(inv) + "\n")
+
+    def on_term(signum, frame):  # `kill PID`: record the time spent, then stop (runs stay cached)
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        records = study.run()
+    except MissingRun as e:
+        print(f"mgmae study: error: {e}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, SystemExit):
+        record(True)
+        print("[study] interrupted; finished runs are cached: run the same command to continue",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    wall = time.time() - t0
+    record(False)
+    invocations = [json.loads(x) for x in inv_path.read_text().splitlines()] if inv_path.is_file() else []
+    out = write_report(study, records, Path(args.out), command=command, started=started,
+                       machine=machine, invocations=invocations)
+    write_json(study.root / "records.json", {k: v for k, v in records.items()})
+    print(f"[study] wrote {out} ({wall / 60:.1f} min); runs in {study.root}")
+    return 0
