@@ -61,7 +61,7 @@ DELEGATED = {
     "eval": ("mgmae.engine.evaluate", "multi-view evaluation: mgmae eval CHECKPOINT data.test_list=..."),
     "linprobe": ("mgmae.engine.linprobe", "linear probe on frozen features: mgmae linprobe PRETRAINED"),
     "extract": ("mgmae.engine.extract", "features per video: mgmae extract PRETRAINED VIDEOS -o feats/"),
-    "study": ("mgmae.experiments.study", "masking study on synthetic data: mgmae study -c configs/study_small.yaml [--quick]"),
+    "study": ("mgmae.experiments.study", "masking study on synthetic data: mgmae study -c study_small [key=value ...] [--quick]"),
 }
 
 

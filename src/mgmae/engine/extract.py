@@ -33,11 +33,10 @@ from torch import nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from mgmae.commands import add_common_flags, check_output, command
+from mgmae.commands import add_common_flags, check_output, command, split_positionals
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
 from mgmae.data.datasets import VideoDataset, VideoEntry, parse_list, scan_folder
 from mgmae.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from mgmae.engine.cli_args import split_positionals
 from mgmae.engine.evaluate import config_for_checkpoint, stored_checkpoint, views_of
 from mgmae.engine.loop import autocast_dtype, resolve_device
 from mgmae.models.build import build_encoder, is_scratch

@@ -33,14 +33,13 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from mgmae.commands import add_common_flags, command
+from mgmae.commands import add_common_flags, command, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.convert import arch_of
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader, uses_synthetic
 from mgmae.data.datasets import build_dataset
 from mgmae.data.transforms import VideoAugment
 from mgmae.engine import checkpoint as ckpt
-from mgmae.engine.cli_args import split_positionals
 from mgmae.engine.distributed import DistInfo, ResumableSampler, env_info
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)

@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mgmae.commands import add_common_flags, command
+from mgmae.commands import add_common_flags, command, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.data import build_loader, uses_synthetic
-from mgmae.engine.cli_args import split_positionals
 from mgmae.engine.evaluate import (EvalResult, build_eval_dataset, check_labels,
                                    classification_metrics, views_of, write_eval_outputs)
 from mgmae.engine.extract import iter_features

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mgmae.config import Config, apply_overrides, flatten, load_config, validate
+from mgmae.config import Config, apply_overrides, flatten, load_config, recipe_path, validate
 from mgmae.data.synthetic import APPEARANCE_CLASSES, MOTION_CLASSES
 
 __all__ = ["Ablation", "CHANCE", "LABELS", "NUM_CLASSES", "Plan", "Strategy", "load_plan"]
@@ -115,9 +115,7 @@ def load_plan(path: str | Path, *, quick: bool = False, seeds: int | None = None
     to run) and ``quick:`` (``base``/``study`` entries that ``--quick`` replaces). ``overrides``:
     ``key=value`` config keys on top of ``base`` (every run), as every command takes them;
     ``train.output_dir=DIR`` is where the runs are cached (the same as ``output_dir``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"study recipe not found: {p}")
+    p = recipe_path(path)  # a file, or a packaged recipe by name (study_small)
     raw = yaml.safe_load(p.read_text()) or {}
     unknown = set(raw) - {"base", "study", "quick"}
     if unknown:

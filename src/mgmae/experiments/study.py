@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "built-in synthetic videos: pre-training, linear probe and fine-tuning on motion "
                     "and appearance labels, tracking rate, reconstruction loss; writes a Markdown "
                     "report with plots. Runs are cached: re-running continues a study.")
-    p.add_argument("-c", "--config", default="configs/study_small.yaml", help="study recipe (YAML)")
+    p.add_argument("-c", "--config", default="study_small", help="study recipe: a YAML path or a packaged name")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config keys for every run on top of the recipe's base (e.g. "
                         "train.num_workers=0); train.output_dir=DIR: where runs are cached")

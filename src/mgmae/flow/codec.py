@@ -203,17 +203,24 @@ class CodecMotion:
                 parts.append((i - lo, r.vectors, past_d or 0, future_d or 0))
         if not parts:
             return torch.full((n, 2, gh, gw), float("nan"))
-        v = np.concatenate([p[1] for p in parts])
-        frame = np.concatenate([np.full(len(p[1]), p[0]) for p in parts])
-        past = np.concatenate([np.full(len(p[1]), p[2]) for p in parts])
-        future = np.concatenate([np.full(len(p[1]), p[3]) for p in parts])
+        dtype = parts[0][1].dtype  # (as bytes: numpy concatenates structured arrays slowly)
+        v = np.concatenate([np.ascontiguousarray(p[1]).view(np.uint8) for p in parts]).view(dtype)
+        lengths = [len(p[1]) for p in parts]
+        # the blocks that touch the box, before any arithmetic on the vectors
+        bw, bh = v["w"].astype(np.int32), v["h"].astype(np.int32)
+        x0 = (v["dst_x"] - bw // 2) // CELL - cx  # [m] the block's first cell, in the box
+        y0 = (v["dst_y"] - bh // 2) // CELL - cy
+        cw, ch = np.maximum(bw // CELL, 1), np.maximum(bh // CELL, 1)  # [m] cells per side
+        sel = ((x0 < gw) & (x0 + cw > 0) & (y0 < gh) & (y0 + ch > 0)).nonzero()[0]
+        v, x0, y0, cw, ch = v[sel], x0[sel], y0[sel], cw[sel], ch[sel]
+        frame = np.repeat(np.array([p[0] for p in parts]), lengths)[sel]
         src = v["source"]
-        d = np.where(src < 0, past, future).astype(np.float64)
-        scale = v["motion_scale"].astype(np.float64)
+        d = np.where(src < 0, np.repeat(np.array([p[2] for p in parts]), lengths)[sel],
+                     np.repeat(np.array([p[3] for p in parts]), lengths)[sel]).astype(np.float32)
+        scale = v["motion_scale"].astype(np.float32)
         ok = (scale > 0) & (d > 0)
-        safe = np.where(ok, scale * d, 1.0)
-        vx = np.where(src < 0, -1.0, 1.0) * v["motion_x"] / safe  # [m] pixels per frame, forward
-        vy = np.where(src < 0, -1.0, 1.0) * v["motion_y"] / safe
+        per = np.where(src < 0, -1.0, 1.0).astype(np.float32) / np.where(ok, scale * d, 1.0)
+        vx, vy = v["motion_x"] * per, v["motion_y"] * per  # [m] pixels per frame, forward in time
         H, W = self.size
         absurd = ok & ((np.abs(vx * d) > W) | (np.abs(vy * d) > H))
         if absurd.any() and not _warned_absurd:
@@ -221,20 +228,16 @@ class CodecMotion:
                           "dropped (further occurrences are not reported)", RuntimeWarning, stacklevel=3)
             _warned_absurd = True
         ok &= ~absurd
-        bw, bh = v["w"].astype(np.int64), v["h"].astype(np.int64)
-        x0 = (v["dst_x"].astype(np.int64) - bw // 2) // CELL - cx  # [m] the block's first cell
-        y0 = (v["dst_y"].astype(np.int64) - bh // 2) // CELL - cy
-        cw, ch = np.maximum(bw // CELL, 1), np.maximum(bh // CELL, 1)  # [m] cells per side
-        k = int(max(cw.max(), ch.max()))
+        k = int(max(cw.max(initial=1), ch.max(initial=1)))
         ox, oy = (a.reshape(1, -1) for a in np.meshgrid(np.arange(k), np.arange(k)))  # [1, k*k]
         xs, ys = x0[:, None] + ox, y0[:, None] + oy  # [m, k*k]
         keep = (ok[:, None] & (ox < cw[:, None]) & (oy < ch[:, None])
                 & (xs >= 0) & (xs < gw) & (ys >= 0) & (ys < gh))
         flat = ((frame[:, None] * gh + ys) * gw + xs)[keep]
         size = n * gh * gw
-        wx = np.broadcast_to(vx[:, None], keep.shape)[keep] / CELL
-        wy = np.broadcast_to(vy[:, None], keep.shape)[keep] / CELL
-        count = np.bincount(flat, minlength=size)
+        wx = np.broadcast_to(vx[:, None] / CELL, keep.shape)[keep]
+        wy = np.broadcast_to(vy[:, None] / CELL, keep.shape)[keep]
+        count = np.bincount(flat, minlength=size).astype(np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.stack([np.bincount(flat, wx, size) / count, np.bincount(flat, wy, size) / count])
         out = torch.from_numpy(out.astype(np.float32)).reshape(2, n, gh, gw)  # NaN: no vector
