@@ -302,3 +302,25 @@ def test_masks_command_draws_codec_masks(tmp_path, capsys):
     assert "mean |flow| 4.8" in capsys.readouterr().out
     assert cli_main(["synthetic", "--flow", "codec", "-o", str(out)]) == 2
     assert "needs compressed video" in capsys.readouterr().err
+
+
+def test_codec_masks_do_not_depend_on_the_precrop(translated):
+    """The dataset cuts the frames to the views' crop boxes before the masker sees them; the codec
+    flow then takes the cut's offset into account: the masks are those of the uncut frames."""
+    from dataclasses import replace
+
+    _, path = translated
+    idx = list(range(4, 36, 2))
+    frames, motion = read_motion(path, idx)
+    mg = build_masker("motion_guided", input_size=(16, 64, 64), patch_size=8, mask_ratio=0.75, flow=None)
+    views = [CropParams(13, 37, 70, 70, 64, 64), CropParams(20, 60, 64, 64, 64, 64, flip=True)]
+    full = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    want = mg.mask_views(full, views, flow_fn=ClipCodecFlow(motion, idx),
+                         generator=torch.Generator().manual_seed(3))
+    cut_flow = ClipCodecFlow(motion, idx)
+    cut_flow.offset = (13, 37)
+    cut = full[..., 13:, 37:]
+    moved = [replace(v, top=v.top - 13, left=v.left - 37) for v in views]
+    got = mg.mask_views(cut, moved, flow_fn=cut_flow, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, want)
+    assert not torch.equal(want[0], want[1])  # (the views differ: the test is not vacuous)

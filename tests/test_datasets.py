@@ -146,7 +146,7 @@ def test_precrop_gives_identical_views():
     frames = rng.integers(0, 256, (4, 90, 160, 3), dtype=np.uint8)
     for views in (1, 1, 2, 2, 3):
         params = [multiscale_crop_params(90, 160, 32, flip=True, rng=rng) for _ in range(views)]
-        (cut,), moved = precrop([frames], params)
+        (cut,), moved, _ = precrop([frames], params)
         assert cut.shape[1] * cut.shape[2] < 90 * 160 or views > 1
         for p, q in zip(params, moved):
             assert torch.equal(apply_frames(frames, p), apply_frames(cut, q))

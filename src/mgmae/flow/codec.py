@@ -320,6 +320,7 @@ class ClipCodecFlow:
     def __init__(self, motion: CodecMotion, indices: Sequence[int]):
         self.motion = motion
         self.indices = [int(i) for i in indices]
+        self.offset = (0, 0)  # (top, left) of the frames handed to the masker in the video's frames
 
     def __call__(self, s: int, d: int) -> torch.Tensor:
         return self.motion.flow(self.indices[s], self.indices[d])
@@ -327,10 +328,14 @@ class ClipCodecFlow:
     def pairs(self, pairs: Sequence[tuple[int, int]], box: tuple[int, int, int, int] | None = None):
         """Flows ``(P, 2, h, w)`` for clip-frame ``pairs``; with a pixel ``box`` ``(top, left,
         bottom, right)`` only on the cells covering it, returned as ``(flows, (top, left, bottom,
-        right))`` with the covered pixel box (cell-aligned)."""
+        right))`` with the covered pixel box (cell-aligned in the video's frames; both boxes are
+        in the coordinates of the frames cut out at :attr:`offset`, so the covered one may start
+        before 0)."""
         video_pairs = [(self.indices[s], self.indices[d]) for s, d in pairs]
         if box is None:
             return self.motion.flows(video_pairs)
-        cells = self.motion.cell_box(box)
+        oy, ox = self.offset  # the box is on frames cut out at (oy, ox) of the video's
+        cells = self.motion.cell_box((box[0] + oy, box[1] + ox, box[2] + oy, box[3] + ox))
         y0, x0, y1, x1 = cells
-        return self.motion.flows(video_pairs, cells), (y0 * CELL, x0 * CELL, y1 * CELL, x1 * CELL)
+        covered = (y0 * CELL - oy, x0 * CELL - ox, y1 * CELL - oy, x1 * CELL - ox)
+        return self.motion.flows(video_pairs, cells), covered
