@@ -233,10 +233,10 @@ class CodecMotion:
         xs, ys = x0[:, None] + ox, y0[:, None] + oy  # [m, k*k]
         keep = (ok[:, None] & (ox < cw[:, None]) & (oy < ch[:, None])
                 & (xs >= 0) & (xs < gw) & (ys >= 0) & (ys < gh))
-        flat = ((frame[:, None] * gh + ys) * gw + xs)[keep]
+        rows, cols = np.nonzero(keep)  # one (vector, cell) per painted cell
+        flat = (frame[rows] * gh + ys[rows, cols]) * gw + xs[rows, cols]
         size = n * gh * gw
-        wx = np.broadcast_to(vx[:, None] / CELL, keep.shape)[keep]
-        wy = np.broadcast_to(vy[:, None] / CELL, keep.shape)[keep]
+        wx, wy = vx[rows] / CELL, vy[rows] / CELL
         count = np.bincount(flat, minlength=size).astype(np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.stack([np.bincount(flat, wx, size) / count, np.bincount(flat, wy, size) / count])
