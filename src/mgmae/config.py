@@ -58,6 +58,9 @@ class DataConfig:
     synthetic_videos: int = 256
     synthetic_label: str = "motion"  # motion | appearance (which label the classifier sees)
     synthetic_seed: int = 0
+    # encode the synthetic videos to H.264 (libx264's defaults) and train on the decoded frames, as
+    # from real files; flow.name=codec then takes their motion vectors
+    synthetic_encode: bool = False
 
 
 @dataclass
