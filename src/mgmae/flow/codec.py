@@ -1,8 +1,8 @@
 """Optical flow from the codec's motion vectors (``flow.name=codec``): motion guidance for free.
 
-The encoder of every H.264 / HEVC / MPEG-4 file already estimated motion. FFmpeg hands the vectors
-over while decoding (``flags2=+export_mvs``; :class:`mgmae.data.video.PyAVReader` with
-``export_mvs=True``), at almost no cost (the idea of MGM, Fan et al., ICCV 2023). This module turns
+The encoder of every H.264 / MPEG-4 Part 2 / MPEG-1/2 file already estimated motion, and FFmpeg
+hands the vectors over while decoding (``flags2=+export_mvs``; :class:`mgmae.data.video.PyAVReader`
+with ``export_mvs=True``; it exports none for HEVC, VP9 or AV1), at almost no cost (the idea of MGM, Fan et al., ICCV 2023). This module turns
 them into flow in the project's convention: ``(2, h, w)``, channel 0 = x, on the grid of ``src``,
 pixel ``p`` of ``src`` moves to ``p + flow[p]`` in ``dst``, **on a grid of** :data:`CELL` **x**
 :data:`CELL` **pixel cells** (8: FFmpeg exports H.264 motion per 8 x 8 block at the finest, 4 x 4
