@@ -36,7 +36,7 @@ class ModelConfig:
     grad_checkpointing: bool = False  # activation checkpointing per block (saves memory)
     # fixed position table: sincos_1d (VideoMAE's, over the flattened token index; needed by every
     # published checkpoint and the HF export) or sincos_3d (separable t/h/w sin-cos; learns much
-    # faster at small scale, see docs/finetune.md)
+    # faster at small scale, see docs/notes/2026-11-25-mae-vs-spatial-smoothing.md)
     pos_embed: str = "sincos_1d"
 
 

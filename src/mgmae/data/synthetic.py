@@ -9,7 +9,7 @@ frame pair and an exact per-pixel layer map (which object is on top), and two la
   Motion says nothing about it.
 
 Objects move with constant velocity, so the flow from frame ``s`` to frame ``d`` at pixel ``p`` of
-frame ``s`` is ``(d - s) * v(layer on top at p in frame s)`` (DESIGN.md flow convention).
+frame ``s`` is ``(d - s) * v(layer on top at p in frame s)`` (docs/design.md, flow convention).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Motion-guided masking (MGMAE, ICCV 2023), exactly as in DESIGN.md section 2.
+"""Motion-guided masking (MGMAE, ICCV 2023), exactly as in docs/design.md section 3.
 
 1. Pick a base frame ``b``.
 2. Draw an initial mask *map* on ``b`` at pixel resolution (high = visible).
