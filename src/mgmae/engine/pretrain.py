@@ -55,7 +55,7 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
     if flow == "dis":
         flow_options["preset"] = f.preset
     elif f.name.startswith("raft"):
-        flow_options.update(weights=f.weights, iters=f.iters)
+        flow_options.update(weights=f.weights, iters=f.iters, batch_size=f.batch_size, amp=f.amp)
     return build_masker("motion_guided", **common, flow=flow, flow_options=flow_options,
                         base_frame=k.base_frame, init_map=k.init_map, warp=k.warp,
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,

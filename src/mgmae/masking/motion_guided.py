@@ -103,7 +103,11 @@ class MotionGuidedMasker(Masker):
                 f"mask_ratio={self.mask_ratio}, flow={flow}, base_frame={self.base_frame}, "
                 f"init_map={self.init_map}, warp={self.warp}, hole_filling={self.hole_filling}"
                 f"{f', map_stride={self.map_stride}' if self.map_stride > 1 else ''}"
-                f"{', official_compat' if self.official_compat else ''})")
+                f"{', official_compat' if self.official_compat else ''}"
+                f"{', flow weights: RANDOM WEIGHTS (meaningless masks)' if self._random_flow() else ''})")
+
+    def _random_flow(self) -> bool:
+        return self.flow_options.get("weights") == "random" or bool(self.flow_options.get("random_init"))
 
     def __getstate__(self):  # flow backends (OpenCV objects) are not picklable: rebuild in workers
         state = self.__dict__.copy()
