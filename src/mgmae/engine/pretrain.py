@@ -322,7 +322,7 @@ def _sample_batch(cfg: Config, dataset, masker, device, in_loader: bool, n: int)
     idx = torch.randperm(len(dataset), generator=g)[:n].tolist()
     items = [dataset[i] for i in idx]
     video = torch.stack([it["video"][0] for it in items]).to(device)  # [n, C, T, H, W]
-    mask = (torch.stack([it["mask"][0] for it in items]) if in_loader else masker(video.cpu())).to(device)
+    mask = (torch.stack([it["mask"][0] for it in items]) if in_loader else masker(video)).to(device)  # step: on the device
     return video, mask
 
 

@@ -188,16 +188,16 @@ class MotionGuidedMasker(Masker):
             noise = torch.rand(batch, hs * ws, generator=generator)
             n_vis = int(hs * ws * (1 - self.mask_ratio))
             vis = ~topk_mask(noise, max(1, n_vis))
-            return vis.to(device).float().reshape(batch, hs, ws)
+            return vis.to(device, non_blocking=True).float().reshape(batch, hs, ws)
         # the visible patches, drawn exactly as TubeMasker draws them (the top-k of the noise)
         noise = torch.rand(batch, h * w, generator=generator)  # [B, h*w]
         if self.init_map == "token_rand":
-            m = (~topk_mask(noise, self.k)).to(device).float().reshape(batch, h, w)
+            m = (~topk_mask(noise, self.k)).to(device, non_blocking=True).float().reshape(batch, h, w)
             c = p // stride
             return m.repeat_interleave(c, 1).repeat_interleave(c, 2)  # [B, hs, ws]
         # mix_gauss: max over Gaussian bumps centred on the chosen patches (the max does not
         # depend on their order; sorted: row-major, as the visible set's nonzero() gave them)
-        idx = noise.topk(self.k, dim=1).indices.sort(dim=1).values.to(device)  # [B, k]
+        idx = noise.topk(self.k, dim=1).indices.sort(dim=1).values.to(device, non_blocking=True)  # [B, k]
         gy, gx = self._gauss_profiles(hs, ws, stride, device)  # [h, hs], [w, ws]
         bumps = gy[idx // w][..., :, None] * gx[idx % w][..., None, :]  # [B, k, hs, ws]
         return bumps.amax(dim=1)  # [B, hs, ws]
@@ -215,7 +215,7 @@ class MotionGuidedMasker(Masker):
             cx = (torch.arange(w, dtype=torch.float32) + 0.5) * p
             gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [h, hs]
             gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [w, ws]
-            cache[key] = (gy.to(device), gx.to(device))
+            cache[key] = (gy.to(device, non_blocking=True), gx.to(device, non_blocking=True))
         return cache[key]
 
     def propagate(self, init: torch.Tensor, flows: torch.Tensor, base: int) -> torch.Tensor:
@@ -262,7 +262,7 @@ class MotionGuidedMasker(Masker):
             add = torch.zeros(B, t, h * w)
             add[rows, sl[hit]] = noise[hit]
             std = scores.flatten(1).std(1)  # [B]
-            scores = scores + add.to(scores.device) * std[:, None, None]
+            scores = scores + add.to(scores.device, non_blocking=True) * std[:, None, None]
         if self.topk_on_all:
             return topk_mask(scores.reshape(B, -1), self.k * t)  # [B, N]
         return topk_mask(scores.reshape(B * t, h * w), self.k).reshape(B, t * h * w)  # [B, N]
@@ -285,8 +285,8 @@ class MotionGuidedMasker(Masker):
     def _mask(self, clip, batch, generator):
         if clip is None:
             raise ValueError("motion-guided masking needs the clip (its motion decides the mask)")
-        mean = clip.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
-        std = clip.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=clip.dtype).to(clip.device, non_blocking=True).view(1, 3, 1, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=clip.dtype).to(clip.device, non_blocking=True).view(1, 3, 1, 1, 1)
         frames = (clip.float() * std + mean).clamp(0, 1).transpose(1, 2)  # [B, T, 3, H, W]
         base = self.base_index(generator)
         pairs = self.flow_pairs(base)
