@@ -134,9 +134,10 @@ def test_raft_masker_on_the_device_does_not_synchronise_with_the_host():
         warnings.simplefilter("ignore")
         m(clip)  # warm-up: builds RAFT, moves it to the device
     torch.cuda.synchronize()
-    # torchvision's RAFT itself copies small CPU tensors to the device with blocking copies
-    # (raft.py: make_coords_grid(...).to(device), the correlation lookup's offsets): those are
-    # reported and allowed here; nothing in mgmae may synchronise
+    # torchvision's RAFT itself copies two coordinate grids per call from the CPU with blocking
+    # copies (raft.py: make_coords_grid(...).to(device); the correlation lookup's per-iteration
+    # offsets are made on the device by RAFTFlow's torch.device context): those are allowed
+    # here; nothing in mgmae may synchronise
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as rec:

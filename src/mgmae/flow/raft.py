@@ -426,7 +426,11 @@ class RAFTFlow:
         n = src.shape[0]
         step = self.batch_size or n
         dtype = self.amp_dtype(device)
-        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+        # torch.device(device): factory calls inside torchvision's RAFT without a device (the
+        # correlation lookup's offsets, torch.linspace, once per iteration) are made on the device
+        # instead of on the CPU and copied with a blocking, host-synchronising copy
+        with torch.no_grad(), torch.device(device), \
+                torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             outs = [self._run(src[i:i + step], dst[i:i + step]) for i in range(0, n, step)]
         return torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
 
