@@ -310,7 +310,7 @@ def section_b(ctx) -> list[str]:
         m16 = m.masks_from_flows(f16, base, torch.Generator().manual_seed(0))
         vis_same = ((~m32) & (~m16)).sum(1).float() / (~m32).sum(1).float()
         lines += ["", f"bf16 vs fp32: flow end-point difference mean {float(epe.mean()):.3f} px, 99th pct "
-                  f"{float(epe.flatten().float().quantile(0.99) if epe.numel() < 2**24 else epe.max()):.3f} px "
+                  f"{float(epe.flatten()[::max(1, epe.numel() // 2**23)].quantile(0.99)):.3f} px "
                   f"(mean |flow| {float(mag):.3f} px); masks: {100 * float((m32 == m16).float().mean()):.2f}% "
                   f"of cubes agree, {100 * float(vis_same.mean()):.2f}% of the visible cubes are the same"]
     del clip, flows_by
@@ -368,7 +368,9 @@ def section_c(ctx) -> list[str]:
     over = ["data.dataset=synthetic", "masking.where=step", "flow.weights=random",
             f"train.max_steps={steps}", f"train.batch_size={batch}", "train.log_every=1",
             "train.tensorboard=false", "train.vis_clips=2", "train.baseline_clips=8",
-            f"train.output_dir={out}", "train.run_name=c", f"data.synthetic_videos={max(16, 2 * batch)}"]
+            f"train.output_dir={out}", "train.run_name=c",
+            # one epoch of exactly `steps` steps: no epoch-boundary checkpoint or loader restart inside
+            f"data.synthetic_videos={batch * steps}"]
     if smoke:
         over += ["model.name=mae_vit_nano_patch16", "data.img_size=64", "data.num_frames=4",
                  "data.num_sample=1", "train.num_workers=0", "flow.iters=2", "train.device=cpu",
