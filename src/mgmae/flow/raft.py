@@ -43,6 +43,7 @@ keys), never silently; the only thing filled in is a missing BatchNorm ``num_bat
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -370,15 +371,15 @@ class RAFTFlow:
         if model not in DEFAULT_ITERS:
             raise ValueError(f"RAFT model must be 'raft_small' or 'raft_large', got {model!r}")
         self.name = model
-        if iters is not None and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 1):
+        if iters is not None and (isinstance(iters, bool) or not isinstance(iters, numbers.Integral) or iters < 1):
             raise ValueError(f"flow.iters (RAFT refinement iterations) must be an integer >= 1 or null "
                              f"(the model's standard: 6 for raft_small, 12 for raft_large), got {iters!r}")
-        self.iters = iters if iters is not None else DEFAULT_ITERS[model]
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+        self.iters = int(iters) if iters is not None else DEFAULT_ITERS[model]
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
                                        or batch_size < 1):
             raise ValueError(f"flow.batch_size (RAFT frame pairs per call) must be an integer >= 1, "
                              f"got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = None if batch_size is None else int(batch_size)
         if amp not in AMP_CHOICES:
             raise ValueError(f"flow.amp = {amp!r}; allowed: {', '.join(AMP_CHOICES)}")
         self.amp = amp
