@@ -94,8 +94,18 @@ class FlowConfig:
     name: str = "dis"
     preset: str = "ultrafast"  # dis: ultrafast | fast | medium
     size: int | None = None  # compute flow at this resolution and rescale (speed knob)
-    weights: str | None = None  # RAFT weights file (local path)
-    iters: int = 6  # RAFT refinement iterations
+    # RAFT weights file (local path), or "random": random weights for smoke tests and timing only
+    # (the masks are meaningless; a loud warning and RANDOM WEIGHTS in the run log; never a default)
+    weights: str | None = None
+    iters: int | None = None  # RAFT refinement iterations; null: 6 for raft_small (the paper's), 12 for raft_large
+    # RAFT frame pairs per forward call (masking.where=step runs B x (T-1) pairs: 24 clips x 15 =
+    # 360 at once would hold tens of GB of activations). 32 pairs of 224 px keep RAFT-small's
+    # no-grad activations (1/8-resolution features, GRU states and a 4-level correlation pyramid
+    # of ~3 MB a pair) to a few GB while still filling a large GPU (bench/gpu_check.py (b))
+    batch_size: int = 32
+    # RAFT autocast: auto (bf16 on CUDA devices that support it, none on the CPU) | bf16 | fp16 |
+    # none (float32); the flow comes back as float32 either way
+    amp: str = "auto"
     # codec: what to do with a video that has no motion vectors (frame folders, all-intra or MJPEG
     # files, the synthetic dataset): null = stop with an error naming it; dis = DIS flow for it
     fallback: str | None = None
@@ -381,6 +391,7 @@ _CHOICES = {
     "masking.where": ("loader", "step"),
     "masking.decoder_mask": ("none", "run_cell"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
+    "flow.amp": ("auto", "bf16", "fp16", "none"),
     "finetune.mixup_mode": ("batch", "pair", "elem"),
     "finetune.remode": ("pixel", "rand", "const"),
 }
@@ -419,6 +430,13 @@ def validate(cfg: Config) -> None:
             raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
     if cfg.flow.fallback not in (None, "dis"):
         raise ValueError(f"config key 'flow.fallback' = {cfg.flow.fallback!r}; allowed: null, dis")
+    if isinstance(cfg.flow.batch_size, bool) or not isinstance(cfg.flow.batch_size, int) or cfg.flow.batch_size < 1:
+        raise ValueError(f"config key 'flow.batch_size' (RAFT frame pairs per call) must be an integer "
+                         f">= 1, got {cfg.flow.batch_size!r}")
+    if cfg.flow.iters is not None and (isinstance(cfg.flow.iters, bool) or not isinstance(cfg.flow.iters, int)
+                                       or cfg.flow.iters < 1):
+        raise ValueError(f"config key 'flow.iters' must be an integer >= 1 or null (the model's standard: "
+                         f"6 for raft_small, 12 for raft_large), got {cfg.flow.iters!r}")
     if cfg.flow.name == "codec" and cfg.masking.where == "step":
         raise ValueError("flow.name=codec comes with the decoded clips in the loader workers: it needs "
                          "masking.where=loader (masking.where=step computes flow on the device: dis, "
