@@ -89,7 +89,7 @@ class MaskingConfig:
 @dataclass
 class FlowConfig:
     # dis | farneback | raft_small | raft_large | zero | gt (synthetic data) | codec (the motion
-    # vectors of the video files, almost free; see docs/data.md) | any name of the flow registry
+    # vectors of the video files, almost free; see docs/flow.md) | any name of the flow registry
     # (mgmae.flow.list_flows(), register_flow)
     name: str = "dis"
     preset: str = "ultrafast"  # dis: ultrafast | fast | medium

@@ -52,12 +52,16 @@ def _hash(obj: Any) -> str:
 
 # Config keys added after studies were cached, with the value that reproduces the behaviour from
 # before: hashed only when set to something else, so a new key does not invalidate cached runs.
-_HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.synthetic_encode": False}
+_HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.synthetic_encode": False,
+                "flow.batch_size": 32, "flow.amp": "auto"}
+# keys whose default changed without changing what runs: hashed as the old default
+_HASH_AS = {("flow.iters", None): 6}  # null = the model's standard, 6 for raft_small (the old default)
 
 
 def _hashed_keys(cfg: Config) -> dict[str, Any]:
     """The flattened config entries that identify a run (see ``_NO_HASH``, ``_HASH_UNLESS``)."""
-    return {k: v for k, v in flatten(cfg.to_dict()).items()
+    flat = {k: _HASH_AS.get((k, v), v) if v is None else v for k, v in flatten(cfg.to_dict()).items()}
+    return {k: v for k, v in flat.items()
             if k not in _NO_HASH and not (k in _HASH_UNLESS and v == _HASH_UNLESS[k])}
 
 
