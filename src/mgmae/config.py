@@ -54,6 +54,15 @@ class DataConfig:
     num_sample: int = 1  # repeated augmentation: clips per video per step
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     flip: bool = True  # horizontal flip (turn off for SSv2: left/right is in the label)
+    # list files: auto (inferred, and said) | path | path_label | path_frames_label (frame folders,
+    # SSv2) | path_start_frames (VideoMAE V2 / MGMAE pre-training lists: "video.mp4 0 -1", "folder 1 58")
+    list_format: str = "auto"
+    backend: str = "pyav"  # video decoder: pyav | torchcodec | decord | frames (a directory is always frames)
+    frame_template: str = "img_{:05d}.jpg"  # frame folders: file names, {} = frame number
+    frame_start_index: int = 1  # frame folders: the number of the first frame (img_00001.jpg: 1)
+    pad: str = "loop"  # a video shorter than a clip: loop | repeat_last
+    max_fail_frac: float = 0.05  # stop when more than this share of the videos cannot be read
+    max_tries: int = 10  # replacements tried for one unreadable video before giving up
     # built-in synthetic data
     synthetic_videos: int = 256
     synthetic_label: str = "motion"  # motion | appearance (which label the classifier sees)
@@ -384,6 +393,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 # Values a key may take. Masker and flow names come from their registries (mgmae.registry) and the
 # motion-guided options from mgmae.masking.MOTION_GUIDED_CHOICES: see _choices().
 _CHOICES = {
+    "data.list_format": ("auto", "path", "path_label", "path_frames_label", "path_start_frames"),
+    "data.backend": ("pyav", "torchcodec", "decord", "frames"),
+    "data.pad": ("loop", "repeat_last"),
     "model.pos_embed": ("sincos_1d", "sincos_3d"),
     "data.dataset": ("auto", "synthetic", "list", "folder"),
     "data.sampling": ("dense", "segment"),
@@ -428,6 +440,14 @@ def validate(cfg: Config) -> None:
     for key, allowed in _choices().items():
         if flat[key] not in allowed:
             raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
+    if not 0.0 <= cfg.data.max_fail_frac <= 1.0:
+        raise ValueError(f"config key 'data.max_fail_frac' must be in [0, 1], got {cfg.data.max_fail_frac}")
+    if cfg.data.max_tries < 0 or cfg.data.frame_start_index < 0:
+        raise ValueError("config keys 'data.max_tries' and 'data.frame_start_index' must be >= 0, got "
+                         f"{cfg.data.max_tries} and {cfg.data.frame_start_index}")
+    if "{" not in cfg.data.frame_template:
+        raise ValueError(f"config key 'data.frame_template' = {cfg.data.frame_template!r} needs a {{}} "
+                         "field for the frame number, e.g. img_{:05d}.jpg")
     if cfg.flow.fallback not in (None, "dis"):
         raise ValueError(f"config key 'flow.fallback' = {cfg.flow.fallback!r}; allowed: null, dis")
     if isinstance(cfg.flow.batch_size, bool) or not isinstance(cfg.flow.batch_size, int) or cfg.flow.batch_size < 1:
