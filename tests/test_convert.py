@@ -421,3 +421,46 @@ def test_param_counts_match_transformers(hf, size, hidden, layers, heads):
     assert ours == theirs
     expected_m = {"small": 22.0, "base": 86.5, "large": 304.0}[size]  # the papers' sizes
     assert abs(ours / 1e6 - expected_m) < 1.0
+
+
+def test_hf_export_works_with_the_hf_ecosystem(hf, tmp_path):
+    """`mgmae convert CKPT DIR --to hf` on a fine-tuned checkpoint writes the processor config,
+    id2label from the run's class names and a model card: transformers' own pipeline constructs
+    from the directory, and the processor's output fed to the HF model gives our logits on the
+    same frames."""
+    import numpy as np
+
+    from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    model = _randomise(_nano("classify", num_classes=3))
+    cfg = Config()
+    cfg.model.name = "mae_vit_nano_patch8"
+    cfg.data.num_frames, cfg.data.img_size, cfg.masking.name = 4, 16, "motion_guided"
+    names = ["pushing something left", "pulling", "spinning"]
+    save_checkpoint(tmp_path / "ft.pth", model=model, config=cfg.to_dict(), kind="classify",
+                    extra={"class_names": names, "best_acc1": 61.25, "best_epoch": 7,
+                           "pretrained": "runs/pt/checkpoint-final.pth"})
+    assert cli_main([str(tmp_path / "ft.pth"), str(tmp_path / "hf"), "--to", "hf"]) == 0
+    out = tmp_path / "hf"
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors",
+                                                "preprocessor_config.json", "README.md"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": names[0], "1": names[1], "2": names[2]}
+    assert config["label2id"]["spinning"] == 2
+    card = (out / "README.md").read_text()
+    assert "61.25% (epoch 7)" in card and "runs/pt/checkpoint-final.pth" in card and "spinning" in card
+    assert "masking" not in card  # a fine-tuning config's masking keys say nothing about the model
+    assert load_model(out).load_report.info["class_names"] == names  # and back
+
+    pipe = hf.pipeline("video-classification", model=str(out))
+    assert pipe.model.config.id2label[2] == "spinning"
+    processor = hf.AutoImageProcessor.from_pretrained(str(out))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    pixel_values = processor(list(frames), return_tensors="pt")["pixel_values"]  # (1, T, C, H, W)
+    ref = hf.VideoMAEForVideoClassification.from_pretrained(str(out)).eval()
+    x = torch.from_numpy(frames).float().div(255).permute(3, 0, 1, 2)  # (C, T, H, W)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    with torch.no_grad():
+        expected = ref(pixel_values).logits
+        got = model(((x - mean) / std).unsqueeze(0))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)

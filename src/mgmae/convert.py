@@ -114,6 +114,9 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)  # present with another shape
     notes: list[str] = field(default_factory=list)
     config: dict[str, Any] | None = None  # our Config dict, when the checkpoint carried one
+    # what the file says about the model besides weights: class_names, best_acc1, best_epoch,
+    # pretrained (our fine-tuning checkpoints; a Hugging Face directory's id2label)
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -342,6 +345,10 @@ class _Source:
     hints: dict[str, Any]  # architecture facts known besides the shapes
     config: dict[str, Any] | None = None
     unknown: list[str] = field(default_factory=list)  # keys that could not be mapped
+    info: dict[str, Any] = field(default_factory=dict)  # see LoadReport.info
+
+
+_INFO_KEYS = ("class_names", "best_acc1", "best_epoch", "pretrained")
 
 
 def _read(path: Path, trusted: bool | None = None) -> _Source:
@@ -371,10 +378,12 @@ def _read(path: Path, trusted: bool | None = None) -> _Source:
         canon = _strip_prefixes(sd)
         config = obj.get("config") if isinstance(obj.get("config"), dict) else None
         hints = _hints_from_config(config) if config else {}
-        arch = (obj.get("extra") or {}).get("arch")
+        extra = obj.get("extra") if isinstance(obj.get("extra"), dict) else {}
+        arch = extra.get("arch")
         if isinstance(arch, dict):
             hints.update(arch)
-        return _Source("mgmae", canon, _kind_of(canon), hints, config)
+        info = {k: extra[k] for k in _INFO_KEYS if extra.get(k) is not None}
+        return _Source("mgmae", canon, _kind_of(canon), hints, config, info=info)
     sd = _find_state_dict(obj, path)
     src = _from_foreign_state_dict(sd, path)
     if isinstance(obj, dict) and isinstance(obj.get("mgmae_arch"), dict):  # our official export
@@ -407,7 +416,12 @@ def _read_hf_dir(path: Path, weights: dict[str, torch.Tensor] | None = None,
     canon, unknown = _hf_to_canonical(weights)
     kind = _kind_of(canon)
     hints = _hints_from_hf_config(cfg, kind)
-    return _Source("hf", canon, kind, hints, None, unknown)
+    info = {}
+    id2label = cfg.get("id2label") or {}
+    names = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
+    if names and all(isinstance(n, str) for n in names) and names != [f"LABEL_{i}" for i in range(len(names))]:
+        info["class_names"] = names
+    return _Source("hf", canon, kind, hints, None, unknown, info=info)
 
 
 def _read_hf_weights(path: Path, trusted: bool | None = None) -> dict[str, torch.Tensor]:
@@ -757,7 +771,7 @@ def load_model(path: str | Path, task: str | None = None, strict: bool = True,
         arch.num_classes = 0
 
     report = LoadReport(path=str(path), source=src.fmt, source_kind=src.kind, task=task,
-                        arch=arch.to_dict(), notes=notes, config=src.config)
+                        arch=arch.to_dict(), notes=notes, config=src.config, info=dict(src.info))
     model = _build(arch, task, build_kwargs)
     _assemble(model, task, src, arch, report, strict)
     model.eval()
@@ -872,8 +886,9 @@ def config_for(arch: Arch, kind: str, base: dict[str, Any] | None = None) -> dic
     return cfg.to_dict()
 
 
-def hf_config(arch: Arch, kind: str) -> dict[str, Any]:
-    """A transformers ``VideoMAEConfig`` (as a dict) for ``arch``."""
+def hf_config(arch: Arch, kind: str, class_names: list[str] | None = None) -> dict[str, Any]:
+    """A transformers ``VideoMAEConfig`` (as a dict) for ``arch``; a classifier's ``id2label`` /
+    ``label2id`` from ``class_names`` (``LABEL_i`` without them)."""
     archs = {"pretrain": "VideoMAEForPreTraining", "classify": "VideoMAEForVideoClassification",
              "encoder": "VideoMAEModel"}
     if kind == "pretrain":
@@ -905,9 +920,71 @@ def hf_config(arch: Arch, kind: str) -> dict[str, Any]:
                    decoder_num_attention_heads=arch.decoder_num_heads,
                    decoder_intermediate_size=int(arch.decoder_embed_dim * arch.mlp_ratio))
     if kind == "classify":
-        cfg["id2label"] = {str(i): f"LABEL_{i}" for i in range(arch.num_classes)}
-        cfg["label2id"] = {f"LABEL_{i}": i for i in range(arch.num_classes)}
+        names = list(class_names or [])
+        if len(names) != arch.num_classes or len(set(names)) != len(names):
+            if names:
+                logger.warning("%d class names for %d classes: id2label uses LABEL_i", len(names),
+                               arch.num_classes)
+            names = [f"LABEL_{i}" for i in range(arch.num_classes)]
+        cfg["id2label"] = {str(i): n for i, n in enumerate(names)}
+        cfg["label2id"] = {n: i for i, n in enumerate(names)}
     return cfg
+
+
+def hf_processor_config(arch: Arch) -> dict[str, Any]:
+    """The ``VideoMAEImageProcessor`` settings our models are evaluated with: the short side
+    resized to the model's size (bilinear), a centre crop of that size, pixels / 255, ImageNet
+    normalisation (``preprocessor_config.json`` of an exported directory)."""
+    from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    return {"image_processor_type": "VideoMAEImageProcessor", "processor_class": "VideoMAEImageProcessor",
+            "do_resize": True, "size": {"shortest_edge": arch.img_size}, "resample": 2,
+            "do_center_crop": True, "crop_size": {"height": arch.img_size, "width": arch.img_size},
+            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+            "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD)}
+
+
+def model_card(arch: Arch, kind: str, config: dict[str, Any] | None, info: dict[str, Any]) -> str:
+    """``README.md`` of an exported Hugging Face directory: what the model is, how it was trained
+    (from our config, when the checkpoint carried one), its accuracy where the file knows it."""
+    task = {"pretrain": "video masked autoencoder (pre-training model: encoder + decoder)",
+            "classify": "video classifier", "encoder": "video encoder (features)"}[kind]
+    hf_class = {"pretrain": "VideoMAEForPreTraining", "classify": "VideoMAEForVideoClassification",
+                "encoder": "VideoMAEModel"}[kind]
+    size = f"ViT, {arch.depth} blocks, width {arch.embed_dim}, {arch.num_heads} heads"
+    lines = ["---", "library_name: transformers", "tags:", "- video", "- videomae", "- mgmae",
+             f"pipeline_tag: {'video-classification' if kind == 'classify' else 'feature-extraction'}",
+             "---", "", f"# {task.split(' (')[0].capitalize()}, exported by mgmae", "",
+             f"A VideoMAE-architecture {task}, written by `mgmae convert ... --to hf`.", "",
+             "| | |", "|---|---|",
+             f"| architecture | {size}; patch {arch.patch_size}, tubelet {arch.tubelet_size} |",
+             f"| input | {arch.num_frames} frames x {arch.img_size} x {arch.img_size}, RGB, ImageNet "
+             "normalisation (`preprocessor_config.json`) |",
+             f"| transformers class | `{hf_class}` |"]
+    if kind == "classify":
+        names = info.get("class_names") or []
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        lines.append(f"| classes | {arch.num_classes}{': ' + shown if names else ''} |")
+    if config:
+        m, d, f = config.get("masking", {}), config.get("data", {}), config.get("flow", {})
+        if kind == "pretrain":  # (a fine-tuning config's masking keys are unused defaults)
+            masking = m.get("name", "?")
+            if masking == "motion_guided":
+                masking += f" ({f.get('name', '?')} flow)"
+            lines.append(f"| masking (pre-training) | {masking}, ratio {m.get('mask_ratio', '?')} |")
+        source = d.get("train_list") or ("built-in synthetic videos" if d.get("dataset") in ("auto", "synthetic")
+                                          else "?")
+        lines.append(f"| training data | {source} |")
+    if info.get("pretrained"):
+        lines.append(f"| initialised from | {info['pretrained']} |")
+    if info.get("best_acc1") is not None:
+        epoch = f" (epoch {info['best_epoch']})" if info.get("best_epoch") is not None else ""
+        lines.append(f"| best validation top-1 | {float(info['best_acc1']):.2f}%{epoch} |")
+    lines += ["", "```python", "from transformers import pipeline", "",
+              f"clf = pipeline(\"{'video-classification' if kind == 'classify' else 'feature-extraction'}\", "
+              "model=\"path/to/this/directory\")", "```", "",
+              "Loads back into mgmae with `mgmae.load_model(\"path/to/this/directory\")`.", ""]
+    return "\n".join(lines)
 
 
 def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -915,10 +992,15 @@ def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def export_model(model: nn.Module, dst: str | Path, to: str = "mgmae",
-                 config: dict[str, Any] | None = None) -> Path:
+                 config: dict[str, Any] | None = None, info: dict[str, Any] | None = None) -> Path:
     """Write a live model of ours as ``to="mgmae"`` (``.safetensors`` with metadata, any other
-    suffix: our ``.pth`` checkpoint), ``"hf"`` (transformers directory) or ``"official"`` (``.pth``
-    with the state dict under ``model``)."""
+    suffix: our ``.pth`` checkpoint), ``"hf"`` (transformers directory: ``config.json``,
+    ``model.safetensors``, ``preprocessor_config.json`` and a ``README.md`` model card, so
+    ``transformers.pipeline(..., model=DIR)`` works as it is) or ``"official"`` (``.pth`` with the
+    state dict under ``model``). ``info``: what :attr:`LoadReport.info` holds (class names for
+    ``id2label``, accuracy for the card); defaults to ``model.load_report.info``."""
+    if info is None:
+        info = getattr(getattr(model, "load_report", None), "info", None) or {}
     if to not in TARGETS:
         raise ValueError(f"to must be one of {TARGETS}, got {to!r}")
     arch, kind = arch_of(model)
@@ -960,12 +1042,14 @@ def export_model(model: nn.Module, dst: str | Path, to: str = "mgmae",
     if kind == "encoder" and arch.mean_pooling:
         logger.warning("VideoMAEModel has no fc_norm; fc_norm.* is not exported")
     hf_sd = _canonical_to_hf(canon, kind)
-    cfg = hf_config(arch, kind)
+    cfg = hf_config(arch, kind, info.get("class_names"))
     from safetensors.torch import save_file
 
     dst.mkdir(parents=True, exist_ok=True)
     save_file(_contiguous(hf_sd), str(dst / "model.safetensors"), metadata={"format": "pt"})
     (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (dst / "preprocessor_config.json").write_text(json.dumps(hf_processor_config(arch), indent=2) + "\n")
+    (dst / "README.md").write_text(model_card(arch, kind, config, info))
     return dst
 
 
@@ -981,7 +1065,7 @@ def _convert(src, dst, to, task, strict, trusted=None, **overrides) -> tuple[Pat
         raise ValueError(f"to must be one of {TARGETS}, got {to!r}")
     model = load_model(src, task=task, strict=strict, trusted=trusted, **overrides)
     report = model.load_report
-    return export_model(model, dst, to=to, config=report.config), report
+    return export_model(model, dst, to=to, config=report.config, info=report.info), report
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1023,4 +1107,4 @@ def cli_main(argv: list[str]) -> int:
 
 
 __all__ = ["Arch", "LoadReport", "arch_of", "cli_main", "config_for", "convert", "export_model",
-           "hf_config", "load_model", "registry_name"]
+           "hf_config", "hf_processor_config", "load_model", "model_card", "registry_name"]
