@@ -386,3 +386,34 @@ def test_initial_map_on_a_device_equals_the_cpu_map():
     import pickle
 
     assert "_profiles" not in pickle.loads(pickle.dumps(m)).__dict__
+
+
+def test_official_visible_count_exposure_and_bump_width():
+    """The official MGMAE code's choices, as options: int(hw * (1 - ratio)) visible cubes (19 of
+    196 at 0.9, VideoMAE's tube keeps 20), unscaled N(0, 1) exposure on one slice of every clip,
+    and wider mix_gauss bumps (sigma = 16 / sqrt(2) for 16-pixel patches)."""
+    ours = build_masker("motion_guided", input_size=(16, 224, 224), flow="zero")
+    official = build_masker("motion_guided", input_size=(16, 224, 224), flow="zero", visible_count="official")
+    assert (ours.k, official.k) == (20, 19)
+    clip = torch.randn(2, 3, 16, 224, 224)
+    m = official(clip, generator=torch.Generator().manual_seed(0))
+    assert ((~m).reshape(2, 8, 196).sum(-1) == 19).all()
+    # official exposure: on all-equal scores (a flat map) the noise alone decides one slice of
+    # every clip, every call; the other slices keep the tie order. (On real maps the unscaled
+    # noise rarely changes anything: scores are sums over hundreds of pixels.)
+    ex = mg(exposure_chance=1.0, exposure="official")
+    flat = torch.zeros(6, T, S // ex.map_stride, S // ex.map_stride)
+    masks = ex.select(flat, torch.Generator().manual_seed(1)).reshape(6, *GRID)
+    plain = mg().select(flat, None).reshape(6, *GRID)
+    for clip_mask, tie in zip(masks, plain):
+        changed = [s for s in range(GRID[0]) if not torch.equal(clip_mask[s], tie[s])]
+        assert len(changed) == 1, changed
+    wide = build_masker("motion_guided", input_size=(16, 64, 64), patch_size=16, flow="zero",
+                        gauss_sigma=16 / 2 ** 0.5)
+    narrow = build_masker("motion_guided", input_size=(16, 64, 64), patch_size=16, flow="zero")
+    g = torch.Generator().manual_seed(0)
+    a, b = wide.initial_map(1, 64, 64, g), narrow.initial_map(1, 64, 64, torch.Generator().manual_seed(0))
+    assert a.max() == pytest.approx(1.0, abs=0.02) and b.max() == pytest.approx(1.0, abs=0.02)
+    assert a.mean() > 1.5 * b.mean()
+    with pytest.raises(ValueError, match="visible_count"):
+        mg(visible_count="nineteen")

@@ -97,11 +97,13 @@ def test_new_config_keys_at_their_old_behaviour_keep_cached_runs():
     """Keys added after studies were cached (model.pos_embed) change a run's hash only when set to
     something other than the behaviour from before, so existing caches stay valid."""
     from mgmae.config import Config, flatten
-    from mgmae.experiments.runs import _NO_HASH, _cfg_hash, _hash
+    from mgmae.experiments.runs import _HASH_UNLESS, _NO_HASH, _cfg_hash, _hash
 
     cfg = Config()
-    new_keys = ("model.pos_embed", "flow.fallback", "data.synthetic_encode", "flow.batch_size", "flow.amp")
-    old = {k: v for k, v in flatten(cfg.to_dict()).items() if k not in _NO_HASH and k not in new_keys}
+    flat = flatten(cfg.to_dict())
+    for key, old_behaviour in _HASH_UNLESS.items():  # each new key's default is the old behaviour
+        assert key not in flat or flat[key] == old_behaviour, key
+    old = {k: v for k, v in flat.items() if k not in _NO_HASH and k not in _HASH_UNLESS}
     old["flow.iters"] = 6  # its old default; null (the model's standard) means the same
     assert _cfg_hash(cfg, "x") == _hash([old, "x"])
     cfg.model.pos_embed = "sincos_3d"

@@ -85,6 +85,13 @@ class MaskingConfig:
     topk_on_all: bool = False  # motion_guided: top-k over the whole clip instead of per slice
     exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
     official_compat: bool = False  # motion_guided: the official code's flow direction before the base frame
+    # motion_guided: visible cubes per slice, tube (hw - int(hw * ratio), VideoMAE's: 20 of 196) |
+    # official (int(hw * (1 - ratio)), the official MGMAE code's: 19 of 196)
+    visible_count: str = "tube"
+    exposure: str = "scaled"  # motion_guided: exposure noise, scaled (by the scores' std) | official (N(0, 1))
+    # motion_guided: mix_gauss bump width in pixels (null: patch_size / 3; the official code's is
+    # patch / sqrt(2), 11.3 for 16-pixel patches)
+    gauss_sigma: float | None = None
     # motion_guided: pixels per mask-map cell (divides the patch size; 1 = full resolution;
     # null: patch_size // 8, i.e. 8x8 cells per patch, see bench/map_stride.py; with flow.name=codec
     # patch_size // 4: the codec's 8-pixel blocks track as well on it, bench/codec_flow.py)
@@ -448,6 +455,9 @@ def validate(cfg: Config) -> None:
     if "{" not in cfg.data.frame_template:
         raise ValueError(f"config key 'data.frame_template' = {cfg.data.frame_template!r} needs a {{}} "
                          "field for the frame number, e.g. img_{:05d}.jpg")
+    if cfg.masking.gauss_sigma is not None and not cfg.masking.gauss_sigma > 0:
+        raise ValueError(f"config key 'masking.gauss_sigma' must be > 0 (pixels) or null, got "
+                         f"{cfg.masking.gauss_sigma}")
     if cfg.flow.fallback not in (None, "dis"):
         raise ValueError(f"config key 'flow.fallback' = {cfg.flow.fallback!r}; allowed: null, dis")
     if isinstance(cfg.flow.batch_size, bool) or not isinstance(cfg.flow.batch_size, int) or cfg.flow.batch_size < 1:

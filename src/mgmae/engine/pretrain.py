@@ -62,7 +62,8 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
                         base_frame=k.base_frame, init_map=k.init_map, warp=k.warp,
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,
                         exposure_chance=k.exposure_chance, official_compat=k.official_compat,
-                        map_stride=stride)
+                        map_stride=stride, visible_count=k.visible_count, exposure=k.exposure,
+                        gauss_sigma=k.gauss_sigma)
 
 
 def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:

@@ -53,7 +53,11 @@ def _hash(obj: Any) -> str:
 # Config keys added after studies were cached, with the value that reproduces the behaviour from
 # before: hashed only when set to something else, so a new key does not invalidate cached runs.
 _HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.synthetic_encode": False,
-                "flow.batch_size": 32, "flow.amp": "auto"}
+                "flow.batch_size": 32, "flow.amp": "auto", "masking.visible_count": "tube",
+                "masking.exposure": "scaled", "masking.gauss_sigma": None, "data.list_format": "auto",
+                "data.backend": "pyav", "data.frame_template": "img_{:05d}.jpg",
+                "data.frame_start_index": 1, "data.pad": "loop", "data.max_fail_frac": 0.05,
+                "data.max_tries": 10, "train.init_from": None}
 # keys whose default changed without changing what runs: hashed as the old default
 _HASH_AS = {("flow.iters", None): 6}  # null = the model's standard, 6 for raft_small (the old default)
 

@@ -27,6 +27,8 @@ MOTION_GUIDED_CHOICES: dict[str, tuple[str, ...]] = {
     "init_map": ("mix_gauss", "pixel_rand", "token_rand"),
     "warp": ("backward", "forward"),
     "hole_filling": ("consist", "zero"),
+    "visible_count": ("tube", "official"),
+    "exposure": ("scaled", "official"),
 }
 
 

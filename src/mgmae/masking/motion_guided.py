@@ -23,7 +23,14 @@ Options (one line each):
 * ``hole_filling``: ``consist`` (fill from the initial map, the paper's) | ``zero``.
 * ``topk_on_all``: keep the top ``t*k`` cubes of the whole clip instead of ``k`` per slice.
 * ``exposure_chance``: probability of adding N(0, std(scores)^2) noise to the cube scores of one
-  random slice (the official code's ``--exposure_chance`` flag adds unscaled N(0, 1) always).
+  random slice (``exposure="scaled"``); ``exposure="official"``: as the official code's
+  ``--exposure_chance`` flag, unscaled N(0, 1) (in pixel-sum units) on one random slice of every
+  clip, every call, whenever ``exposure_chance > 0``.
+* ``visible_count``: ``tube`` (``hw - int(hw * ratio)``, VideoMAE's, the same as tube masks: 20 of
+  196 at 0.9) | ``official`` (``int(hw * (1 - ratio))``, the official MGMAE code's: 19 of 196).
+  Zero flow gives tube masking only with ``tube``.
+* ``gauss_sigma``: width of the ``mix_gauss`` bumps in pixels (default ``patch_size / 3``; the
+  official code's ``exp(-((x - m) / 16) ** 2)`` is ``16 / sqrt(2)`` = 11.3 for 16-pixel patches).
 * ``official_compat``: reproduce the official code's flow direction before the base frame
   (``flow(t+1, t)`` with backward warping, which moves the mask *against* the motion). Off by
   default; it exists so the effect can be measured.
@@ -67,13 +74,16 @@ class MotionGuidedMasker(Masker):
                  topk_on_all: bool = False, exposure_chance: float = 0.0,
                  official_compat: bool = False, flow_options: dict | None = None,
                  gauss_sigma: float | None = None, map_stride: int | None = None,
-                 seed: int | None = None):
+                 visible_count: str = "tube", exposure: str = "scaled", seed: int | None = None):
         super().__init__(input_size, patch_size, tubelet_size, mask_ratio, seed)
         if self.input_size[0] < 2:
             raise ValueError(f"motion-guided masking needs clips of at least 2 frames, got T={self.input_size[0]}")
         for k, v in (("base_frame", base_frame), ("init_map", init_map), ("warp", warp),
-                     ("hole_filling", hole_filling)):
+                     ("hole_filling", hole_filling), ("visible_count", visible_count),
+                     ("exposure", exposure)):
             _check_choice(k, v)
+        if gauss_sigma is not None and not gauss_sigma > 0:
+            raise ValueError(f"masking.gauss_sigma must be > 0 (pixels) or null, got {gauss_sigma}")
         if map_stride is None:
             map_stride = max(1, patch_size // 8)
         if map_stride < 1 or patch_size % map_stride:
@@ -91,7 +101,11 @@ class MotionGuidedMasker(Masker):
         self.exposure_chance = exposure_chance
         self.official_compat = official_compat
         self.gauss_sigma = gauss_sigma if gauss_sigma is not None else patch_size / 3.0
-        self.k = num_visible_per_slice(self.tokens_per_slice, self.mask_ratio)
+        self.visible_count, self.exposure = visible_count, exposure
+        if visible_count == "official":  # the official MGMAE code's rounding: 19 of 196 at 0.9
+            self.k = max(1, int(self.tokens_per_slice * (1 - self.mask_ratio)))
+        else:  # VideoMAE's tube rounding, shared with TubeMasker: 20 of 196 at 0.9
+            self.k = num_visible_per_slice(self.tokens_per_slice, self.mask_ratio)
         self.flow_spec = flow
         self.flow_options = {k: v for k, v in (flow_options or {}).items() if v is not None}
         self._flow = None  # built lazily: workers build their own after fork
@@ -252,7 +266,15 @@ class MotionGuidedMasker(Masker):
         ts, p = self.tubelet_size, maps.shape[-1] // self.grid[2]  # map cells per patch side
         scores = maps.reshape(B, t, ts, h, p, w, p).sum(dim=(2, 4, 6))  # [B, t, h, w]
         scores = scores.reshape(B, t, h * w).float()  # on the maps' device: top-k there too
-        if self.exposure_chance > 0:
+        if self.exposure_chance > 0 and self.exposure == "official":
+            # the official code: every call, one random slice per clip, unscaled N(0, 1) on its
+            # scores; theirs sum the map over pixels, ours over cells of map_stride^2 pixels
+            sl = torch.randint(0, t, (B,), generator=generator)  # [B]
+            noise = torch.randn(B, h * w, generator=generator) / self.map_stride ** 2  # [B, h*w]
+            add = torch.zeros(B, t, h * w)
+            add[torch.arange(B), sl] = noise
+            scores = scores + add.to(scores.device, non_blocking=True)
+        elif self.exposure_chance > 0:
             # the draws from the CPU generator, in the same order as ever; the noise goes to the
             # chosen (clip, slice) rows as a dense [B, t, h*w] term (no indexing on the device)
             hit = torch.rand(B, generator=generator) < self.exposure_chance  # [B]
