@@ -27,6 +27,7 @@ from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
 from mgmae.models import create_model
+from mgmae.models.build import init_pretrain_model
 from mgmae.models.mae import denormalize
 from mgmae.viz import plot_loss_curve, save_reconstructions
 
@@ -88,7 +89,14 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     if main:
         cfg.save(run_dir / "config.yaml")
 
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    if t.init_from and state is None:  # a resume point wins: a requeued run continues, not restarts
+        line = init_pretrain_model(model, t.init_from, cfg)
+        if main:
+            print(f"[mgmae] {line}")
+    elif t.init_from and main:
+        print(f"[mgmae] train.init_from not used: resuming from {resume}")
+    model = model.to(device)
     patch = model.patch_size
     masker = masker_from_config(cfg, patch)
     in_loader = cfg.masking.where == "loader"
