@@ -29,11 +29,16 @@ def saved(tmp_path, cfg, name="src.pth", seed=1):
     return export_model(model, tmp_path / name, config=cfg.to_dict()), model
 
 
-def test_own_checkpoint_gives_its_encoder_and_decoder(tmp_path):
+@pytest.mark.parametrize("name, to, source", [("src.pth", "mgmae", "mgmae"),
+                                               ("src.safetensors", "mgmae", "mgmae-safetensors"),
+                                               ("official.pth", "official", "official")])
+def test_pretraining_checkpoint_gives_its_encoder_and_decoder(tmp_path, name, to, source):
     cfg = tiny_cfg()
-    path, src = saved(tmp_path, cfg)
+    src = fresh(cfg, seed=1)
+    path = export_model(src, tmp_path / name, to=to, config=cfg.to_dict())
     model = fresh(cfg, seed=2)
     line = init_pretrain_model(model, path, cfg)
+    assert f"({source}, pretrain checkpoint)" in line
     assert_same(model.state_dict(), src.state_dict())
     n_enc = sum(k.startswith("encoder.") for k, _ in model.named_parameters())
     n_dec = sum(not k.startswith("encoder.") for k, _ in model.named_parameters())
