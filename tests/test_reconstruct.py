@@ -2,6 +2,7 @@
 Hugging Face directories, synthetic clips and encoded videos; one-line errors."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -113,3 +114,16 @@ def test_errors_are_one_line(ckpt, tmp_path, capsys):
         assert reconstruct(*args, "-o", tmp_path / "o") == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("mgmae reconstruct: error: ") and "\n" not in err and words in err, err
+
+
+def test_a_list_file_gives_one_clip_per_video(ckpt, tmp_path, capsys):
+    from mgmae.data.synthetic import SyntheticVideos
+    from mgmae.data.video import write_video
+
+    videos = SyntheticVideos(num_videos=2, num_frames=8, img_size=32, seed=1)
+    names = [write_video(tmp_path / f"v{i}.mp4", videos[i].frames) for i in range(2)]
+    (tmp_path / "list.txt").write_text("".join(f"{n} 0\n" for n in names))
+    out = tmp_path / "out"
+    assert reconstruct(ckpt, tmp_path / "list.txt", "--masker", "tube", "-o", out) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["v0_f00002.png", "v1_f00002.png"]
+    assert len(re.findall(r"\.gif  loss \d", capsys.readouterr().out)) == 2
