@@ -181,9 +181,12 @@ def init_pretrain_model(model: nn.Module, source, cfg) -> str:
         if wrong_depth:
             problems.append(f"{len(wrong_depth)} tensors are in only one of them: "
                             f"{', '.join(_collapse(wrong_depth)[:6])}")
+        decoder = (f" and a {arch['decoder_embed_dim']}-wide, {arch['decoder_depth']}-deep decoder"
+                   if has_decoder else "")
         raise ValueError(f"train.init_from {path} holds a {arch['embed_dim']}-wide, {arch['depth']}-deep "
-                         f"encoder (patch {arch['patch_size']}, tubelet {arch['tubelet_size']}), not the "
-                         f"config's {cfg.model.name} (tubelet {cfg.model.tubelet_size}): "
+                         f"encoder (patch {arch['patch_size']}, tubelet {arch['tubelet_size']}){decoder}, "
+                         f"not the config's {cfg.model.name} (tubelet {cfg.model.tubelet_size}, "
+                         f"decoder depth {cfg.model.decoder_depth or 'standard'}): "
                          + "; ".join(problems) + ". Set model.name / model.* to the file's architecture")
     copied = {k: v for k, v in given.items() if k in target}
     model.load_state_dict(copied, strict=False)
