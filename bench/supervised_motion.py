@@ -17,7 +17,7 @@ learnable at all); ``scratch`` builds ``--arch`` (default ``vit_nano_patch8``) w
 training and validation videos stay the same): run several before trusting a difference.
 ``--only patch_embed`` (or ``blocks``, ...) starts from the ``scratch`` weights with only those parts
 taken from the checkpoint. Used in
-docs/finetune.md (follow-ups of 2026-12-02).
+docs/notes/2026-12-02-*.md.
 """
 
 from __future__ import annotations

@@ -272,3 +272,24 @@ def test_unknown_recipe_is_one_line_with_suggestion(tmp_path, monkeypatch):
     assert all(name in msg for name in list_recipes())
     with pytest.raises(FileNotFoundError, match="elsewhere/demo.yaml"):
         load_config("elsewhere/demo.yaml")  # a path with a folder is a path, never a recipe name
+
+
+# ----------------------------------------------------------------------------- flow (RAFT) keys
+
+@pytest.mark.parametrize("override,key,allowed", [
+    ("flow.batch_size=0", "flow.batch_size", ">= 1"), ("flow.batch_size=-3", "flow.batch_size", ">= 1"),
+    ("flow.amp=fp8", "flow.amp", "auto, bf16, fp16, none"), ("flow.iters=0", "flow.iters", "null"),
+])
+def test_flow_keys_bad_values_name_the_key_and_what_is_allowed(override, key, allowed):
+    with pytest.raises(ValueError) as e:
+        load_config(None, [override])
+    assert key in str(e.value) and allowed in str(e.value)
+
+
+def test_flow_defaults_and_recipes():
+    cfg = load_config(None)
+    assert (cfg.flow.iters, cfg.flow.batch_size, cfg.flow.amp) == (None, 32, "auto")
+    assert cfg.flow.weights is None  # random weights are never a default
+    cfg = load_config("pretrain_vit_base_ssv2", ["flow.iters=12", "flow.amp=bf16", "flow.weights=random"])
+    assert (cfg.flow.iters, cfg.flow.amp, cfg.flow.weights) == (12, "bf16", "random")
+    assert load_config("pretrain_vit_base_ssv2").flow.iters is None  # the model's standard

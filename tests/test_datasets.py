@@ -481,3 +481,84 @@ def test_memory_stays_flat_over_thousands_of_clips(media):
         if i % 100 == 0:
             peak = max(peak, _rss_mb())
     assert peak - base < 40, f"resident memory grew {peak - base:.1f} MB over 2500 clips"
+
+
+# ------------------------------------------------------------------ list formats and data keys
+def test_videomae_v2_pretraining_lists(tmp_path, media, caplog):
+    """'path start_idx total_frames' (VideoMAE V2 / MGMAE pre-training lists): read as such with
+    data.list_format=path_start_frames; auto keeps today's reading and hints at the format."""
+    folder = tmp_path / "zero_based"  # frames numbered from 0: img_00000.jpg ...
+    os.makedirs(folder)
+    for i in range(12):
+        cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), _frame(i, 48, 64))
+    lst = tmp_path / "pretrain.txt"
+    lst.write_text(f"{media['good'][0]} 0 -1\n{media['frames']} 1 20\n{folder} 0 12\n")
+    info = {}
+    entries, _ = parse_list(lst, fmt="path_start_frames", info=info)
+    assert info == {"format": "path_start_frames", "inferred": False}
+    assert entries[0] == VideoEntry(media["good"][0], -1, None, 0)
+    assert entries[1] == VideoEntry(media["frames"], -1, 20, 1)
+    assert entries[2].start == 0 and entries[2].num_frames == 12
+    ds = VideoDataset(entries, num_frames=8, sampling_rate=1, img_size=32)
+    for i in range(3):
+        assert ds[i]["video"].shape == (1, 3, 8, 32, 32)
+    assert not ds.failures  # the zero-based folder was read from img_00000.jpg
+    with caplog.at_level(logging.WARNING):
+        auto_info = {}
+        auto, _ = parse_list(lst, info=auto_info)  # auto: 'path num_frames label', as before
+    assert auto_info == {"format": "path_frames_label", "inferred": True}
+    assert auto[1].num_frames == 1 and auto[1].label == 20
+    assert "data.list_format=path_start_frames" in caplog.text
+
+
+def test_explicit_list_formats_and_their_errors(tmp_path):
+    lst = tmp_path / "l.txt"
+    lst.write_text("a.mp4 3\nb.mp4 4\n")
+    assert [e.label for e in parse_list(lst, fmt="path_label")[0]] == [3, 4]
+    with pytest.raises(ListFileError, match=r"l.txt:1: expected 'path num_frames label'"):
+        parse_list(lst, fmt="path_frames_label")
+    lst.write_text("a.mp4 0 -1\nb.mp4 x -1\n")
+    with pytest.raises(ListFileError, match=r"l.txt:2: expected 'path start_idx total_frames'"):
+        parse_list(lst, fmt="path_start_frames")
+    lst.write_text("a.mp4 0 0\n")
+    with pytest.raises(ListFileError, match="total_frames '0' is not a count"):
+        parse_list(lst, fmt="path_start_frames")
+    lst.write_text("path,label\na.mp4,3\n")
+    with pytest.raises(ListFileError, match="header line.*use auto"):
+        parse_list(lst, fmt="path_label")
+    with pytest.raises(ValueError, match="data.list_format='csv'"):
+        parse_list(lst, fmt="csv")
+
+
+def test_data_keys_reach_the_dataset(tmp_path, media):
+    """Every option of VideoDataset a user needs is a config key: frame_template,
+    frame_start_index, backend, pad, max_fail_frac, max_tries, list_format."""
+    from mgmae.config import load_config
+
+    folder = tmp_path / "frames"
+    os.makedirs(folder)
+    for i in range(10):
+        cv2.imwrite(str(folder / f"frame-{i}.png"), _frame(i, 48, 64))
+    lst = tmp_path / "l.txt"
+    lst.write_text(f"{folder} 10 0\n")
+    cfg = load_config(None, [f"data.train_list={lst}", "data.frame_template=frame-{}.png",
+                             "data.frame_start_index=0", "data.pad=repeat_last", "data.max_tries=3",
+                             "data.max_fail_frac=0.5", "data.num_frames=16", "data.sampling_rate=1",
+                             "data.img_size=32"])
+    ds, _ = build_dataset(cfg.data)
+    assert (ds.template, ds.start_index, ds.pad, ds.max_tries, ds.max_fail_frac) == \
+        ("frame-{}.png", 0, "repeat_last", 3, 0.5)
+    assert ds.list_format == "path_frames_label"
+    assert ds[0]["video"].shape == (1, 3, 16, 32, 32) and not ds.failures
+    for bad, match in (("data.backend=ffmpeg", "data.backend"), ("data.list_format=v2", "data.list_format"),
+                       ("data.max_fail_frac=2", "data.max_fail_frac"), ("data.frame_template=img.jpg", "{}"),
+                       ("data.pad=zeros", "data.pad")):
+        with pytest.raises(ValueError, match=match):
+            load_config(None, [bad])
+
+
+def test_data_check_reports_the_list_format(tmp_path, media, capsys):
+    lst = tmp_path / "l.txt"
+    lst.write_text(f"{media['good'][0]} 0 -1\n")
+    assert cli_main([str(lst), "data.list_format=path_start_frames", "--min-frames", "4", "--quiet"]) == 0
+    assert "list format path_start_frames" in capsys.readouterr().out

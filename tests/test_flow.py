@@ -619,3 +619,101 @@ def test_uint8_frames_reach_dis_without_a_float_round_trip(monkeypatch):
     assert seen == [torch.uint8, torch.float32]
     torch.testing.assert_close(f8, f32, atol=1e-4, rtol=0)
     assert float(f8[0, 0, 0, 30, 40]) == pytest.approx(3.0, abs=0.5)
+
+
+# ----------------------------------------------------------------- RAFT in the step (issue 20)
+
+def _random_raft(**kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_flow("raft_small", weights="random", **kw)
+
+
+def test_raft_chunked_pairs_give_the_unchunked_flow():
+    g = torch.Generator().manual_seed(3)
+    src, dst = torch.rand(5, 3, 64, 72, generator=g), torch.rand(5, 3, 64, 72, generator=g)
+    whole = _random_raft(iters=2)
+    chunked = _random_raft(iters=2, batch_size=2)
+    chunked.fn.model.load_state_dict(whole.fn.model.state_dict())
+    assert whole.fn.batch_size is None and chunked.fn.batch_size == 2
+    a, b = whole(src, dst), chunked(src, dst)
+    assert a.shape == b.shape == (5, 2, 64, 72) and a.abs().max() > 0
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    # and the chunks are really separate calls: 3 calls for 5 pairs in chunks of 2
+    calls = []
+    orig = chunked.fn._run
+    chunked.fn._run = lambda s, d: calls.append(s.shape[0]) or orig(s, d)
+    chunked(src, dst)
+    assert calls == [2, 2, 1]
+
+
+def test_raft_iters_null_is_the_models_standard():
+    assert _random_raft().fn.iters == 6
+    assert _random_raft(iters=None).fn.iters == 6
+    assert _random_raft(iters=3).fn.iters == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert build_flow("raft_large", weights="random").fn.iters == 12
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="flow.iters"):
+            _random_raft(iters=bad)
+
+
+def test_raft_random_weights_warn_loudly():
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        est = build_flow("raft_small", weights="random")
+    assert est.fn.weights_path is None and "RANDOM WEIGHTS" in repr(est.fn)
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        build_flow("raft_small", random_init=True)
+
+
+def test_raft_bad_batch_size_and_amp_name_the_key():
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match=r"flow\.batch_size.*>= 1"):
+            _random_raft(batch_size=bad)
+    with pytest.raises(ValueError, match=r"flow\.amp = 'fp8'; allowed: auto, bf16, fp16, none"):
+        _random_raft(amp="fp8")
+
+
+def test_raft_wrong_weights_name_the_key_and_the_file(tmp_path, large_sd):
+    p = tmp_path / "raft_large_C_T_SKHT_V2-ff5fadd5.pth"
+    torch.save(large_sd, p)
+    with pytest.raises(ValueError) as e:
+        build_flow("raft_small", weights=p)
+    msg = str(e.value)
+    assert "flow.weights" in msg and str(p) in msg and "raft_large" in msg and "raft_small_C_T_V2" in msg
+
+
+def test_raft_amp_on_the_cpu():
+    g = torch.Generator().manual_seed(4)
+    src, dst = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    fp32 = _random_raft(iters=2)
+    bf16 = _random_raft(iters=2, amp="bf16")
+    auto = _random_raft(iters=2, amp="auto")
+    bf16.fn.model.load_state_dict(fp32.fn.model.state_dict())
+    cpu = torch.device("cpu")
+    assert auto.fn.amp_dtype(cpu) is None and bf16.fn.amp_dtype(cpu) is torch.bfloat16
+    assert fp32.fn.amp_dtype(cpu) is None
+    a, b = fp32(src, dst), bf16(src, dst)
+    assert a.dtype == b.dtype == torch.float32
+    assert not torch.equal(a, b)  # autocast really ran
+    assert (a - b).abs().mean() < 0.1 * a.abs().mean() + 1e-3
+    # an outer autocast (the training step's) does not leak into fp32 RAFT
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.allclose(fp32(src, dst), a, atol=1e-5)
+
+
+def test_masker_from_config_wires_the_raft_keys():
+    from mgmae.config import load_config
+    from mgmae.engine.pretrain import masker_from_config
+
+    cfg = load_config(None, ["masking.name=motion_guided", "flow.name=raft_small", "flow.weights=random",
+                             "flow.batch_size=7", "flow.amp=none", "data.img_size=64", "data.num_frames=4"])
+    m = masker_from_config(cfg, 16, seed=0)
+    assert "RANDOM WEIGHTS" in repr(m)
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        fn = m.flow.fn
+    assert (fn.iters, fn.batch_size, fn.amp) == (6, 7, "none")
+    clip = torch.randn(2, 3, 4, 64, 64)
+    mask = m(clip)
+    assert mask.shape == (2, m.num_tokens) and mask.dtype == torch.bool

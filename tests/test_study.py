@@ -65,7 +65,11 @@ def test_recipe_parses_in_both_modes():
     full = load_plan(RECIPE)
     quick = load_plan(RECIPE, quick=True)
     names = [s.name for s in full.strategies]
-    assert names == ["random", "tube", "motion_guided_gt", "motion_guided_dis", "motion_guided_official"]
+    assert names == ["random", "tube", "motion_guided_gt", "motion_guided_dis", "motion_guided_codec",
+                     "motion_guided_official"]
+    codec = full.strategy("motion_guided_codec").overrides
+    assert codec["flow.name"] == "codec" and codec["data.synthetic_encode"] is True
+    assert ("motion_guided_codec", "tube") in full.comparisons
     assert len(full.seeds) >= 3 and len(quick.seeds) >= 3
     assert quick.pretrain_steps < full.pretrain_steps and quick.finetune_steps < full.finetune_steps
     assert not quick.ablations
@@ -96,8 +100,9 @@ def test_new_config_keys_at_their_old_behaviour_keep_cached_runs():
     from mgmae.experiments.runs import _NO_HASH, _cfg_hash, _hash
 
     cfg = Config()
-    old = {k: v for k, v in flatten(cfg.to_dict()).items()
-           if k not in _NO_HASH and k != "model.pos_embed"}
+    new_keys = ("model.pos_embed", "flow.fallback", "data.synthetic_encode", "flow.batch_size", "flow.amp")
+    old = {k: v for k, v in flatten(cfg.to_dict()).items() if k not in _NO_HASH and k not in new_keys}
+    old["flow.iters"] = 6  # its old default; null (the model's standard) means the same
     assert _cfg_hash(cfg, "x") == _hash([old, "x"])
     cfg.model.pos_embed = "sincos_3d"
     assert _cfg_hash(cfg, "x") != _hash([old, "x"])
@@ -238,3 +243,26 @@ def test_quick_study_end_to_end(tmp_path):
     assert track["motion-guided, GT flow"] > track["tube"]
     assert track["motion-guided, GT flow"] > track["motion-guided, official direction (GT flow)"]
     assert "--quick" in md
+
+
+def test_codec_strategy_runs_on_encoded_synthetic_videos(tmp_path):
+    """The study's codec strategy: synthetic clips through libx264 and back, masks from their
+    motion vectors; its row is filled like every other."""
+    import copy
+
+    smoke = copy.deepcopy(SMOKE)
+    smoke["study"]["strategies"] = {
+        "tube": {"label": "tube", "set": {"masking.name": "tube"}},
+        "motion_guided_codec": {"label": "motion-guided, codec flow (H.264)",
+                                "set": {"masking.name": "motion_guided", "flow.name": "codec",
+                                        "data.synthetic_encode": True}}}
+    for k in ("ablation_reference", "ablation_seeds", "ablation_finetune", "ablations"):
+        smoke["study"].pop(k)
+    recipe = tmp_path / "codec.yaml"
+    recipe.write_text(yaml.safe_dump(smoke, sort_keys=False))
+    out = tmp_path / "experiments.md"
+    assert main(["study", "-c", str(recipe), "--out", str(out), "--output-dir", str(tmp_path / "runs")]) == 0
+    _, body = table_rows(out.read_text(), "strategy")
+    assert [r[0] for r in body] == ["from scratch (no pre-training)", "tube", "motion-guided, codec flow (H.264)"]
+    for cell in body[2][1:]:
+        assert re.match(r"^-?\d+(\.\d+)?%?$", cell), (body[2], cell)

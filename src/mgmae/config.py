@@ -36,7 +36,7 @@ class ModelConfig:
     grad_checkpointing: bool = False  # activation checkpointing per block (saves memory)
     # fixed position table: sincos_1d (VideoMAE's, over the flattened token index; needed by every
     # published checkpoint and the HF export) or sincos_3d (separable t/h/w sin-cos; learns much
-    # faster at small scale, see docs/finetune.md)
+    # faster at small scale, see docs/notes/2026-11-25-mae-vs-spatial-smoothing.md)
     pos_embed: str = "sincos_1d"
 
 
@@ -54,10 +54,22 @@ class DataConfig:
     num_sample: int = 1  # repeated augmentation: clips per video per step
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     flip: bool = True  # horizontal flip (turn off for SSv2: left/right is in the label)
+    # list files: auto (inferred, and said) | path | path_label | path_frames_label (frame folders,
+    # SSv2) | path_start_frames (VideoMAE V2 / MGMAE pre-training lists: "video.mp4 0 -1", "folder 1 58")
+    list_format: str = "auto"
+    backend: str = "pyav"  # video decoder: pyav | torchcodec | decord | frames (a directory is always frames)
+    frame_template: str = "img_{:05d}.jpg"  # frame folders: file names, {} = frame number
+    frame_start_index: int = 1  # frame folders: the number of the first frame (img_00001.jpg: 1)
+    pad: str = "loop"  # a video shorter than a clip: loop | repeat_last
+    max_fail_frac: float = 0.05  # stop when more than this share of the videos cannot be read
+    max_tries: int = 10  # replacements tried for one unreadable video before giving up
     # built-in synthetic data
     synthetic_videos: int = 256
     synthetic_label: str = "motion"  # motion | appearance (which label the classifier sees)
     synthetic_seed: int = 0
+    # encode the synthetic videos to H.264 (libx264's defaults) and train on the decoded frames, as
+    # from real files; flow.name=codec then takes their motion vectors
+    synthetic_encode: bool = False
 
 
 @dataclass
@@ -86,13 +98,23 @@ class MaskingConfig:
 @dataclass
 class FlowConfig:
     # dis | farneback | raft_small | raft_large | zero | gt (synthetic data) | codec (the motion
-    # vectors of the video files, almost free; see docs/data.md) | any name of the flow registry
+    # vectors of the video files, almost free; see docs/flow.md) | any name of the flow registry
     # (mgmae.flow.list_flows(), register_flow)
     name: str = "dis"
     preset: str = "ultrafast"  # dis: ultrafast | fast | medium
     size: int | None = None  # compute flow at this resolution and rescale (speed knob)
-    weights: str | None = None  # RAFT weights file (local path)
-    iters: int = 6  # RAFT refinement iterations
+    # RAFT weights file (local path), or "random": random weights for smoke tests and timing only
+    # (the masks are meaningless; a loud warning and RANDOM WEIGHTS in the run log; never a default)
+    weights: str | None = None
+    iters: int | None = None  # RAFT refinement iterations; null: 6 for raft_small (the paper's), 12 for raft_large
+    # RAFT frame pairs per forward call (masking.where=step runs B x (T-1) pairs: 24 clips x 15 =
+    # 360 at once would hold tens of GB of activations). 32 pairs of 224 px keep RAFT-small's
+    # no-grad activations (1/8-resolution features, GRU states and a 4-level correlation pyramid
+    # of ~3 MB a pair) to a few GB while still filling a large GPU (bench/gpu_check.py (b))
+    batch_size: int = 32
+    # RAFT autocast: auto (bf16 on CUDA devices that support it, none on the CPU) | bf16 | fp16 |
+    # none (float32); the flow comes back as float32 either way
+    amp: str = "auto"
     # codec: what to do with a video that has no motion vectors (frame folders, all-intra or MJPEG
     # files, the synthetic dataset): null = stop with an error naming it; dis = DIS flow for it
     fallback: str | None = None
@@ -374,6 +396,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 # Values a key may take. Masker and flow names come from their registries (mgmae.registry) and the
 # motion-guided options from mgmae.masking.MOTION_GUIDED_CHOICES: see _choices().
 _CHOICES = {
+    "data.list_format": ("auto", "path", "path_label", "path_frames_label", "path_start_frames"),
+    "data.backend": ("pyav", "torchcodec", "decord", "frames"),
+    "data.pad": ("loop", "repeat_last"),
     "model.pos_embed": ("sincos_1d", "sincos_3d"),
     "data.dataset": ("auto", "synthetic", "list", "folder"),
     "data.sampling": ("dense", "segment"),
@@ -381,6 +406,7 @@ _CHOICES = {
     "masking.where": ("loader", "step"),
     "masking.decoder_mask": ("none", "run_cell"),
     "train.amp": ("auto", "bf16", "fp16", "none"),
+    "flow.amp": ("auto", "bf16", "fp16", "none"),
     "finetune.mixup_mode": ("batch", "pair", "elem"),
     "finetune.remode": ("pixel", "rand", "const"),
 }
@@ -417,8 +443,23 @@ def validate(cfg: Config) -> None:
     for key, allowed in _choices().items():
         if flat[key] not in allowed:
             raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
+    if not 0.0 <= cfg.data.max_fail_frac <= 1.0:
+        raise ValueError(f"config key 'data.max_fail_frac' must be in [0, 1], got {cfg.data.max_fail_frac}")
+    if cfg.data.max_tries < 0 or cfg.data.frame_start_index < 0:
+        raise ValueError("config keys 'data.max_tries' and 'data.frame_start_index' must be >= 0, got "
+                         f"{cfg.data.max_tries} and {cfg.data.frame_start_index}")
+    if "{" not in cfg.data.frame_template:
+        raise ValueError(f"config key 'data.frame_template' = {cfg.data.frame_template!r} needs a {{}} "
+                         "field for the frame number, e.g. img_{:05d}.jpg")
     if cfg.flow.fallback not in (None, "dis"):
         raise ValueError(f"config key 'flow.fallback' = {cfg.flow.fallback!r}; allowed: null, dis")
+    if isinstance(cfg.flow.batch_size, bool) or not isinstance(cfg.flow.batch_size, int) or cfg.flow.batch_size < 1:
+        raise ValueError(f"config key 'flow.batch_size' (RAFT frame pairs per call) must be an integer "
+                         f">= 1, got {cfg.flow.batch_size!r}")
+    if cfg.flow.iters is not None and (isinstance(cfg.flow.iters, bool) or not isinstance(cfg.flow.iters, int)
+                                       or cfg.flow.iters < 1):
+        raise ValueError(f"config key 'flow.iters' must be an integer >= 1 or null (the model's standard: "
+                         f"6 for raft_small, 12 for raft_large), got {cfg.flow.iters!r}")
     if cfg.flow.name == "codec" and cfg.masking.where == "step":
         raise ValueError("flow.name=codec comes with the decoded clips in the loader workers: it needs "
                          "masking.where=loader (masking.where=step computes flow on the device: dis, "

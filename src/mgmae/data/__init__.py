@@ -19,19 +19,21 @@ def build_pretrain_dataset(cfg, masker=None):
     d = cfg.data
     codec = cfg.flow.name == "codec" and cfg.masking.name == "motion_guided"
     if uses_synthetic(cfg):
-        if codec and cfg.flow.fallback is None:
+        if codec and not d.synthetic_encode and cfg.flow.fallback is None:
             raise ValueError("flow.name=codec takes motion vectors from compressed video files; the "
-                             "synthetic dataset has none (set data.train_list, or flow.fallback=dis to "
-                             "use DIS flow instead)")
-        if codec:
+                             "synthetic videos are not compressed unless data.synthetic_encode=true "
+                             "(or set flow.fallback=dis to use DIS flow instead)")
+        if codec and not d.synthetic_encode:
             logging.getLogger(__name__).warning(
-                "flow.name=codec: the synthetic dataset has no motion vectors; DIS flow instead "
-                "(flow.fallback=dis)")
-        videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
+                "flow.name=codec: the synthetic videos have no motion vectors (data.synthetic_encode="
+                "false); DIS flow instead (flow.fallback=dis)")
+        videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed,
+                                 encode="h264" if d.synthetic_encode else None)
         videos.cache_all()  # rendered once, shared by the loader workers
         ds = SyntheticDataset(videos, masker=masker, num_sample=d.num_sample, scales=d.scales,
                               flip=d.flip, train=True, label=d.synthetic_label,
-                              gt_flow=cfg.flow.name == "gt", seed=cfg.train.seed)
+                              gt_flow=cfg.flow.name == "gt", codec_flow=codec and d.synthetic_encode,
+                              seed=cfg.train.seed)
         return ds, ds.class_names
     if cfg.flow.name == "gt":
         raise ValueError("flow.name=gt (ground-truth flow) exists only for the synthetic dataset")

@@ -88,15 +88,18 @@ def _check_one(args):
 def check_dataset(list_or_folder, root: str | None = None, backend: str = "pyav",
                   min_frames: int = 16, *, full: bool = False, workers: int = 1,
                   progress: bool = True, template: str = "img_{:05d}.jpg",
-                  start_index: int = 1) -> dict:
+                  start_index: int = 1, list_format: str = "auto") -> dict:
     """Scan every entry (progress bar on stderr). Returns a JSON-able report: ``num_videos``,
     ``num_ok``, ``num_bad``, ``bad`` (``[{"path", "reason"}]``), summary stats of ``num_frames``
     and ``duration`` (min/median/mean/max), ``fps`` and ``resolutions`` (``"WxH"``) counts, label
-    counts, and ``videos`` (one result per entry, see :func:`check_video`)."""
+    counts, ``list_format`` (the list file's format, see :func:`mgmae.data.datasets.parse_list`)
+    and ``videos`` (one result per entry, see :func:`check_video`)."""
     from tqdm import tqdm
 
-    entries, class_names = load_entries(list_or_folder, root=root)
-    jobs = [(e, backend, min_frames, full, template, start_index) for e in entries]
+    info: dict = {}
+    entries, class_names = load_entries(list_or_folder, root=root, fmt=list_format, info=info)
+    jobs = [(e, backend, min_frames, full, template, start_index if e.start is None else e.start)
+            for e in entries]
     bar = dict(total=len(jobs), desc="checking videos", unit="video", disable=not progress,
                file=sys.stderr)
     if workers > 1:
@@ -109,6 +112,7 @@ def check_dataset(list_or_folder, root: str | None = None, backend: str = "pyav"
     labels = Counter(e.label for e in entries if e.label >= 0)
     return {
         "source": os.fspath(list_or_folder),
+        "list_format": info["format"] + (" (inferred)" if info["inferred"] else ""),
         "backend": backend,
         "min_frames": min_frames,
         "num_videos": len(results),
@@ -142,6 +146,7 @@ def format_report(rep: dict, max_bad: int = 50) -> str:
         return ", ".join(f"{key} ({n})" for key, n in items[:k]) + more or "n/a"
 
     lines = [f"{rep['source']}: {rep['num_videos']} videos, backend {rep['backend']}",
+             f"  list format {rep.get('list_format', 'n/a')}",
              f"  frames      {fmt(rep['num_frames'])}",
              f"  duration    {fmt(rep['duration'], 's', 2)}",
              f"  fps         {top(rep['fps'])}",
@@ -174,30 +179,35 @@ def cli_main(argv: list[str]) -> int:
     add_config_args(ap, positionals="LIST")
     ap.add_argument("--root", default=None, help="alias of data.root=R: prepended to relative "
                                                  "paths in the list")
-    ap.add_argument("--backend", default="pyav", choices=("pyav", "torchcodec", "decord", "frames"))
+    ap.add_argument("--backend", default=None, choices=("pyav", "torchcodec", "decord", "frames"),
+                    help="alias of data.backend")
     ap.add_argument("--min-frames", type=int, default=None,
                     help="shorter videos count as bad (default: data.num_frames)")
     ap.add_argument("--full", action="store_true", help="decode every frame (slow, thorough)")
     ap.add_argument("--workers", type=int, default=1, help="parallel processes")
-    ap.add_argument("--template", default="img_{:05d}.jpg", help="frame folder file names")
-    ap.add_argument("--start-index", type=int, default=1, help="number of the first frame image")
+    ap.add_argument("--template", default=None, help="alias of data.frame_template (frame folder file names)")
+    ap.add_argument("--start-index", type=int, default=None,
+                    help="alias of data.frame_start_index (number of the first frame image)")
     ap.add_argument("--json", default=None, help="write the full report (every video) here")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common_flags(ap, checkpoints=False)
     args = ap.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
     cfg = load_config(args.config, overrides)
-    if args.root is not None:
-        cfg.data.root = args.root
+    for flag, key in (("root", "root"), ("backend", "backend"), ("template", "frame_template"),
+                      ("start_index", "frame_start_index")):
+        if getattr(args, flag) is not None:  # the old flags: aliases of data.* keys (a flag wins)
+            setattr(cfg.data, key, getattr(args, flag))
     source = pos[0] if pos else cfg.data.train_list
     if not source:
         raise ValueError("give the list to check (mgmae data check LIST) or set data.train_list")
     min_frames = cfg.data.num_frames if args.min_frames is None else args.min_frames
     if args.json:
         check_output(args.json, "--json", directory=False)
-    rep = check_dataset(source, root=cfg.data.root, backend=args.backend, min_frames=min_frames,
+    rep = check_dataset(source, root=cfg.data.root, backend=cfg.data.backend, min_frames=min_frames,
                         full=args.full, workers=args.workers, progress=not args.quiet,
-                        template=args.template, start_index=args.start_index)
+                        template=cfg.data.frame_template, start_index=cfg.data.frame_start_index,
+                        list_format=cfg.data.list_format)
     print(format_report(rep))
     if args.json:
         with open(args.json, "w") as f:

@@ -56,6 +56,10 @@ class VideoEntry:
     path: str
     label: int = -1  # -1: unlabelled (pre-training)
     num_frames: int | None = None  # frame folders: frame count from the list (skips listing)
+    start: int | None = None  # frame folders: the number of the first frame file (path_start_frames)
+
+
+LIST_FORMATS = ("auto", "path", "path_label", "path_frames_label", "path_start_frames")
 
 
 class ListFileError(ValueError):
@@ -89,9 +93,19 @@ def _join(root: str | None, p: str) -> str:
     return os.path.join(os.path.expanduser(root), p) if root and not os.path.isabs(p) else p
 
 
-def parse_list(path, root: str | None = None) -> tuple[list[VideoEntry], list[str] | None]:
+def parse_list(path, root: str | None = None, fmt: str = "auto",
+               info: dict | None = None) -> tuple[list[VideoEntry], list[str] | None]:
     """Read a list file. Returns ``(entries, class_names)``; ``class_names`` is None unless a csv
-    with a header gives string labels (then labels index the sorted names)."""
+    with a header gives string labels (then labels index the sorted names).
+
+    ``fmt`` (``data.list_format``): ``auto`` infers the format from the first line (a header line,
+    or the number of trailing integer fields: ``path``, ``path label``, ``path num_frames label``);
+    or one of ``path``, ``path_label``, ``path_frames_label``, ``path_start_frames`` (VideoMAE V2 /
+    MGMAE pre-training lists, ``path start_idx total_frames``: ``video.mp4 0 -1`` (every frame),
+    ``folder 1 58`` (58 frames, the first file numbered 1)). ``info``, if given, receives
+    ``{"format": the format used, "inferred": bool}``."""
+    if fmt not in LIST_FORMATS:
+        raise ValueError(f"data.list_format={fmt!r}; allowed: {', '.join(LIST_FORMATS)}")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"list file not found: {path}")
@@ -107,14 +121,45 @@ def parse_list(path, root: str | None = None) -> tuple[list[VideoEntry], list[st
         return [f.strip() for f in next(csv.reader([s]))] if comma else s.split()
 
     head = [f.lower() for f in split(first)]
+    info = info if info is not None else {}
     if any(h in PATH_COLUMNS for h in head) and not _is_int(head[-1]):
+        if fmt != "auto":
+            raise ListFileError(path, first_no, f"a header line names the columns; data.list_format="
+                                f"{fmt} is for lists without one (use auto)", first)
+        info.update(format="csv with a header", inferred=True)
         return _parse_with_header(path, root, rows, head, split)
+    mode = None if fmt == "auto" else ("path", "path_label", "path_frames_label",
+                                       "path_start_frames").index(fmt)
     if comma:
-        return _parse_comma(path, root, rows, split), None
-    return _parse_spaces(path, root, rows), None
+        entries, mode = _parse_comma(path, root, rows, split, mode)
+    else:
+        entries, mode = _parse_spaces(path, root, rows, mode)
+    chosen = ("path", "path_label", "path_frames_label", "path_start_frames")[mode]
+    info.update(format=chosen, inferred=fmt == "auto")
+    if fmt == "auto" and chosen == "path_frames_label" and all((e.num_frames or 0) <= 1 for e in entries):
+        log.warning("%s: read as 'path num_frames label', but every num_frames is 0 or 1: if this is a "
+                    "VideoMAE V2 / MGMAE pre-training list ('path start_idx total_frames'), set "
+                    "data.list_format=path_start_frames", path)
+    return entries, None
 
 
-def _entry(path, root, lineno, raw, p: str, frames: str | None, label: str | None) -> VideoEntry:
+def _start_entry(path, root, lineno, raw, p: str, start: str, total: str) -> VideoEntry:
+    """``path start_idx total_frames`` (VideoMAE V2): a video file ``0 -1``; a frame folder
+    ``first_file_number count``."""
+    if not p:
+        raise ListFileError(path, lineno, "empty path", raw)
+    if not _is_int(start) or int(start) < 0:
+        raise ListFileError(path, lineno, f"start_idx {start!r} is not an integer >= 0", raw)
+    if not _is_int(total) or int(total) < -1 or int(total) == 0:
+        raise ListFileError(path, lineno, f"total_frames {total!r} is not a count (or -1: all)", raw)
+    n = int(total)
+    return VideoEntry(_join(root, p), -1, None if n == -1 else n, int(start))
+
+
+def _entry(path, root, lineno, raw, p: str, frames: str | None, label: str | None,
+           start_format: bool = False) -> VideoEntry:
+    if start_format:
+        return _start_entry(path, root, lineno, raw, p, frames, label)
     if not p:
         raise ListFileError(path, lineno, "empty path", raw)
     n = lab = None
@@ -129,32 +174,43 @@ def _entry(path, root, lineno, raw, p: str, frames: str | None, label: str | Non
     return VideoEntry(_join(root, p), -1 if lab is None else lab, n)
 
 
-def _parse_spaces(path, root, rows) -> list[VideoEntry]:
+_WANT = ("path", "path label", "path num_frames label", "path start_idx total_frames")
+
+
+def _parse_spaces(path, root, rows, mode: int | None = None) -> tuple[list[VideoEntry], int]:
+    """``mode``: 0 path | 1 path label | 2 path num_frames label | 3 path start_idx total_frames;
+    None: inferred from the first line's trailing integer fields (0 to 2)."""
     lineno, first = rows[0]
     tokens = first.split()
-    mode = 0  # trailing integer fields: 0 path | 1 path label | 2 path num_frames label
-    while mode < 2 and len(tokens) - mode > 1 and _is_int(tokens[-1 - mode]):
-        mode += 1
-    if mode == 0 and len(tokens) > 1 and not os.path.exists(_join(root, first)):
-        raise ListFileError(path, lineno, f"label {tokens[-1]!r} is not an integer (expected "
-                            "'path', 'path label' or 'path num_frames label')", first)
+    if mode is None:
+        mode = 0
+        while mode < 2 and len(tokens) - mode > 1 and _is_int(tokens[-1 - mode]):
+            mode += 1
+        if mode == 0 and len(tokens) > 1 and not os.path.exists(_join(root, first)):
+            raise ListFileError(path, lineno, f"label {tokens[-1]!r} is not an integer (expected "
+                                "'path', 'path label' or 'path num_frames label')", first)
+    fields = min(mode, 2)  # integer fields after the path
     out = []
     for lineno, raw in rows:
-        parts = raw.rsplit(maxsplit=mode) if mode else [raw]
-        if len(parts) != mode + 1 or (mode and not all(_is_int(t) for t in parts[1:])):
-            want = ("path", "path label", "path num_frames label")[mode]
-            raise ListFileError(path, lineno, f"expected '{want}' like line {rows[0][0]}", raw)
-        frames = parts[1] if mode == 2 else None
-        label = parts[-1] if mode else None
-        out.append(_entry(path, root, lineno, raw, parts[0], frames, label))
-    return out
+        parts = raw.rsplit(maxsplit=fields) if fields else [raw]
+        if len(parts) != fields + 1 or (fields and not all(_is_int(t) for t in parts[1:])):
+            raise ListFileError(path, lineno, f"expected '{_WANT[mode]}' like line {rows[0][0]}", raw)
+        frames = parts[1] if fields == 2 else None
+        label = parts[-1] if fields else None
+        out.append(_entry(path, root, lineno, raw, parts[0], frames, label, start_format=mode == 3))
+    return out, mode
 
 
-def _parse_comma(path, root, rows, split) -> list[VideoEntry]:
+def _parse_comma(path, root, rows, split, mode: int | None = None) -> tuple[list[VideoEntry], int]:
     width = len(split(rows[0][1]))
     if width > 3:
         raise ListFileError(path, rows[0][0], f"{width} comma-separated fields; expected 'path', "
                             "'path,label' or 'path,num_frames,label' (or a header line)", rows[0][1])
+    if mode is None:
+        mode = width - 1
+    elif min(mode, 2) + 1 != width:
+        raise ListFileError(path, rows[0][0], f"{width} comma-separated fields; the list format "
+                            f"'{_WANT[mode]}' has {min(mode, 2) + 1}", rows[0][1])
     out = []
     for lineno, raw in rows:
         f = split(raw)
@@ -162,8 +218,8 @@ def _parse_comma(path, root, rows, split) -> list[VideoEntry]:
             raise ListFileError(path, lineno, f"{len(f)} fields, line {rows[0][0]} has {width}", raw)
         frames = f[1] if width == 3 else None
         label = f[-1] if width >= 2 else None
-        out.append(_entry(path, root, lineno, raw, f[0], frames, label))
-    return out
+        out.append(_entry(path, root, lineno, raw, f[0], frames, label, start_format=mode == 3))
+    return out, mode
 
 
 def _parse_with_header(path, root, rows, head, split):
@@ -226,12 +282,16 @@ def scan_folder(root, class_names: Sequence[str] | None = None,
     return entries, names
 
 
-def load_entries(source, root: str | None = None) -> tuple[list[VideoEntry], list[str] | None]:
-    """A list file or a folder-per-class tree (a directory)."""
+def load_entries(source, root: str | None = None, fmt: str = "auto",
+                 info: dict | None = None) -> tuple[list[VideoEntry], list[str] | None]:
+    """A list file (see :func:`parse_list` for ``fmt`` and ``info``) or a folder-per-class tree
+    (a directory)."""
     source = os.fspath(source)
     if os.path.isdir(source):
+        if info is not None:
+            info.update(format="folder per class", inferred=True)
         return scan_folder(source)
-    return parse_list(source, root=root)
+    return parse_list(source, root=root, fmt=fmt, info=info)
 
 
 def _as_entry(e) -> VideoEntry:
@@ -414,8 +474,8 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def _open(self, entry: VideoEntry):
         return open_video(entry.path, self.backend, threads=self.threads, template=self.template,
-                          start_index=self.start_index, num_frames=entry.num_frames,
-                          export_mvs=self.codec_flow)
+                          start_index=self.start_index if entry.start is None else entry.start,
+                          num_frames=entry.num_frames, export_mvs=self.codec_flow)
 
     def load_clips(self, entry: VideoEntry, rng: np.random.Generator) -> list[np.ndarray]:
         """Decode the clip(s) of one video: a list (1 for training, ``test_views[0]`` for testing)
@@ -584,13 +644,22 @@ def build_dataset(cfg_data, masker=None, train: bool = True, *, split: str | Non
                            if e.is_dir() and not e.name.startswith("."))
         entries, class_names = scan_folder(source, class_names=known)
     else:
-        entries, class_names = parse_list(source, root=d.root)
+        info: dict = {}
+        entries, class_names = parse_list(source, root=d.root, fmt=getattr(d, "list_format", "auto"),
+                                          info=info)
+        log.info("%s: %d entries, list format %s%s", source, len(entries), info["format"],
+                 " (inferred)" if info["inferred"] else "")
     kwargs = dict(num_frames=d.num_frames, sampling_rate=d.sampling_rate, sampling=d.sampling,
                   img_size=d.img_size, scales=d.scales, flip=d.flip and train,
                   num_sample=d.num_sample if train else 1, masker=masker, train=train,
                   class_names=class_names)
-    for opt in ("test_views", "backend", "pad", "max_fail_frac", "template"):
-        if getattr(d, opt, None) is not None:
-            kwargs[opt] = getattr(d, opt)
+    # DataConfig key -> VideoDataset argument
+    for key, opt in (("test_views", "test_views"), ("backend", "backend"), ("pad", "pad"),
+                     ("max_fail_frac", "max_fail_frac"), ("max_tries", "max_tries"),
+                     ("frame_template", "template"), ("frame_start_index", "start_index")):
+        if getattr(d, key, None) is not None:
+            kwargs[opt] = getattr(d, key)
     kwargs.update(overrides)
-    return VideoDataset(entries, **kwargs), class_names
+    ds = VideoDataset(entries, **kwargs)
+    ds.list_format = "folder per class" if is_dir else info["format"]
+    return ds, class_names

@@ -9,13 +9,14 @@ frame pair and an exact per-pixel layer map (which object is on top), and two la
   Motion says nothing about it.
 
 Objects move with constant velocity, so the flow from frame ``s`` to frame ``d`` at pixel ``p`` of
-frame ``s`` is ``(d - s) * v(layer on top at p in frame s)`` (DESIGN.md flow convention).
+frame ``s`` is ``(d - s) * v(layer on top at p in frame s)`` (docs/design.md, flow convention).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,11 +43,31 @@ class SyntheticClip:
     velocities: np.ndarray  # float32 (num_layers + 1, 2): background first, in px/frame
     motion_label: int
     appearance_label: int
+    # with SyntheticVideos(encode="h264"): the frames are the decoded ones and this holds the
+    # codec's motion vectors (mgmae.flow.codec.CodecMotion), for flow.name=codec
+    codec_motion: Any = None
 
     def flow(self, src: int, dst: int) -> torch.Tensor:
         """Ground-truth flow ``(2, H, W)`` from frame ``src`` to frame ``dst`` on ``src``'s grid."""
         v = torch.from_numpy(self.velocities)[torch.from_numpy(self.layers[src]).long()]  # [H, W, 2]
         return (v * float(dst - src)).permute(2, 0, 1).contiguous()  # [2, H, W]
+
+
+def _encoded(clip: SyntheticClip) -> SyntheticClip:
+    """``clip`` through H.264 (libx264's defaults) and back, with the decoder's motion vectors."""
+    import os
+    import tempfile
+    from dataclasses import replace
+
+    from mgmae.data.video import open_video, write_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_video(os.path.join(tmp, "clip.mp4"), clip.frames)
+        with open_video(path, export_mvs=True) as v:
+            frames = v.get_frames(range(len(clip.frames)))
+            motion = v.motion
+    motion.path = "synthetic clip (H.264)"
+    return replace(clip, frames=frames, codec_motion=motion)
 
 
 def _inside(shape: int, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
@@ -75,13 +96,18 @@ class SyntheticVideos:
 
     def __init__(self, num_videos: int = 256, num_frames: int = 16, img_size: int = 64,
                  seed: int = 0, num_distractors: tuple[int, int] = (0, 1),
-                 background_motion: float = 0.5):
+                 background_motion: float = 0.5, encode: str | None = None):
         self.num_videos = num_videos
         self.num_frames = num_frames
         self.img_size = img_size
         self.seed = seed
         self.num_distractors = num_distractors
         self.background_motion = background_motion  # probability that the background moves
+        if encode not in (None, "h264"):
+            raise ValueError(f"encode must be None or 'h264', got {encode!r}")
+        # "h264": each clip goes through libx264 (its default settings) and back, as a real video
+        # would: the frames are the decoded ones and clip.codec_motion holds the motion vectors
+        self.encode = encode
 
     def __len__(self) -> int:
         return self.num_videos
@@ -96,7 +122,7 @@ class SyntheticVideos:
         if self.num_videos * per_clip > max_bytes:
             return False
         key = (self.num_videos, self.num_frames, self.img_size, self.seed, tuple(self.num_distractors),
-               self.background_motion)
+               self.background_motion, self.encode)
         if key not in _RENDERED:  # a process running many short jobs (mgmae study) renders once
             from tqdm.auto import tqdm
 
@@ -130,6 +156,10 @@ class SyntheticVideos:
         return cache[index] if cache is not None else self._render(index)
 
     def _render(self, index: int) -> SyntheticClip:
+        clip = self._draw(index)
+        return _encoded(clip) if self.encode else clip
+
+    def _draw(self, index: int) -> SyntheticClip:
         rng = np.random.default_rng([self.seed, index])
         S, T = self.img_size, self.num_frames
         scale = S / 64.0
@@ -183,7 +213,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
 
     def __init__(self, videos: SyntheticVideos, *, masker=None, num_sample: int = 1,
                  scales=(1.0, 0.875, 0.75, 0.66), flip: bool = False, train: bool = True,
-                 label: str = "motion", gt_flow: bool = False, seed: int = 0):
+                 label: str = "motion", gt_flow: bool = False, codec_flow: bool = False,
+                 seed: int = 0):
         self.videos = videos
         self.masker = masker
         self.num_sample = num_sample
@@ -192,6 +223,10 @@ class SyntheticDataset(torch.utils.data.Dataset):
         self.train = train
         self.label = label
         self.gt_flow = gt_flow  # give motion-guided maskers the exact flow instead of estimating it
+        if codec_flow and getattr(videos, "encode", None) is None:
+            raise ValueError("codec_flow needs encoded synthetic videos (SyntheticVideos(encode='h264'), "
+                             "data.synthetic_encode=true)")
+        self.codec_flow = codec_flow  # ... or the codec's flow of the encoded clips
         self.seed = seed
         self.epoch = 0
         self.num_classes = len(MOTION_CLASSES if label == "motion" else APPEARANCE_CLASSES)
@@ -218,8 +253,12 @@ class SyntheticDataset(torch.utils.data.Dataset):
                       for _ in range(self.num_sample)]
         else:
             params = [center_crop_params(S, S, S)] * self.num_sample
-        video, mask = make_views(clip.frames, params, self.masker,
-                                 flow_fn=clip.flow if self.gt_flow else None, generator=generator)
+        flow_fn = clip.flow if self.gt_flow else None
+        if self.codec_flow:
+            from mgmae.flow.codec import ClipCodecFlow
+
+            flow_fn = ClipCodecFlow(clip.codec_motion, range(len(clip.frames)))
+        video, mask = make_views(clip.frames, params, self.masker, flow_fn=flow_fn, generator=generator)
         item = {"video": video, "label": clip.motion_label if self.label == "motion" else clip.appearance_label,
                 "motion_label": clip.motion_label, "appearance_label": clip.appearance_label,
                 "index": index}

@@ -1,7 +1,7 @@
 """Clip transforms. Spatial transforms are split in two: *sample* parameters once, then *apply* them
 to the frames and, identically, to an optical-flow field (vectors rescaled with the resize and x
 negated on a horizontal flip), so the repeated-augmentation crops of one video share one flow
-computation (DESIGN.md section 2).
+computation (docs/design.md, section 3: where flow is computed).
 
 Frames enter as ``uint8 (T, H, W, 3)`` (what decoders give) and leave as ImageNet-normalized
 ``float32 (C, T, H, W)``.

@@ -57,7 +57,7 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
     if flow == "dis":
         flow_options["preset"] = f.preset
     elif f.name.startswith("raft"):
-        flow_options.update(weights=f.weights, iters=f.iters)
+        flow_options.update(weights=f.weights, iters=f.iters, batch_size=f.batch_size, amp=f.amp)
     return build_masker("motion_guided", **common, flow=flow, flow_options=flow_options,
                         base_frame=k.base_frame, init_map=k.init_map, warp=k.warp,
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,
@@ -256,7 +256,7 @@ def _sample_batch(cfg: Config, dataset, masker, device, in_loader: bool, n: int)
     idx = torch.randperm(len(dataset), generator=g)[:n].tolist()
     items = [dataset[i] for i in idx]
     video = torch.stack([it["video"][0] for it in items]).to(device)  # [n, C, T, H, W]
-    mask = (torch.stack([it["mask"][0] for it in items]) if in_loader else masker(video.cpu())).to(device)
+    mask = (torch.stack([it["mask"][0] for it in items]) if in_loader else masker(video)).to(device)  # step: on the device
     return video, mask
 
 

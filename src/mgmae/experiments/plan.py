@@ -27,8 +27,8 @@ CHANCE = {lab: 100 / k for lab, k in NUM_CLASSES.items()}  # top-1 (%) of a cons
 # pairs (a, b) of strategy names whose paired differences a - b are tested; names the plan lacks
 # are left out
 REFERENCE = "tube"
-COMPARISONS = (("motion_guided_dis", "tube"), ("motion_guided_gt", "tube"),
-               ("motion_guided_gt", "motion_guided_dis"), ("motion_guided_official", "motion_guided_gt"),
+COMPARISONS = (("motion_guided_dis", "tube"), ("motion_guided_gt", "tube"), ("motion_guided_codec", "tube"),
+               ("motion_guided_gt", "motion_guided_dis"), ("motion_guided_codec", "motion_guided_dis"), ("motion_guided_official", "motion_guided_gt"),
                ("tube", "random"))
 
 

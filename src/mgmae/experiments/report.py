@@ -625,7 +625,7 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
                "`mgmae pretrain`), the "
                "separable position table (`model.pos_embed=sincos_3d`) with a higher learning rate, "
                "which in 2000 steps at mask ratio 0.75 beat smoothing clearly (0.68 of its loss) where "
-               "VideoMAE's 1D table barely starts (docs/finetune.md), "
+               "VideoMAE's 1D table barely starts (docs/notes/2026-11-25-mae-vs-spatial-smoothing.md), "
                "more seeds (differences of ~1 point need standard "
                "errors well below 1 point), a larger encoder (ViT-S/tiny), per-patch normalised "
                "targets (the paper's; with raw pixels the model can lean on low-frequency colour), "

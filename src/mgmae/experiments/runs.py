@@ -52,12 +52,16 @@ def _hash(obj: Any) -> str:
 
 # Config keys added after studies were cached, with the value that reproduces the behaviour from
 # before: hashed only when set to something else, so a new key does not invalidate cached runs.
-_HASH_UNLESS = {"model.pos_embed": "sincos_1d"}
+_HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.synthetic_encode": False,
+                "flow.batch_size": 32, "flow.amp": "auto"}
+# keys whose default changed without changing what runs: hashed as the old default
+_HASH_AS = {("flow.iters", None): 6}  # null = the model's standard, 6 for raft_small (the old default)
 
 
 def _hashed_keys(cfg: Config) -> dict[str, Any]:
     """The flattened config entries that identify a run (see ``_NO_HASH``, ``_HASH_UNLESS``)."""
-    return {k: v for k, v in flatten(cfg.to_dict()).items()
+    flat = {k: _HASH_AS.get((k, v), v) if v is None else v for k, v in flatten(cfg.to_dict()).items()}
+    return {k: v for k, v in flat.items()
             if k not in _NO_HASH and not (k in _HASH_UNLESS and v == _HASH_UNLESS[k])}
 
 
@@ -273,7 +277,8 @@ class Study:
         path = self.results / f"{key}.json"
         mpath = self.results / f"{key}.pt"
         rec = read_json(path)
-        videos = SyntheticVideos(p.mask_clips, d.num_frames, d.img_size, seed=d.synthetic_seed + 1)
+        videos = SyntheticVideos(p.mask_clips, d.num_frames, d.img_size, seed=d.synthetic_seed + 1,
+                                 encode="h264" if d.synthetic_encode else None)
         cached = rec is not None and mpath.is_file()
         if not cached:
             self._need(key)
@@ -281,8 +286,12 @@ class Study:
 
             patch = parse_name(cfg.model.name)[2]
             masker = masker_from_config(cfg, patch)
+            codec = cfg.flow.name == "codec" and cfg.masking.name == "motion_guided"
+            if codec and not d.synthetic_encode:
+                raise ValueError(f"study strategy {strategy.name!r}: flow.name=codec needs "
+                                 "data.synthetic_encode=true")
             ds = SyntheticDataset(videos, masker=masker, num_sample=1, train=False,
-                                  gt_flow=cfg.flow.name == "gt", seed=12345)
+                                  gt_flow=cfg.flow.name == "gt", codec_flow=codec, seed=12345)
             grid = (d.num_frames // cfg.model.tubelet_size, d.img_size // patch, d.img_size // patch)
             masks, mov, allr = [], [0, 0], [0, 0]
             t_mask = 0.0
@@ -446,7 +455,9 @@ class Study:
     def _mask_video(self, name: str) -> torch.Tensor:
         """Centre views of the mask clips (the same held-out clips for every masker)."""
         if self._mask_x is None:
-            ds = SyntheticDataset(self._mask_items[name]["videos"], num_sample=1, train=False)
+            v = self._mask_items[name]["videos"]  # the rendered clips, never the H.264-decoded ones
+            v = SyntheticVideos(v.num_videos, v.num_frames, v.img_size, seed=v.seed)
+            ds = SyntheticDataset(v, num_sample=1, train=False)
             self._mask_x = torch.stack([ds[i]["video"][0] for i in range(len(ds))])
         return self._mask_x
 

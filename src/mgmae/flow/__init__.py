@@ -5,7 +5,8 @@ returns a :class:`FlowEstimator` ``f(src, dst) -> flow``:
 
 * ``src, dst``: ``(N, 3, H, W)`` RGB (a 1-channel ``(N, 1, H, W)`` is also accepted), either
   **uint8** in ``[0, 255]`` or **float** in ``[0, 1]`` (not ImageNet-normalised: undo the
-  normalisation first; float values outside ``[0, 1]`` are clipped with a warning). Any device.
+  normalisation first; float values outside ``[0, 1]`` are clipped, with a warning on the CPU;
+  on accelerators silently, so that the training step never waits for the device). Any device.
 * ``flow``: float32 ``(N, 2, H, W)`` in pixels on the inputs' device, channel 0 = x, channel 1 = y,
   on ``src``'s grid: pixel ``p`` of ``src`` moves to ``p + flow[p]`` in ``dst`` (the convention of
   torchvision RAFT and ``cv2.calcOpticalFlow*(prev=src, next=dst)``).
@@ -26,7 +27,8 @@ Every backend also takes ``size`` (int short side, or None): the pair is resized
 (aspect kept, antialiased), the flow computed there and resized back bilinearly with its vectors
 rescaled, so it is always in full-resolution pixels. E.g. ``size=112`` for 224 clips costs ~1/4.
 
-Non-finite flow (NaN/inf) from any backend is replaced by 0 with one warning per estimator.
+Non-finite flow (NaN/inf) from any backend is replaced by 0 with one warning per estimator (on
+the CPU; on accelerators without the check's host synchronisation, so without the warning).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def _unit_float(x: Tensor, warn_range: bool = True) -> Tensor:
     if x.dtype == torch.uint8:
         return x.float().div_(255.0)
     x = x.float()
+    if x.device.type != "cpu":  # no host synchronisation on accelerators: clip without looking (no warning)
+        return torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0)
     lo, hi = torch.aminmax(x)
     lo, hi = float(lo), float(hi)
     if lo != lo or hi != hi or lo < -0.01 or hi > 1.01:  # NaN or out of range
@@ -167,6 +171,8 @@ class FlowEstimator:
             raise ValueError(f"flow backend {self.name!r} returned shape {tuple(flow.shape)}; "
                              f"expected (N, 2, H, W) = {(n, 2, h, w)}")
         flow = flow.to(device=device or flow.device, dtype=torch.float32)
+        if flow.device.type != "cpu":  # no host synchronisation on accelerators: sanitise without a warning
+            return torch.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
         if not bool(torch.isfinite(flow).all()):
             if not self._warned_nonfinite:
                 warnings.warn(f"flow backend {self.name!r} returned NaN/inf values; they were replaced by 0 "

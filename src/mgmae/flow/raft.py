@@ -43,6 +43,7 @@ keys), never silently; the only thing filled in is a missing BatchNorm ``num_bat
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -53,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["RAFTFlow", "load_raft_state_dict", "original_to_torchvision", "torchvision_to_original",
-           "default_weight_dirs", "KNOWN_WEIGHT_FILES"]
+           "default_weight_dirs", "KNOWN_WEIGHT_FILES", "AMP_CHOICES", "DEFAULT_ITERS"]
 
 DEFAULT_ITERS = {"raft_small": 6, "raft_large": 12}
 _MIN_SIDE = 128  # torchvision RAFT refuses feature maps < 16 (images < 128 px): pad up to it
@@ -335,17 +336,24 @@ def load_raft_state_dict(model: torch.nn.Module, name: str, path: str | os.PathL
 
 # --------------------------------------------------------------------------- estimator
 
+AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+
+
 class RAFTFlow:
-    """Batched RAFT flow on whatever device the inputs are on (``torch.no_grad``, float32, autocast off).
+    """Batched RAFT flow on whatever device the inputs are on (``torch.no_grad``).
 
     Args:
         model: ``"raft_small"`` (the paper's setting) or ``"raft_large"``.
-        weights: path to a local weight file (see the module docstring). Default: ``$MGMAE_RAFT_SMALL_WEIGHTS``
-            / ``$MGMAE_RAFT_LARGE_WEIGHTS``, else a known file name in :func:`default_weight_dirs`.
-        iters: refinement iterations (default 6 for small, 12 for large).
-        random_init: build with random weights and load nothing (tests and speed benchmarks only:
-            the flow is meaningless).
-        batch_size: run at most this many pairs at once (default: all).
+        weights: path to a local weight file (see the module docstring), or ``"random"``: random
+            weights (smoke tests and timing only: the flow is meaningless; warns loudly). Default:
+            ``$MGMAE_RAFT_SMALL_WEIGHTS`` / ``$MGMAE_RAFT_LARGE_WEIGHTS``, else a known file name in
+            :func:`default_weight_dirs`.
+        iters: refinement iterations; None: the model's standard, 6 for small (the MGMAE paper's
+            setting), 12 for large (RAFT's).
+        random_init: the same as ``weights="random"``.
+        batch_size: run at most this many pairs at once (None: all at once).
+        amp: autocast while RAFT runs: ``auto`` (bf16 on CUDA devices that support it, none
+            elsewhere) | ``bf16`` | ``fp16`` | ``none`` (float32). The flow is returned as float32.
 
     Called with float32 ``(N, 3, H, W)`` RGB in ``[0, 1]`` (the :class:`mgmae.flow.FlowEstimator`
     wrapper converts uint8). Inputs are padded (replicate, centred) to a multiple of 8 and to at least
@@ -354,27 +362,62 @@ class RAFTFlow:
     """
 
     def __init__(self, model: str = "raft_small", weights: str | os.PathLike | None = None,
-                 iters: int | None = None, random_init: bool = False, batch_size: int | None = None):
+                 iters: int | None = None, random_init: bool = False, batch_size: int | None = None,
+                 amp: str = "none"):
+        import warnings
+
         from torchvision.models import optical_flow
 
         if model not in DEFAULT_ITERS:
             raise ValueError(f"RAFT model must be 'raft_small' or 'raft_large', got {model!r}")
         self.name = model
+        if iters is not None and (isinstance(iters, bool) or not isinstance(iters, numbers.Integral) or iters < 1):
+            raise ValueError(f"flow.iters (RAFT refinement iterations) must be an integer >= 1 or null "
+                             f"(the model's standard: 6 for raft_small, 12 for raft_large), got {iters!r}")
         self.iters = int(iters) if iters is not None else DEFAULT_ITERS[model]
-        if self.iters < 1:
-            raise ValueError(f"iters must be >= 1, got {iters}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                                       or batch_size < 1):
+            raise ValueError(f"flow.batch_size (RAFT frame pairs per call) must be an integer >= 1, "
+                             f"got {batch_size!r}")
+        self.batch_size = None if batch_size is None else int(batch_size)
+        if amp not in AMP_CHOICES:
+            raise ValueError(f"flow.amp = {amp!r}; allowed: {', '.join(AMP_CHOICES)}")
+        self.amp = amp
+        if isinstance(weights, str) and weights == "random":
+            weights, random_init = None, True
         self.weights_path = None
         if not random_init:
             self.weights_path = resolve_weights(model, weights)  # fail before building the net
         elif weights is not None:
-            raise ValueError("give either weights=PATH or random_init=True, not both")
+            raise ValueError("give either weights=PATH or random_init=True (weights='random'), not both")
+        else:
+            warnings.warn(f"RAFT ({model}) with RANDOM WEIGHTS (flow.weights=random): the flow and the "
+                          f"motion-guided masks are meaningless; use it for smoke tests and timing only",
+                          UserWarning, stacklevel=2)
         self.model = getattr(optical_flow, model)(weights=None, progress=False)
         if self.weights_path is not None:
-            load_raft_state_dict(self.model, model, self.weights_path)
+            try:
+                load_raft_state_dict(self.model, model, self.weights_path)
+            except ValueError as e:  # name the config key: the file came from flow.weights
+                raise ValueError(f"flow.weights: {e}") from None
         self.model.eval().requires_grad_(False)
+        self._bf16_ok: dict[str, bool] = {}
+
+    def amp_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The autocast dtype RAFT runs under on ``device`` (None: float32)."""
+        if self.amp == "none":
+            return None
+        if self.amp == "bf16":
+            return torch.bfloat16
+        if self.amp == "fp16":
+            return torch.float16
+        if device.type != "cuda":  # auto: bf16 on CUDA devices that support it
+            return None
+        key = str(device)
+        if key not in self._bf16_ok:
+            with torch.cuda.device(device):
+                self._bf16_ok[key] = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if self._bf16_ok[key] else None
 
     def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
         device = src.device
@@ -383,7 +426,12 @@ class RAFTFlow:
             self.model.to(device)
         n = src.shape[0]
         step = self.batch_size or n
-        with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+        dtype = self.amp_dtype(device)
+        # torch.device(device): factory calls inside torchvision's RAFT without a device (the
+        # correlation lookup's offsets, torch.linspace, once per iteration) are made on the device
+        # instead of on the CPU and copied with a blocking, host-synchronising copy
+        with torch.no_grad(), torch.device(device), \
+                torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             outs = [self._run(src[i:i + step], dst[i:i + step]) for i in range(0, n, step)]
         return torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
 
@@ -402,5 +450,6 @@ class RAFTFlow:
         return flow[:, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w].float()
 
     def __repr__(self) -> str:
-        src = "random_init" if self.weights_path is None else str(self.weights_path)
-        return f"RAFTFlow({self.name!r}, iters={self.iters}, weights={src!r})"
+        src = "RANDOM WEIGHTS" if self.weights_path is None else str(self.weights_path)
+        return (f"RAFTFlow({self.name!r}, iters={self.iters}, weights={src!r}, batch_size={self.batch_size}, "
+                f"amp={self.amp!r})")

@@ -1,6 +1,6 @@
 """What every masker shares: input validation, the token grid, seeding, batching.
 
-Convention (DESIGN.md): a mask is ``torch.bool``, ``(N,)`` for one clip or ``(B, N)`` for a batch,
+Convention (docs/design.md, section 2): a mask is ``torch.bool``, ``(N,)`` for one clip or ``(B, N)`` for a batch,
 ``N = T/tubelet * H/patch * W/patch`` in ``(t, h, w)`` order, **True = masked (hidden)**.
 """
 

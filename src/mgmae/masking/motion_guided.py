@@ -1,4 +1,4 @@
-"""Motion-guided masking (MGMAE, ICCV 2023), exactly as in DESIGN.md section 2.
+"""Motion-guided masking (MGMAE, ICCV 2023), exactly as in docs/design.md section 3.
 
 1. Pick a base frame ``b``.
 2. Draw an initial mask *map* on ``b`` at pixel resolution (high = visible).
@@ -103,11 +103,16 @@ class MotionGuidedMasker(Masker):
                 f"mask_ratio={self.mask_ratio}, flow={flow}, base_frame={self.base_frame}, "
                 f"init_map={self.init_map}, warp={self.warp}, hole_filling={self.hole_filling}"
                 f"{f', map_stride={self.map_stride}' if self.map_stride > 1 else ''}"
-                f"{', official_compat' if self.official_compat else ''})")
+                f"{', official_compat' if self.official_compat else ''}"
+                f"{', flow weights: RANDOM WEIGHTS (meaningless masks)' if self._random_flow() else ''})")
+
+    def _random_flow(self) -> bool:
+        return self.flow_options.get("weights") == "random" or bool(self.flow_options.get("random_init"))
 
     def __getstate__(self):  # flow backends (OpenCV objects) are not picklable: rebuild in workers
         state = self.__dict__.copy()
         state["_flow"] = None
+        state.pop("_profiles", None)  # per-device copies of the bump profiles (maybe CUDA tensors)
         return state
 
     @property
@@ -168,32 +173,50 @@ class MotionGuidedMasker(Masker):
 
     # ------------------------------------------------------------------ maps
     def initial_map(self, batch: int, height: int, width: int,
-                    generator: torch.Generator | None, stride: int = 1) -> torch.Tensor:
+                    generator: torch.Generator | None, stride: int = 1,
+                    device: torch.device | str | None = None) -> torch.Tensor:
         """``(B, H/stride, W/stride)`` float map of the base frame, high where cubes should stay
         visible; cell ``(i, j)`` covers pixels ``[i*stride, (i+1)*stride)`` (its value: at the
-        cell's centre)."""
+        cell's centre). Built on ``device`` (default CPU): the random draws come from the CPU
+        ``generator`` and only the chosen patches' indices are copied (no host synchronisation);
+        the Gaussian profiles are computed once on the CPU and cached per device, so a map is
+        bit-identical on every device."""
         p, (_, h, w) = self.patch_size, self.grid
         hs, ws = height // stride, width // stride
+        device = torch.device("cpu") if device is None else torch.device(device)
         if self.init_map == "pixel_rand":
             noise = torch.rand(batch, hs * ws, generator=generator)
             n_vis = int(hs * ws * (1 - self.mask_ratio))
-            return (~topk_mask(noise, max(1, n_vis))).float().reshape(batch, hs, ws)
-        # the visible patches, drawn exactly as TubeMasker draws them
-        visible = ~topk_mask(torch.rand(batch, h * w, generator=generator), self.k)  # [B, h*w]
+            vis = ~topk_mask(noise, max(1, n_vis))
+            return vis.to(device, non_blocking=True).float().reshape(batch, hs, ws)
+        # the visible patches, drawn exactly as TubeMasker draws them (the top-k of the noise)
+        noise = torch.rand(batch, h * w, generator=generator)  # [B, h*w]
         if self.init_map == "token_rand":
-            m = visible.float().reshape(batch, h, w)
+            m = (~topk_mask(noise, self.k)).to(device, non_blocking=True).float().reshape(batch, h, w)
             c = p // stride
             return m.repeat_interleave(c, 1).repeat_interleave(c, 2)  # [B, hs, ws]
-        # mix_gauss: max over Gaussian bumps centred on the chosen patches
-        ys = (torch.arange(hs, dtype=torch.float32) + 0.5) * stride
-        xs = (torch.arange(ws, dtype=torch.float32) + 0.5) * stride
-        cy = (torch.arange(h, dtype=torch.float32) + 0.5) * p  # patch centres
-        cx = (torch.arange(w, dtype=torch.float32) + 0.5) * p
-        gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [h, hs]
-        gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [w, ws]
-        idx = visible.nonzero()[:, 1].reshape(batch, self.k)  # [B, k] chosen patches, row-major
+        # mix_gauss: max over Gaussian bumps centred on the chosen patches (the max does not
+        # depend on their order; sorted: row-major, as the visible set's nonzero() gave them)
+        idx = noise.topk(self.k, dim=1).indices.sort(dim=1).values.to(device, non_blocking=True)  # [B, k]
+        gy, gx = self._gauss_profiles(hs, ws, stride, device)  # [h, hs], [w, ws]
         bumps = gy[idx // w][..., :, None] * gx[idx % w][..., None, :]  # [B, k, hs, ws]
         return bumps.amax(dim=1)  # [B, hs, ws]
+
+    def _gauss_profiles(self, hs: int, ws: int, stride: int, device: torch.device):
+        """The separable bump profiles ``gy (h, hs)``, ``gx (w, ws)``: computed on the CPU (the same
+        floats on every device), copied once per device and kept."""
+        key = (hs, ws, stride, float(self.gauss_sigma), str(device))
+        cache = self.__dict__.setdefault("_profiles", {})
+        if key not in cache:
+            p, (_, h, w) = self.patch_size, self.grid
+            ys = (torch.arange(hs, dtype=torch.float32) + 0.5) * stride
+            xs = (torch.arange(ws, dtype=torch.float32) + 0.5) * stride
+            cy = (torch.arange(h, dtype=torch.float32) + 0.5) * p  # patch centres
+            cx = (torch.arange(w, dtype=torch.float32) + 0.5) * p
+            gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [h, hs]
+            gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [w, ws]
+            cache[key] = (gy.to(device, non_blocking=True), gx.to(device, non_blocking=True))
+        return cache[key]
 
     def propagate(self, init: torch.Tensor, flows: torch.Tensor, base: int) -> torch.Tensor:
         """Carry ``init (B, H, W)`` from ``base`` to every frame: ``(B, T, H, W)``.
@@ -228,13 +251,18 @@ class MotionGuidedMasker(Masker):
         t, h, w = self.grid
         ts, p = self.tubelet_size, maps.shape[-1] // self.grid[2]  # map cells per patch side
         scores = maps.reshape(B, t, ts, h, p, w, p).sum(dim=(2, 4, 6))  # [B, t, h, w]
-        scores = scores.reshape(B, t, h * w).float().cpu()
+        scores = scores.reshape(B, t, h * w).float()  # on the maps' device: top-k there too
         if self.exposure_chance > 0:
+            # the draws from the CPU generator, in the same order as ever; the noise goes to the
+            # chosen (clip, slice) rows as a dense [B, t, h*w] term (no indexing on the device)
             hit = torch.rand(B, generator=generator) < self.exposure_chance  # [B]
             sl = torch.randint(0, t, (B,), generator=generator)  # [B]
-            noise = torch.randn(B, h * w, generator=generator) * scores.flatten(1).std(1, keepdim=True)
+            noise = torch.randn(B, h * w, generator=generator)  # [B, h*w], scaled by std below
             rows = torch.arange(B)[hit]
-            scores[rows, sl[hit]] += noise[hit]
+            add = torch.zeros(B, t, h * w)
+            add[rows, sl[hit]] = noise[hit]
+            std = scores.flatten(1).std(1)  # [B]
+            scores = scores + add.to(scores.device, non_blocking=True) * std[:, None, None]
         if self.topk_on_all:
             return topk_mask(scores.reshape(B, -1), self.k * t)  # [B, N]
         return topk_mask(scores.reshape(B * t, h * w), self.k).reshape(B, t * h * w)  # [B, N]
@@ -250,15 +278,15 @@ class MotionGuidedMasker(Masker):
             H, W = H * s, W * s
         elif s > 1:  # the map on the coarse grid: flow at each cell's centre, in cells
             flows = flows[..., s // 2::s, s // 2::s] / s
-        init = self.initial_map(B, H, W, generator, s).to(flows.device)  # [B, H/s, W/s]
+        init = self.initial_map(B, H, W, generator, s, device=flows.device)  # [B, H/s, W/s]
         maps = self.propagate(init, flows, base)  # [B, T, H/s, W/s]
-        return self.select(maps, generator).to(flows.device)
+        return self.select(maps, generator)  # on the flows' device
 
     def _mask(self, clip, batch, generator):
         if clip is None:
             raise ValueError("motion-guided masking needs the clip (its motion decides the mask)")
-        mean = clip.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
-        std = clip.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=clip.dtype).to(clip.device, non_blocking=True).view(1, 3, 1, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=clip.dtype).to(clip.device, non_blocking=True).view(1, 3, 1, 1, 1)
         frames = (clip.float() * std + mean).clamp(0, 1).transpose(1, 2)  # [B, T, 3, H, W]
         base = self.base_index(generator)
         pairs = self.flow_pairs(base)
