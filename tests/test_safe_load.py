@@ -65,6 +65,8 @@ def test_malicious_pickle_is_refused_and_nothing_runs(evil):
     ["finetune", "{p}", "train.max_steps=1"],
     ["extract", "{p}", "synthetic", "-o", "{tmp}/feats"],
     ["linprobe", "{p}"],
+    ["pretrain", "train.init_from={p}"],
+    ["reconstruct", "{p}", "synthetic", "-o", "{tmp}/recon"],
 ])
 def test_every_command_refuses_it_in_one_line(evil, tmp_path, capsys, cmd):
     path, marker = evil

@@ -1,5 +1,5 @@
-"""The ``mgmae`` command line: ``mgmae pretrain|finetune|eval|linprobe|extract|masks|data|convert|
-config|study ...``.
+"""The ``mgmae`` command line: ``mgmae pretrain|finetune|eval|linprobe|extract|masks|reconstruct|data|
+convert|config|study ...``.
 
 Every command that reads a config takes it the same way: ``-c RECIPE`` (a path or a packaged
 recipe's name) then ``key=value`` overrides. Commands are imported when they run, so ``mgmae
@@ -53,6 +53,9 @@ def cmd_config(args) -> int:
 # Commands implemented in their own modules take the rest of the command line as they are.
 DELEGATED = {
     "convert": ("mgmae.convert", "convert a checkpoint: mgmae convert SRC DST --to mgmae|hf|official"),
+    "reconstruct": ("mgmae.reconstruct", "input / visible cubes / reconstruction of clips by a pre-training "
+                                         "checkpoint: mgmae reconstruct CKPT VIDEO_OR_LIST [-c CFG] "
+                                         "[key=value ...] -o out/"),
     "masks": ("mgmae.masks", "draw masks of a video / dataset: mgmae masks VIDEO [-c CFG] [key=value ...] "
                              "-o out/"),
     "data": ("mgmae.data.check", "dataset tools: mgmae data check LIST [-c CFG] [data.root=R]"),

@@ -152,6 +152,9 @@ class TrainConfig:
     save_every_steps: int = 0  # write a resume point (checkpoint-last.pth) every N steps (0: each epoch)
     keep_last: int = 2  # rolling resume points kept besides the kept epochs and the final one
     resume: str | None = None  # path, or "auto" for the newest valid checkpoint of the run dir
+    # pre-training only: start from the weights of this checkpoint (ours, official VideoMAE / V2 /
+    # MGMAE .pth, HF VideoMAE directory) with a fresh optimizer and schedule; a resume point wins
+    init_from: str | None = None
     max_bad_steps: int = 5  # stop after this many consecutive non-finite losses (each is skipped)
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     vis_clips: int = 4  # clips in the reconstruction picture

@@ -70,19 +70,42 @@ def save_panels(rows: Sequence[tuple[str, np.ndarray]], png: str | Path, gif: st
 
 def save_reconstructions(videos: torch.Tensor, masks: torch.Tensor, recons: torch.Tensor,
                          grid, patch_size: int, tubelet_size: int, png: str | Path,
-                         gif: str | Path | None = None) -> None:
+                         gif: str | Path | None = None, labels: Sequence[str] | None = None,
+                         norm_pix: bool = False) -> None:
     """``videos``/``recons``: ``[0, 1]`` float ``(B, C, T, H, W)``; ``masks``: ``(B, N)``. One row
-    triplet (input, masked input, reconstruction) per clip."""
+    triplet (input, masked input, reconstruction) per clip, titled ``labels[i]`` (``clip i``).
+    ``norm_pix``: the hidden cubes were de-normalised with their true statistics (said in the title)."""
+    how = "; hidden cubes: prediction x true cube std + true mean (norm-pix)" if norm_pix else ""
     rows = []
     for i in range(videos.shape[0]):
+        name = labels[i] if labels is not None else f"clip {i}"
         inp = to_uint8(videos[i])
         pm = mask_to_pixels(masks[i].cpu(), grid, patch_size, tubelet_size).numpy()
-        rows += [(f"clip {i}: input", inp), (f"clip {i}: visible cubes ({(~masks[i]).sum().item()})",
-                                              darken(inp, pm, 0.0)),
-                 (f"clip {i}: reconstruction", to_uint8(recons[i]))]
+        rows += [(f"{name}: input", inp),
+                 (f"{name}: visible cubes ({(~masks[i]).sum().item()} of {masks[i].numel()}; "
+                  f"hidden = black)", darken(inp, pm, 0.0)),
+                 (f"{name}: reconstruction (visible cubes from the input{how})", to_uint8(recons[i]))]
     if gif is not None:  # GIF: one panel per row, clips stacked -> keep it to input|mask|recon per clip
         _save_recon_gif(rows, gif)
     save_panels(rows, png, None)
+
+
+@torch.no_grad()
+def draw_reconstructions(model, video: torch.Tensor, mask: torch.Tensor, png: str | Path,
+                         gif: str | Path | None = None, labels: Sequence[str] | None = None) -> float:
+    """Run the pre-training ``model`` on ``video`` (ImageNet-normalized ``(B, C, T, H, W)``) with
+    ``mask`` ``(B, N)`` and draw :func:`save_reconstructions`; norm-pix predictions are shown
+    de-normalized with each cube's true statistics (``model.reconstruct``). Returns the loss."""
+    from mgmae.models.mae import denormalize
+
+    was_training = model.training
+    model.eval()
+    out = model(video, mask)
+    recon = model.reconstruct(video, mask, out)  # [B, C, T, H, W] in [0, 1]
+    save_reconstructions(denormalize(video).clamp(0, 1), mask, recon, model.grid, model.patch_size,
+                         model.tubelet_size, png, gif, labels, norm_pix=model.norm_pix_loss)
+    model.train(was_training)
+    return float(out.loss)
 
 
 def _save_recon_gif(rows, gif, fps: int = 6) -> None:

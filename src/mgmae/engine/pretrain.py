@@ -27,8 +27,8 @@ from mgmae.engine.optim import build_optimizer, lr_at
 from mgmae.masking import build_masker
 from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
 from mgmae.models import create_model
-from mgmae.models.mae import denormalize
-from mgmae.viz import plot_loss_curve, save_reconstructions
+from mgmae.models.build import init_pretrain_model
+from mgmae.viz import draw_reconstructions, plot_loss_curve
 
 def build_model(cfg: Config) -> torch.nn.Module:
     m = cfg.model
@@ -89,7 +89,14 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     if main:
         cfg.save(run_dir / "config.yaml")
 
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    if t.init_from and state is None:  # a resume point wins: a requeued run continues, not restarts
+        line = init_pretrain_model(model, t.init_from, cfg)
+        if main:
+            print(f"[mgmae] {line}")
+    elif t.init_from and main:
+        print(f"[mgmae] train.init_from not used: resuming from {resume}")
+    model = model.to(device)
     patch = model.patch_size
     masker = masker_from_config(cfg, patch)
     in_loader = cfg.masking.where == "loader"
@@ -310,13 +317,7 @@ def write_pictures(model, batch, run_dir: Path) -> dict:
     if batch is None:
         return out
     video, mask = batch
-    was_training = model.training
-    model.eval()
-    res = model(video, mask)
-    recon = model.reconstruct(video, mask, res)  # [n, C, T, H, W] in [0, 1]
-    save_reconstructions(denormalize(video).clamp(0, 1), mask, recon, model.grid, model.patch_size,
-                         model.tubelet_size, run_dir / "reconstruction.png", run_dir / "reconstruction.gif")
+    draw_reconstructions(model, video, mask, run_dir / "reconstruction.png", run_dir / "reconstruction.gif")
     out["pictures"] = run_dir / "reconstruction.png"
     out["animation"] = run_dir / "reconstruction.gif"
-    model.train(was_training)
     return out

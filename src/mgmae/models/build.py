@@ -9,6 +9,9 @@ VideoMAE / MGMAE, Hugging Face) or from random initialisation (``source="scratch
     model = build_classifier("scratch", cfg, num_classes=8)         # new model, new head
     model = build_classifier("ft/checkpoint-best.pth", cfg)         # the checkpoint's own head
 
+``init_pretrain_model(model, path, cfg)`` copies a checkpoint's encoder (and decoder, where the
+file has one) into a pre-training model built from the config: ``train.init_from``.
+
 The returned model carries ``model.load_report`` (:class:`mgmae.convert.LoadReport`: what was
 loaded, initialised, ignored; ``None`` from scratch). The checkpoint filter (key mapping, position
 tables rebuilt for the clip size, a new head when the class count differs) lives in
@@ -21,12 +24,13 @@ from pathlib import Path
 
 from torch import nn
 
-from mgmae.convert import arch_of, load_model, registry_name
+from mgmae.convert import _collapse, _from_canonical_ours, _to_canonical_ours, arch_of, load_model, \
+    registry_name
 from mgmae.models import create_model
 from mgmae.serialization import UntrustedCheckpointError
 
-__all__ = ["SCRATCH", "build_classifier", "build_encoder", "classifier_name", "is_scratch",
-           "sync_model_config"]
+__all__ = ["SCRATCH", "build_classifier", "build_encoder", "classifier_name", "init_pretrain_model",
+           "is_scratch", "sync_model_config"]
 
 SCRATCH = "scratch"
 
@@ -126,3 +130,81 @@ def build_classifier(source, cfg, num_classes: int | None = None) -> nn.Module:
               f"classes (the data's); it is re-initialised")
         rep.notes.append(f"head re-initialised for {num_classes} classes")
     return model
+
+
+def _part_of(key: str) -> str:
+    return "encoder" if key.startswith("encoder.") else "decoder"
+
+
+def init_pretrain_model(model: nn.Module, source, cfg) -> str:
+    """Copy the weights of checkpoint ``source`` (any file :func:`load_model` reads) into the
+    pre-training ``model`` built from ``cfg`` (``train.init_from``); returns the line that says
+    what was initialised and what was not.
+
+    The encoder and the decoder are copied where the file has them; a file without a decoder (a
+    fine-tuned classifier, an encoder) gives the encoder only, its head and ``fc_norm`` unused and
+    the decoder (and the final ``norm``, when the file has none) left at their random
+    initialisation. The architecture is the config's: a file of another size is a ValueError
+    listing the tensors whose shapes differ. Position tables are fixed sinusoids, rebuilt for
+    ``cfg.data``'s clip size."""
+    path = _checkpoint(source)
+    d = cfg.data
+    try:
+        src = load_model(path, num_frames=d.num_frames, img_size=d.img_size)
+    except UntrustedCheckpointError:  # its own message says what to do
+        raise
+    except ValueError as e:
+        raise ValueError(f"train.init_from {path}: {e}") from None
+    rep = src.load_report
+    buffers = {name for name, _ in model.named_buffers()}
+    target = {k: v for k, v in model.state_dict().items() if k not in buffers}
+    src_buffers = {name for name, _ in src.named_buffers()}
+    given = {_from_canonical_ours(_to_canonical_ours(k, rep.task), "pretrain"): v
+             for k, v in src.state_dict().items() if k not in src_buffers}
+    mismatched = [f"{k} {tuple(given[k].shape)} in the file vs {tuple(v.shape)} in the config"
+                  for k, v in target.items() if k in given and given[k].shape != v.shape]
+    unused = [k for k in given if k not in target]
+    absent = [k for k in target if k not in given]
+    has_decoder = any(_part_of(k) == "decoder" for k in given)
+    # what may be absent: the whole decoder of a file without one, the final norm of an encoder
+    # trained with mean pooling (HF's use_mean_pooling, fine-tuned classifiers)
+    allowed = {k for k in absent if k.startswith("encoder.norm.") or
+               (not has_decoder and _part_of(k) == "decoder")}
+    allowed_unused = {k for k in unused if k.startswith(("encoder.head.", "encoder.fc_norm."))}
+    wrong_depth = [k for k in absent if k not in allowed] + [k for k in unused if k not in allowed_unused]
+    if mismatched or wrong_depth:
+        arch = rep.arch
+        problems = []
+        if mismatched:
+            problems.append(f"{len(mismatched)} tensors differ in shape: {'; '.join(mismatched[:4])}"
+                            + (f"; ... (+{len(mismatched) - 4})" if len(mismatched) > 4 else ""))
+        if wrong_depth:
+            problems.append(f"{len(wrong_depth)} tensors are in only one of them: "
+                            f"{', '.join(_collapse(wrong_depth)[:6])}")
+        decoder = (f" and a {arch['decoder_embed_dim']}-wide, {arch['decoder_depth']}-deep decoder"
+                   if has_decoder else "")
+        raise ValueError(f"train.init_from {path} holds a {arch['embed_dim']}-wide, {arch['depth']}-deep "
+                         f"encoder (patch {arch['patch_size']}, tubelet {arch['tubelet_size']}){decoder}, "
+                         f"not the config's {cfg.model.name} (tubelet {cfg.model.tubelet_size}, "
+                         f"decoder depth {cfg.model.decoder_depth or 'standard'}): "
+                         + "; ".join(problems) + ". Set model.name / model.* to the file's architecture")
+    copied = {k: v for k, v in given.items() if k in target}
+    model.load_state_dict(copied, strict=False)
+    counts = {part: sum(_part_of(k) == part for k in copied) for part in ("encoder", "decoder")}
+    line = (f"init_from {path} ({rep.source}, {rep.source_kind} checkpoint): encoder {counts['encoder']} "
+            f"tensors, decoder {counts['decoder']} tensors")
+    missing = []
+    if not has_decoder:
+        missing.append("decoder (random init)")
+    if any(k.startswith("encoder.norm.") for k in absent):
+        missing.append("encoder.norm (fresh LayerNorm)")
+    if missing:
+        line += "; not in the file: " + ", ".join(missing)
+    if unused:
+        line += f"; unused: {', '.join(sorted({k.split('.')[1] for k in unused}))} ({len(unused)} tensors)"
+    if has_decoder and rep.arch.get("norm_pix_loss") != model.norm_pix_loss:
+        line += (f"; note: the file was trained with norm_pix_loss={rep.arch.get('norm_pix_loss')}, "
+                 f"this run uses {model.norm_pix_loss}")
+    if rep.source_kind != "pretrain":
+        line += "; note: a file without a decoder gives the encoder only"
+    return line
