@@ -562,3 +562,52 @@ def test_data_check_reports_the_list_format(tmp_path, media, capsys):
     lst.write_text(f"{media['good'][0]} 0 -1\n")
     assert cli_main([str(lst), "data.list_format=path_start_frames", "--min-frames", "4", "--quiet"]) == 0
     assert "list format path_start_frames" in capsys.readouterr().out
+
+
+def test_random_resized_crop_as_the_official_fine_tuning():
+    from mgmae.data.transforms import random_resized_crop_params
+
+    rng = np.random.default_rng(0)
+    areas, aspects = [], []
+    for _ in range(400):
+        p = random_resized_crop_params(240, 320, 224, rng=rng)
+        assert 0 <= p.top and p.top + p.height <= 240 and 0 <= p.left and p.left + p.width <= 320
+        assert (p.out_h, p.out_w, p.flip) == (224, 224, False)
+        areas.append(p.height * p.width / (240 * 320))
+        aspects.append(p.width / p.height)
+    assert min(areas) >= 0.07 and max(areas) <= 1.0 and min(areas) < 0.2 and max(areas) > 0.7
+    assert min(aspects) >= 0.74 and max(aspects) <= 1.35
+    a = random_resized_crop_params(240, 320, 224, rng=np.random.default_rng(5), flip=True)
+    assert a == random_resized_crop_params(240, 320, 224, rng=np.random.default_rng(5), flip=True)
+    # no box of the scale fits a 10:1 frame within the aspect range: the largest centred one
+    p = random_resized_crop_params(20, 400, 16, scale=(0.9, 1.0), rng=np.random.default_rng(0))
+    assert (p.height, p.width) == (20, 27) and p.left == (400 - 27) // 2
+
+
+def test_test_crops_after_a_short_side_resize():
+    # short side 320 -> 256, then three 224 crops along the long side: boxes of 224 * 320/256 = 280
+    crops = spatial_crop_params(320, 640, 224, 3, short_side=256)
+    assert [(c.top, c.left, c.height, c.width) for c in crops] == [(20, 0, 280, 280), (20, 180, 280, 280),
+                                                                   (20, 360, 280, 280)]
+    assert spatial_crop_params(320, 640, 224, 3) == spatial_crop_params(320, 640, 224, 3, short_side=224)
+    with pytest.raises(ValueError, match="short_side_size=200"):
+        spatial_crop_params(320, 640, 224, 1, short_side=200)
+
+
+def test_fine_tuning_uses_the_official_crops(tmp_path, media):
+    from mgmae.config import load_config
+    from mgmae.engine.evaluate import build_eval_dataset
+    from mgmae.engine.finetune import build_train_dataset
+
+    lst = tmp_path / "l.txt"
+    lst.write_text("".join(f"{p} {i % 2}\n" for i, p in enumerate(media["good"])))
+    cfg = load_config(None, [f"data.train_list={lst}", f"data.test_list={lst}", "data.img_size=32",
+                             "data.num_frames=8", "data.short_side_size=40", "finetune.rand_aug=null",
+                             "finetune.reprob=0"])
+    ds, _, _ = build_train_dataset(cfg)
+    assert (ds.crop, ds.crop_scale, ds.crop_ratio) == ("random_resized", (0.08, 1.0), (0.75, 1.3333))
+    assert ds[0]["video"].shape == (1, 3, 8, 32, 32)
+    test, _, _ = build_eval_dataset(cfg)
+    assert test.short_side == 40 and test[0]["video"].shape[-2:] == (32, 32)
+    with pytest.raises(ValueError, match="finetune.crop_scale"):
+        load_config(None, ["finetune.crop_scale=[0.5, 1.5]"])

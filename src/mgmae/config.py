@@ -54,6 +54,9 @@ class DataConfig:
     num_sample: int = 1  # repeated augmentation: clips per video per step
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     flip: bool = True  # horizontal flip (turn off for SSv2: left/right is in the label)
+    # test / validation views of real videos: the short side resized to this, then img_size crops
+    # (null: img_size, the official scripts' --short_side_size 224)
+    short_side_size: int | None = None
     # list files: auto (inferred, and said) | path | path_label | path_frames_label (frame folders,
     # SSv2) | path_start_frames (VideoMAE V2 / MGMAE pre-training lists: "video.mp4 0 -1", "folder 1 58")
     list_format: str = "auto"
@@ -197,6 +200,11 @@ class FinetuneConfig:
     mixup_switch_prob: float = 0.5  # probability of cutmix instead of mixup when both are on
     mixup_mode: str = "batch"  # batch | pair | elem
     rand_aug: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec; null: off (real data)
+    # training crop of real videos: random_resized (the official fine-tuning's: area crop_scale,
+    # aspect crop_ratio) | multiscale (the pre-training crop, data.scales); synthetic data: multiscale
+    crop: str = "random_resized"
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333])
     reprob: float = 0.25  # random erasing probability (real data)
     remode: str = "pixel"  # random erasing fill: pixel | rand | const
     ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3)
@@ -415,6 +423,7 @@ _CHOICES = {
     "train.amp": ("auto", "bf16", "fp16", "none"),
     "flow.amp": ("auto", "bf16", "fp16", "none"),
     "finetune.mixup_mode": ("batch", "pair", "elem"),
+    "finetune.crop": ("random_resized", "multiscale"),
     "finetune.remode": ("pixel", "rand", "const"),
 }
 
@@ -458,6 +467,14 @@ def validate(cfg: Config) -> None:
     if "{" not in cfg.data.frame_template:
         raise ValueError(f"config key 'data.frame_template' = {cfg.data.frame_template!r} needs a {{}} "
                          "field for the frame number, e.g. img_{:05d}.jpg")
+    f = cfg.finetune
+    if (len(f.crop_scale) != 2 or not 0 < f.crop_scale[0] <= f.crop_scale[1] <= 1
+            or len(f.crop_ratio) != 2 or not 0 < f.crop_ratio[0] <= f.crop_ratio[1]):
+        raise ValueError(f"finetune.crop_scale must be [lo, hi] in (0, 1] and finetune.crop_ratio "
+                         f"[lo, hi] > 0, got {f.crop_scale} and {f.crop_ratio}")
+    if cfg.data.short_side_size is not None and cfg.data.short_side_size < cfg.data.img_size:
+        raise ValueError(f"data.short_side_size={cfg.data.short_side_size} is smaller than "
+                         f"data.img_size={cfg.data.img_size} (the test crops)")
     if cfg.masking.gauss_sigma is not None and not cfg.masking.gauss_sigma > 0:
         raise ValueError(f"config key 'masking.gauss_sigma' must be > 0 (pixels) or null, got "
                          f"{cfg.masking.gauss_sigma}")

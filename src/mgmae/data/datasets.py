@@ -36,7 +36,8 @@ from mgmae.commands import MgmaeError
 from mgmae.data.pipeline import make_views, sample_seed
 from mgmae.data.sampling import (PADS, clip_indices, dense_indices, segment_indices,
                                  test_clip_starts)
-from mgmae.data.transforms import CropParams, multiscale_crop_params, spatial_crop_params
+from mgmae.data.transforms import (CropParams, multiscale_crop_params, random_resized_crop_params,
+                                   spatial_crop_params)
 from mgmae.data.video import (BACKENDS, VIDEO_EXTENSIONS, TruncatedVideoError, VideoError,
                               open_video)
 
@@ -359,7 +360,9 @@ class VideoDataset(torch.utils.data.Dataset):
                  threads: int = 1, template: str = "img_{:05d}.jpg", start_index: int = 1,
                  max_fail_frac: float = 0.05, max_tries: int = 10, seed: int = 0, augment=None,
                  class_names: Sequence[str] | None = None, codec_flow: bool = False,
-                 flow_fallback: str | None = None):
+                 flow_fallback: str | None = None, crop: str = "multiscale",
+                 crop_scale: Sequence[float] = (0.08, 1.0),
+                 crop_ratio: Sequence[float] = (3 / 4, 4 / 3), short_side: int | None = None):
         self.entries = [_as_entry(e) for e in entries]
         if not self.entries:
             raise ValueError("VideoDataset needs at least one entry")
@@ -388,6 +391,10 @@ class VideoDataset(torch.utils.data.Dataset):
         if flow_fallback not in (None, "dis"):
             raise ValueError(f"flow.fallback must be null or 'dis', got {flow_fallback!r}")
         self.codec_flow, self.flow_fallback = codec_flow, flow_fallback
+        if crop not in ("multiscale", "random_resized"):
+            raise ValueError(f"crop must be 'multiscale' or 'random_resized', got {crop!r}")
+        self.crop, self.crop_scale, self.crop_ratio = crop, tuple(crop_scale), tuple(crop_ratio)
+        self.short_side = short_side  # test views: the short side resized to this, then cropped
         self._fallback_logged = False
         self.class_names = list(class_names) if class_names is not None else None
         labels = [e.label for e in self.entries]
@@ -572,11 +579,14 @@ class VideoDataset(torch.utils.data.Dataset):
     def _views(self, clips: list[np.ndarray], rng: np.random.Generator, gen: torch.Generator,
                flow_fns: list | None = None):
         H, W = clips[0].shape[1:3]
-        if self.train:
+        if self.train and self.crop == "random_resized":
+            params = [random_resized_crop_params(H, W, self.img_size, self.crop_scale, self.crop_ratio,
+                                                 self.flip, rng=rng) for _ in range(self.num_sample)]
+        elif self.train:
             params = [multiscale_crop_params(H, W, self.img_size, self.scales, self.flip, rng=rng)
                       for _ in range(self.num_sample)]
         else:
-            params = spatial_crop_params(H, W, self.img_size, self.test_views[1])
+            params = spatial_crop_params(H, W, self.img_size, self.test_views[1], self.short_side)
         if not hasattr(self.masker, "mask_views") or (flow_fns and all(flow_fns)):
             # (motion-guided flow from pixels sees the whole frame; codec flow knows the offset)
             clips, params, (y0, x0) = precrop(clips, params)
@@ -656,7 +666,8 @@ def build_dataset(cfg_data, masker=None, train: bool = True, *, split: str | Non
     # DataConfig key -> VideoDataset argument
     for key, opt in (("test_views", "test_views"), ("backend", "backend"), ("pad", "pad"),
                      ("max_fail_frac", "max_fail_frac"), ("max_tries", "max_tries"),
-                     ("frame_template", "template"), ("frame_start_index", "start_index")):
+                     ("frame_template", "template"), ("frame_start_index", "start_index"),
+                     ("short_side_size", "short_side")):
         if getattr(d, key, None) is not None:
             kwargs[opt] = getattr(d, key)
     kwargs.update(overrides)

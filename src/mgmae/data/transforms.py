@@ -9,6 +9,8 @@ Frames enter as ``uint8 (T, H, W, 3)`` (what decoders give) and leave as ImageNe
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -76,6 +78,43 @@ def multiscale_crop_params(height: int, width: int, out_size: int | tuple[int, i
     return CropParams(int(qy * dy), int(qx * dx), crop_h, crop_w, out_h, out_w, do_flip)
 
 
+def random_resized_crop_params(height: int, width: int, out_size: int | tuple[int, int],
+                               scale: Sequence[float] = (0.08, 1.0),
+                               ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = False,
+                               rng: np.random.Generator | None = None) -> CropParams:
+    """The random resized crop of the official VideoMAE / MGMAE fine-tuning (Inception's): a box
+    of area ``scale`` x the frame's and aspect ``ratio`` (log-uniform), 10 tries, else the
+    largest centred box within ``ratio``; then resized to ``out_size``, flipped with probability
+    0.5 if ``flip``. The same box for every frame of the clip."""
+    rng = rng or np.random.default_rng()
+    out_h, out_w = (out_size, out_size) if isinstance(out_size, int) else out_size
+    if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
+        raise ValueError(f"random resized crop: scale {tuple(scale)} must be in (0, 1] and ordered, "
+                         f"ratio {tuple(ratio)} positive and ordered")
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            break
+    else:  # the largest centred box whose aspect is within ratio
+        aspect = width / height
+        if aspect < ratio[0]:
+            w, h = width, int(round(width / ratio[0]))
+        elif aspect > ratio[1]:
+            h, w = height, int(round(height * ratio[1]))
+        else:
+            h, w = height, width
+        top, left = (height - h) // 2, (width - w) // 2
+    do_flip = bool(flip and rng.random() < 0.5)
+    return CropParams(top, left, h, w, out_h, out_w, do_flip)
+
+
 def scale_crop_params(p: CropParams, sy: float, sx: float, height: int, width: int) -> CropParams:
     """The crop box of ``p`` on a frame resized by ``(sy, sx)`` to ``height x width`` (rounded to whole
     pixels, kept inside the frame); the output size is unchanged."""
@@ -136,14 +175,23 @@ def apply_flow(flow: torch.Tensor, p: CropParams) -> torch.Tensor:
 
 # ------------------------------------------------------------------ test-time views (added for data)
 def spatial_crop_params(height: int, width: int, out_size: int | tuple[int, int],
-                        num_crops: int = 1) -> list[CropParams]:
-    """Multi-view test crops: resize the short side to the output and take ``num_crops`` crops
-    spread evenly along the long side (3: left/centre/right or top/middle/bottom, VideoMAE's
-    three-crop test); one crop is :func:`center_crop_params`. Expressed as crop boxes on the
-    original frame (crop, then resize), which is the same thing as resize-then-crop."""
+                        num_crops: int = 1, short_side: int | None = None) -> list[CropParams]:
+    """Multi-view test crops: resize the short side to ``short_side`` (default: the output size)
+    and take ``num_crops`` crops of the output size spread evenly along the long side (3:
+    left/centre/right or top/middle/bottom, VideoMAE's three-crop test); one crop is the centre
+    crop. Expressed as crop boxes on the original frame (crop, then resize), which is the same
+    thing as resize-then-crop."""
     if num_crops < 1:
         raise ValueError(f"num_crops must be >= 1, got {num_crops}")
     center = center_crop_params(height, width, out_size)
+    out_h, out_w = center.out_h, center.out_w
+    if short_side is not None and short_side != min(out_h, out_w):
+        if short_side < max(out_h, out_w):
+            raise ValueError(f"data.short_side_size={short_side} is smaller than the crop "
+                             f"{out_h}x{out_w}")
+        f = min(height, width) / short_side  # original pixels per resized pixel
+        ch, cw = min(height, int(round(out_h * f))), min(width, int(round(out_w * f)))
+        center = CropParams((height - ch) // 2, (width - cw) // 2, ch, cw, out_h, out_w)
     if num_crops == 1:
         return [center]
     slack_y, slack_x = height - center.height, width - center.width

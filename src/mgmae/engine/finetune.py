@@ -108,8 +108,9 @@ def check_encoder(model: nn.Module, dataset, device: torch.device, clips: int = 
 # ----------------------------------------------------------------------------- data
 def build_train_dataset(cfg: Config):
     """``(dataset, class_names, source)`` for training. Synthetic data: multi-scale crops (no flip
-    with motion labels: it would turn 'left' into 'right'); real videos: RandAugment + random
-    erasing through :class:`mgmae.data.transforms.VideoAugment`."""
+    with motion labels: it would turn 'left' into 'right'); real videos: the official random
+    resized crop (``finetune.crop``), RandAugment + random erasing through
+    :class:`mgmae.data.transforms.VideoAugment`."""
     d, f = cfg.data, cfg.finetune
     if uses_synthetic(cfg):
         videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
@@ -121,7 +122,8 @@ def build_train_dataset(cfg: Config):
     augment = None
     if f.rand_aug or f.reprob > 0:
         augment = VideoAugment(f.rand_aug or None, f.reprob, f.remode)
-    ds, names = build_dataset(d, None, train=True, augment=augment)
+    ds, names = build_dataset(d, None, train=True, augment=augment, crop=f.crop,
+                              crop_scale=f.crop_scale, crop_ratio=f.crop_ratio)
     return ds, names, d.train_list
 
 
