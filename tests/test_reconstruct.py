@@ -127,3 +127,22 @@ def test_a_list_file_gives_one_clip_per_video(ckpt, tmp_path, capsys):
     assert reconstruct(ckpt, tmp_path / "list.txt", "--masker", "tube", "-o", out) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["v0_f00002.png", "v1_f00002.png"]
     assert len(re.findall(r"\.gif  loss \d", capsys.readouterr().out)) == 2
+
+
+def test_flows_that_come_with_the_clips(ckpt, tmp_path, capsys):
+    """flow.name=gt on synthetic clips and flow.name=codec on an encoded video mask along those
+    flows (no DIS fallback); codec on synthetic clips falls back to DIS and says so."""
+    from test_codec_flow import ENCODINGS, translating_frames  # (pytest puts tests/ on the path)
+
+    from mgmae.data.video import write_video
+
+    video = write_video(tmp_path / "t.mp4", translating_frames(24), options=ENCODINGS["b_pyramid"])
+    for source, flow in (("synthetic", "gt"), (video, "codec")):
+        out = tmp_path / flow
+        assert reconstruct(ckpt, source, "--masker", "motion_guided", f"flow.name={flow}",
+                           "--clips", "1", "-o", out) == 0
+        text = capsys.readouterr().out
+        assert "DIS flow" not in text and len(list(out.glob("*.png"))) == 1
+    assert reconstruct(ckpt, "synthetic", "--masker", "motion_guided", "flow.name=codec",
+                       "--clips", "1", "-o", tmp_path / "x") == 0
+    assert "computes DIS flow" in capsys.readouterr().out

@@ -122,15 +122,27 @@ def run(ckpt: str, source: str, a: argparse.Namespace, overrides: Sequence[str] 
     pe = model.encoder.patch_embed
     if (d.num_frames, d.img_size) != (pe.num_frames, pe.img_size):  # position tables for the clip size
         model = load_pretraining_model(ckpt, num_frames=d.num_frames, img_size=d.img_size)
-    if cfg.masking.name == "motion_guided" and cfg.flow.name in (*DATA_FLOWS, "codec"):
-        print(f"[mgmae] flow.name={cfg.flow.name} is a flow of the training data; reconstruct computes "
+    # flows that come with the clips: the exact flow of the synthetic videos, the codec's vectors
+    with_clips = cfg.masking.name == "motion_guided" and cfg.flow.name in (*DATA_FLOWS, "codec")
+    if with_clips and (cfg.flow.name == "codec") == (source == "synthetic"):
+        print(f"[mgmae] flow.name={cfg.flow.name} has no flow for {source!r}; reconstruct computes "
               f"DIS flow on the clips instead")
-        cfg.flow.name = "dis"
+        cfg.flow.name, with_clips = "dis", False
     masker = masker_from_config(cfg, model.patch_size, seed=cfg.train.seed)
     clips = load_clips(source, num_frames=d.num_frames, stride=d.sampling_rate, clips=a.clips,
-                       img_size=d.img_size, seed=cfg.train.seed, root=d.root, backend=a.backend)
+                       img_size=d.img_size, seed=cfg.train.seed, root=d.root, backend=a.backend,
+                       codec=with_clips and cfg.flow.name == "codec")
     video = _clips_tensor(clips, d.img_size)  # [B, C, T, S, S]
-    mask = masker(video)  # [B, N]
+    if with_clips:  # each clip's own flow, through the same centre crop as its frames
+        from mgmae.data.transforms import center_crop_params
+
+        g = torch.Generator().manual_seed(cfg.train.seed)
+        mask = torch.cat([masker.mask_views(
+            torch.from_numpy(c.frames).permute(0, 3, 1, 2),
+            [center_crop_params(*c.frames.shape[1:3], d.img_size)], flow_fn=c.flow_fn, generator=g)
+            for c in clips])  # [B, N]
+    else:
+        mask = masker(video)  # [B, N]
     rep = model.load_report
     target = "per-cube normalised pixels" if model.norm_pix_loss else "pixels"
     print(f"[mgmae] {ckpt} ({rep.source}): {cfg.model.name}, {d.num_frames} x {d.img_size} px clips; "
