@@ -394,7 +394,7 @@ def test_official_visible_count_exposure_and_bump_width():
     and wider mix_gauss bumps (sigma = 16 / sqrt(2) for 16-pixel patches)."""
     ours = build_masker("motion_guided", input_size=(16, 224, 224), flow="zero")
     official = build_masker("motion_guided", input_size=(16, 224, 224), flow="zero", visible_count="official")
-    assert (ours.k, official.k) == (20, 19)
+    assert (ours.k, official.k) == (20, 19) and official.k_map == 20  # 20 bumps drawn, as officially
     clip = torch.randn(2, 3, 16, 224, 224)
     m = official(clip, generator=torch.Generator().manual_seed(0))
     assert ((~m).reshape(2, 8, 196).sum(-1) == 19).all()

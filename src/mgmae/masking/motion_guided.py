@@ -102,10 +102,12 @@ class MotionGuidedMasker(Masker):
         self.official_compat = official_compat
         self.gauss_sigma = gauss_sigma if gauss_sigma is not None else patch_size / 3.0
         self.visible_count, self.exposure = visible_count, exposure
-        if visible_count == "official":  # the official MGMAE code's rounding: 19 of 196 at 0.9
-            self.k = max(1, int(self.tokens_per_slice * (1 - self.mask_ratio)))
-        else:  # VideoMAE's tube rounding, shared with TubeMasker: 20 of 196 at 0.9
-            self.k = num_visible_per_slice(self.tokens_per_slice, self.mask_ratio)
+        # the initial map's bumps: VideoMAE's tube count (20 of 196 at 0.9), drawn as TubeMasker
+        # draws its visible set; the visible cubes kept per slice: the same, or with
+        # visible_count=official the official MGMAE code's rounding (19 of 196; it draws 20 bumps too)
+        self.k_map = num_visible_per_slice(self.tokens_per_slice, self.mask_ratio)
+        self.k = (max(1, int(self.tokens_per_slice * (1 - self.mask_ratio)))
+                  if visible_count == "official" else self.k_map)
         self.flow_spec = flow
         self.flow_options = {k: v for k, v in (flow_options or {}).items() if v is not None}
         self._flow = None  # built lazily: workers build their own after fork
@@ -206,12 +208,12 @@ class MotionGuidedMasker(Masker):
         # the visible patches, drawn exactly as TubeMasker draws them (the top-k of the noise)
         noise = torch.rand(batch, h * w, generator=generator)  # [B, h*w]
         if self.init_map == "token_rand":
-            m = (~topk_mask(noise, self.k)).to(device, non_blocking=True).float().reshape(batch, h, w)
+            m = (~topk_mask(noise, self.k_map)).to(device, non_blocking=True).float().reshape(batch, h, w)
             c = p // stride
             return m.repeat_interleave(c, 1).repeat_interleave(c, 2)  # [B, hs, ws]
         # mix_gauss: max over Gaussian bumps centred on the chosen patches (the max does not
         # depend on their order; sorted: row-major, as the visible set's nonzero() gave them)
-        idx = noise.topk(self.k, dim=1).indices.sort(dim=1).values.to(device, non_blocking=True)  # [B, k]
+        idx = noise.topk(self.k_map, dim=1).indices.sort(dim=1).values.to(device, non_blocking=True)  # [B, k]
         gy, gx = self._gauss_profiles(hs, ws, stride, device)  # [h, hs], [w, ws]
         bumps = gy[idx // w][..., :, None] * gx[idx % w][..., None, :]  # [B, k, hs, ws]
         return bumps.amax(dim=1)  # [B, hs, ws]
