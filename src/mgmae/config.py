@@ -142,6 +142,8 @@ class TrainConfig:
     warmup_lr: float = 1e-6
     warmup_epochs: float = 2.0
     weight_decay: float = 0.05
+    # cosine from weight_decay to this over the run, per optimizer step (VideoMAE); null: constant
+    weight_decay_end: float | None = None
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     clip_grad: float | None = None
     output_dir: str = "runs"
@@ -186,6 +188,7 @@ class FinetuneConfig:
     warmup_lr: float = 1e-8
     warmup_epochs: float = 2.0
     weight_decay: float = 0.05
+    weight_decay_end: float | None = None  # cosine from weight_decay to this (VideoMAE); null: constant
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     clip_grad: float | None = None
     layer_decay: float = 0.75  # lr of block i (1-based) = lr * layer_decay ** (depth + 1 - i)
@@ -515,5 +518,10 @@ def validate(cfg: Config) -> None:
         if flat[key] is not None and flat[key] < low:
             hint = " (or null: the epochs decide)" if key == "train.max_steps" else ""
             raise ValueError(f"config key '{key}' must be >= {low}{hint}, got {flat[key]}")
+    for p in ("train", "finetune"):
+        wd, end = flat[f"{p}.weight_decay"], flat[f"{p}.weight_decay_end"]
+        if end is not None and not (wd > 0 and end >= 0):
+            raise ValueError(f"config key '{p}.weight_decay_end' = {end} needs {p}.weight_decay > 0 and a "
+                             f"value >= 0 (null: constant weight decay); {p}.weight_decay = {wd}")
     if len(cfg.train.betas) != 2:
         raise ValueError(f"train.betas must be two numbers, got {cfg.train.betas}")

@@ -46,7 +46,7 @@ from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classificat
 from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
                                check_resumable, encoder_check, load_resume, run_directory,
                                run_distributed, summarize, train_epoch, truncate_log)
-from mgmae.engine.optim import build_optimizer, lr_at
+from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
 from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
                                 sync_model_config)
 from mgmae.viz import log_records
@@ -346,6 +346,7 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
             losses += train_epoch(
                 loader, train_set, batch_loss, pos=pos, total_steps=total_steps, stepper=stepper,
                 lr_at_step=lambda k: lr_at(k, total_steps, warmup_steps, lr, f.min_lr, f.warmup_lr),
+                wd_at_step=weight_decay_schedule(total_steps, f.weight_decay, f.weight_decay_end),
                 log=log, signals=signals, saver=saver, info=info, device=device,
                 stop_at_step=stop_at_step, save_every_steps=t.save_every_steps,
                 after_update=ema_update if ema is not None else None)

@@ -37,7 +37,7 @@ from mgmae.config import flatten
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import (DistInfo, all_reduce_mean, broadcast_flag, cleanup,
                                      init_distributed)
-from mgmae.engine.optim import set_lr
+from mgmae.engine.optim import set_lr, set_weight_decay
 from mgmae.models.vit import random_spread, token_statistics
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
@@ -312,7 +312,8 @@ class StepLog:
             return
         if rec["step"] % self.log_every == 0 or rec["step"] == self.total_steps:
             self.record(rec)
-        self.scalars({k: rec[k] for k in ("loss", "lr", "grad_norm", "clips_per_s")}, rec["step"])
+        self.scalars({k: rec[k] for k in ("loss", "lr", "weight_decay", "grad_norm", "clips_per_s") if k in rec},
+                     rec["step"])
         self.bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}", clips_s=rec["clips_per_s"])
         self.bar.update(1)
 
@@ -377,9 +378,12 @@ class Stepper:
         self.clips += clips
         return sync
 
-    def update(self, step: int, lr: float, t_data: float) -> StepResult:
-        """Apply (or skip) the accumulated gradients as optimizer step ``step + 1`` at ``lr``."""
+    def update(self, step: int, lr: float, t_data: float, weight_decay: float | None = None) -> StepResult:
+        """Apply (or skip) the accumulated gradients as optimizer step ``step + 1`` at ``lr`` (and
+        ``weight_decay`` on the decaying groups; None: as they are)."""
         set_lr(self.optimizer, lr)
+        if weight_decay is not None:
+            set_weight_decay(self.optimizer, weight_decay)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad or float("inf")))
@@ -443,12 +447,14 @@ class Position:
 def train_epoch(loader, dataset, batch_loss: Callable[[dict], tuple[Callable[[], torch.Tensor], int]],
                 *, pos: Position, total_steps: int, stepper: Stepper,
                 lr_at_step: Callable[[int], float], log: StepLog, signals: Signals,
+                wd_at_step: Callable[[int], float] | None = None,
                 saver: ckpt.CheckpointSaver, info: DistInfo, device: torch.device,
                 stop_at_step: int | None = None, save_every_steps: int = 0,
                 after_update: Callable[[int], None] | None = None) -> list[float]:
     """One epoch of the training loop, the same for pre-training and fine-tuning; returns the
     losses of its good (not skipped) optimizer steps and advances ``pos``.
 
+    ``wd_at_step`` (None: constant) schedules the weight decay, logged next to the lr.
     ``batch_loss(batch)`` moves a batch to the device and returns ``(closure computing its loss,
     clips in it)``; ``after_update(step)`` runs after every good update (EMA). Every step is
     logged; a signal (or ``stop_at_step``) writes ``checkpoint-last.pth`` with ``saver`` and
@@ -464,7 +470,8 @@ def train_epoch(loader, dataset, batch_loss: Callable[[dict], tuple[Callable[[],
         if not stepper.backward(compute_loss, clips=clips):
             continue
         cur_lr = lr_at_step(pos.step)
-        res = stepper.update(pos.step, cur_lr, t_data)
+        cur_wd = wd_at_step(pos.step) if wd_at_step is not None else None
+        res = stepper.update(pos.step, cur_lr, t_data, cur_wd)
         if after_update is not None and not res.bad:
             after_update(pos.step)
         pos.step += 1
@@ -472,6 +479,7 @@ def train_epoch(loader, dataset, batch_loss: Callable[[dict], tuple[Callable[[],
         if not res.bad:
             losses.append(res.loss)
         log.step({"step": pos.step, "epoch": pos.epoch, "loss": round(res.loss, 6), "lr": cur_lr,
+                  **({"weight_decay": cur_wd} if cur_wd is not None else {}),
                   "grad_norm": round(res.grad_norm, 4),
                   "clips_per_s": round(res.clips_per_s * info.world_size, 2),
                   "data_s": round(t_compute - t_data, 4), "step_s": round(time.time() - t_data, 4)})

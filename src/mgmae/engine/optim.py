@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and the per-step learning-rate schedule."""
+"""Optimizer parameter groups and the per-step learning-rate and weight-decay schedules."""
 
 from __future__ import annotations
 
@@ -64,3 +64,24 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: flo
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
+
+
+def weight_decay_at(step: int, total_steps: int, weight_decay: float, weight_decay_end: float) -> float:
+    """VideoMAE's ``cosine_scheduler(weight_decay, weight_decay_end, epochs, niter_per_ep)``: the
+    :func:`lr_at` half-cosine without warm-up, per optimizer step."""
+    return lr_at(step, total_steps, 0, weight_decay, weight_decay_end)
+
+
+def weight_decay_schedule(total_steps: int, weight_decay: float, weight_decay_end: float | None):
+    """``step -> weight decay`` for :func:`mgmae.engine.loop.train_epoch`, or None (constant, as
+    built) when ``weight_decay_end`` is None."""
+    if weight_decay_end is None:
+        return None
+    return lambda k: weight_decay_at(k, total_steps, weight_decay, weight_decay_end)
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """Set the groups that decay (weight_decay > 0); norms, biases and tokens stay at 0."""
+    for g in optimizer.param_groups:
+        if g["weight_decay"] > 0:
+            g["weight_decay"] = weight_decay

@@ -23,7 +23,7 @@ from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dty
                                check_resumable, encoder_check, load_resume, run_directory,
                                run_distributed, set_cpu_threads, summarize, train_epoch,
                                truncate_log)
-from mgmae.engine.optim import build_optimizer, lr_at
+from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
 from mgmae.masking import build_masker
 from mgmae.masking.running_cell import running_cell_patterns, running_cell_starts
 from mgmae.models import create_model
@@ -192,6 +192,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
             epoch_losses = train_epoch(
                 loader, dataset, batch_loss, pos=pos, total_steps=total_steps, stepper=stepper,
                 lr_at_step=lambda k: lr_at(k, total_steps, warmup_steps, lr, t.min_lr, t.warmup_lr),
+                wd_at_step=weight_decay_schedule(total_steps, t.weight_decay, t.weight_decay_end),
                 log=log, signals=signals, saver=saver, info=info, device=device,
                 stop_at_step=stop_at_step, save_every_steps=t.save_every_steps)
             losses += epoch_losses

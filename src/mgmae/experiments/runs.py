@@ -57,7 +57,8 @@ _HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.syn
                 "masking.exposure": "scaled", "masking.gauss_sigma": None, "data.list_format": "auto",
                 "data.backend": "pyav", "data.frame_template": "img_{:05d}.jpg",
                 "data.frame_start_index": 1, "data.pad": "loop", "data.max_fail_frac": 0.05,
-                "data.max_tries": 10, "train.init_from": None}
+                "data.max_tries": 10, "train.init_from": None, "train.weight_decay_end": None,
+                "finetune.weight_decay_end": None}
 # keys whose default changed without changing what runs: hashed as the old default
 _HASH_AS = {("flow.iters", None): 6}  # null = the model's standard, 6 for raft_small (the old default)
 
