@@ -35,7 +35,7 @@ import torch
 from mgmae.commands import MgmaeError
 from mgmae.data.pipeline import make_views, sample_seed
 from mgmae.data.sampling import (PADS, clip_indices, dense_indices, segment_indices,
-                                 test_clip_starts)
+                                 test_clip_starts, window_starts)
 from mgmae.data.transforms import (CropParams, multiscale_crop_params, random_resized_crop_params,
                                    spatial_crop_params)
 from mgmae.data.video import (BACKENDS, VIDEO_EXTENSIONS, TruncatedVideoError, VideoError,
@@ -334,7 +334,10 @@ class VideoDataset(torch.utils.data.Dataset):
     (flipped at random when ``flip``) of one sampled clip. Testing (``train=False``): ``S = T * S'``
     views for ``test_views=(T, S')``: ``T`` temporal clips (uniform starts for dense sampling,
     offsets within the segments for segment sampling) times ``S'`` spatial crops of the short side
-    (1: centre, 3: the three-crop test), temporal-major.
+    (1: centre, 3: the three-crop test), temporal-major. ``window_stride`` (testing): one view
+    per sliding window instead (:func:`~mgmae.data.sampling.window_starts`; their number varies
+    with the video), and the item also carries ``starts`` (each window's first frame) and
+    ``padded`` (a video shorter than one window).
 
     ``index`` is the index of the video actually returned (a replacement's, if the requested one
     failed). ``skipped`` lists the files this call found unreadable, for the main process to
@@ -362,7 +365,8 @@ class VideoDataset(torch.utils.data.Dataset):
                  class_names: Sequence[str] | None = None, codec_flow: bool = False,
                  flow_fallback: str | None = None, crop: str = "multiscale",
                  crop_scale: Sequence[float] = (0.08, 1.0),
-                 crop_ratio: Sequence[float] = (3 / 4, 4 / 3), short_side: int | None = None):
+                 crop_ratio: Sequence[float] = (3 / 4, 4 / 3), short_side: int | None = None,
+                 window_stride: int | None = None):
         self.entries = [_as_entry(e) for e in entries]
         if not self.entries:
             raise ValueError("VideoDataset needs at least one entry")
@@ -378,6 +382,10 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError("augment (fine-tuning) and masker (pre-training) cannot be combined")
         if num_sample < 1:
             raise ValueError(f"num_sample must be >= 1, got {num_sample}")
+        if window_stride is not None and (train or window_stride < 1):
+            raise ValueError(f"window_stride (sliding windows) is for testing and must be >= 1, got "
+                             f"{window_stride} with train={train}")
+        self.window_stride = window_stride
         self.num_frames, self.sampling_rate, self.sampling = num_frames, sampling_rate, sampling
         self.img_size, self.scales, self.flip = img_size, tuple(scales), flip
         self.num_sample, self.masker, self.train = num_sample, masker, train
@@ -474,6 +482,8 @@ class VideoDataset(torch.utils.data.Dataset):
             if self.sampling == "segment":
                 return [segment_indices(n, T, rng, train=True)]
             return [dense_indices(n, T, rate, rng, pad=self.pad)]
+        if self.window_stride is not None:
+            return [clip_indices(s, n, T, rate, self.pad) for s in window_starts(n, T, rate, self.window_stride)]
         nt = self.test_views[0]
         if self.sampling == "segment":
             return [segment_indices(n, T, train=False, clip=c, num_clips=nt) for c in range(nt)]
@@ -490,9 +500,9 @@ class VideoDataset(torch.utils.data.Dataset):
         return self._load(entry, rng)[0]
 
     def _load(self, entry: VideoEntry, rng: np.random.Generator):
-        """``(clips, flow_fns)``: the clips of :meth:`load_clips` and, with ``codec_flow``, each
-        clip's codec flow (:class:`mgmae.flow.codec.ClipCodecFlow`; None where the fallback
-        computes flow from pixels)."""
+        """``(clips, flow_fns, index_lists)``: the clips of :meth:`load_clips`, with ``codec_flow``
+        each clip's codec flow (:class:`mgmae.flow.codec.ClipCodecFlow`; None where the fallback
+        computes flow from pixels), and each clip's frame indices."""
         with self._open(entry) as video:
             for attempt in range(2):
                 lists = self._index_lists(video.num_frames, rng)
@@ -508,8 +518,8 @@ class VideoDataset(torch.utils.data.Dataset):
                     continue
                 clips = np.split(frames, len(lists))
                 if not self.codec_flow:
-                    return clips, [None] * len(clips)
-                return clips, self._codec_flows(entry, video, lists)
+                    return clips, [None] * len(clips), lists
+                return clips, self._codec_flows(entry, video, lists), lists
         raise AssertionError("unreachable")
 
     def check_codec_flow(self, tries: int = 3) -> None:
@@ -557,7 +567,7 @@ class VideoDataset(torch.utils.data.Dataset):
             entry = self.entries[i]
             if entry.path not in self.failures:
                 try:
-                    clips, flow_fns = self._load(entry, rng)
+                    clips, flow_fns, lists = self._load(entry, rng)
                     break
                 except (VideoError, OSError) as e:
                     reason = e.reason if isinstance(e, VideoError) else f"{type(e).__name__}: {e}"
@@ -574,6 +584,9 @@ class VideoDataset(torch.utils.data.Dataset):
         if mask is not None:
             item["mask"] = mask
         item.update(label=entry.label, index=i, skipped=skipped)
+        if self.window_stride is not None:  # one view per window: its start frame, and padding
+            item.update(starts=[int(ix[0]) for ix in lists],
+                        padded=bool((np.diff(lists[0]) != self.sampling_rate).any()))
         return item
 
     def _views(self, clips: list[np.ndarray], rng: np.random.Generator, gen: torch.Generator,

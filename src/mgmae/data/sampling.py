@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PADS", "clip_indices", "dense_indices", "segment_indices", "test_clip_starts"]
+__all__ = ["PADS", "clip_indices", "dense_indices", "segment_indices", "test_clip_starts", "window_starts"]
 
 PADS = ("loop", "repeat_last")
 
@@ -93,6 +93,18 @@ def test_clip_starts(num_total: int, num_frames: int, rate: int, num_clips: int)
     if num_clips == 1:
         return [max_start // 2]
     return [int(i * max_start / (num_clips - 1)) for i in range(num_clips)]
+
+
+def window_starts(num_total: int, num_frames: int, rate: int, stride: int) -> list[int]:
+    """Sliding windows (temporal action detection, as VideoMAE V2's feature extraction): clips of
+    ``num_frames`` frames ``rate`` apart starting every ``stride`` frames, each inside the video
+    (40 frames, 16 x 1, stride 4: 0, 4, ..., 24). A video shorter than one window: one window at 0,
+    padded by :func:`clip_indices`."""
+    _check(num_total, num_frames, rate)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    span = (num_frames - 1) * rate + 1
+    return list(range(0, max(num_total - span, 0) + 1, stride))
 
 
 test_clip_starts.__test__ = False  # a name pytest would otherwise collect where imported

@@ -8,6 +8,12 @@ one row per view. The output folder holds::
     index.csv                              row, path, label[, view]
     meta.json                              encoder, clip size, views, dim, format
     failed.csv                             videos that could not be read (if any)
+    per_video/<name>.npz                   with ``window``: ``features`` (num_windows, dim) and
+                                           ``starts`` (each window's first frame) per video
+
+With ``window``/``stride`` (temporal action detection, as VideoMAE V2's TAD features) every video
+gives one row per sliding window (:func:`mgmae.data.sampling.window_starts`), listed in
+``index.csv`` with its ``start`` frame, and the per-video files are written from them.
 
 Extraction is batched and resumable: rows are written in shards (``shards/``) as they are
 computed and listed in ``index.csv`` only once their shard is safely on disk; a second run with
@@ -59,10 +65,12 @@ def pooled_features(model: nn.Module, video: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def iter_features(model: nn.Module, loader, device, num_views: int, dtype=None, per_view=False,
-                  progress: bool = True, desc: str = "features", dataset=None):
-    """Yield ``(features (b, D) or (b * V, D), labels (b,), indices (b,))`` per batch; unreadable
-    videos reported by loader workers are merged into ``dataset`` (default: the loader's)."""
+def iter_features(model: nn.Module, loader, device, num_views: int | None, dtype=None, per_view=False,
+                  progress: bool = True, desc: str = "features", dataset=None, chunk: int | None = None):
+    """Yield ``(features (b, D) or (b * V, D), labels (b,), indices (b,), batch)`` per batch;
+    unreadable videos reported by loader workers are merged into ``dataset`` (default: the
+    loader's). ``num_views=None``: one video per batch, all its rows are views (sliding windows);
+    ``chunk`` bounds the clips per forward pass."""
     device = torch.device(device)
     model.eval()
     dataset = dataset if dataset is not None else getattr(loader, "dataset", None)
@@ -70,20 +78,24 @@ def iter_features(model: nn.Module, loader, device, num_views: int, dtype=None, 
                       disable=not progress):
         if dataset is not None and hasattr(dataset, "update_failures"):
             dataset.update_failures(batch)
-        video = batch["video"].to(device, non_blocking=True)  # [b*V, C, T, H, W]
+        V = num_views or len(batch["video"])
         with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-            f = pooled_features(model, video).float()  # [b*V, D]
+            f = torch.cat([pooled_features(model, v.to(device, non_blocking=True)).float()
+                           for v in batch["video"].split(chunk or len(batch["video"]))])  # [b*V, D]
         if not per_view:
-            f = f.view(-1, num_views, f.shape[-1]).mean(1)  # [b, D]
-        yield (f.cpu().numpy(), torch.as_tensor(batch["label"])[::num_views].numpy(),
-               torch.as_tensor(batch["index"])[::num_views].numpy())
+            f = f.view(-1, V, f.shape[-1]).mean(1)  # [b, D]
+        yield (f.cpu().numpy(), torch.as_tensor(batch["label"])[::V].numpy(),
+               torch.as_tensor(batch["index"])[::V].numpy(), batch)
 
 
 # ----------------------------------------------------------------------------- inputs
-def video_source(videos: str, cfg, views: tuple[int, int] = (1, 1)):
+def video_source(videos: str, cfg, views: tuple[int, int] = (1, 1), window_stride: int | None = None):
     """``(dataset, paths, labels, description)`` for ``videos``: ``"synthetic"``, one video file or
     frame folder, a folder of videos, a folder-per-class tree, or a list file."""
     d = cfg.data
+    if videos == "synthetic" and window_stride is not None:
+        raise ValueError("sliding windows (--window) need video files or frame folders; the synthetic "
+                         "videos are one clip each")
     if videos == "synthetic":
         vids = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
         ds = SyntheticDataset(vids, num_sample=1, train=False, label=d.synthetic_label)
@@ -113,7 +125,8 @@ def video_source(videos: str, cfg, views: tuple[int, int] = (1, 1)):
         raise ValueError(f"{p}: no videos found")
     ds = VideoDataset(entries, num_frames=d.num_frames, sampling_rate=d.sampling_rate,
                       sampling=d.sampling, img_size=d.img_size, train=False,
-                      test_views=tuple(views), max_fail_frac=1.0)
+                      test_views=tuple(views), max_fail_frac=1.0, pad=d.pad,
+                      window_stride=window_stride)
     return ds, [e.path for e in entries], [e.label for e in entries], f"{what} ({len(entries)} videos)"
 
 
@@ -192,6 +205,7 @@ class ExtractResult:
     skipped: int  # videos already done by an earlier call
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    padded: list[str] = field(default_factory=list)  # videos shorter than one window (padded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,20 +213,28 @@ class ExtractResult:
 
 def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg, *,
             fmt: str = "npy", views: tuple[int, int] = (1, 1), per_view: bool = False,
-            batch_size: int | None = None, progress: bool = True) -> ExtractResult:
+            batch_size: int | None = None, progress: bool = True,
+            stride: int | None = None) -> ExtractResult:
     """Extract features of ``videos`` with the encoder of ``pretrained`` into ``out_dir``
-    (resumable; see the module docstring)."""
+    (resumable; see the module docstring). ``stride``: sliding windows of ``data.num_frames``
+    frames (``data.sampling_rate`` apart) every ``stride`` frames, one row each."""
     if fmt not in ("npy", "safetensors"):
         raise ValueError(f"format must be 'npy' or 'safetensors', got {fmt!r}")
+    windows = stride is not None
+    if windows and (tuple(views) != (1, 1) or per_view):
+        raise ValueError("views and per_view do not apply to sliding windows (one row per window)")
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dataset, paths, labels, what = video_source(videos, cfg, views)
+    dataset, paths, labels, what = video_source(videos, cfg, views, stride)
     V = views_of(dataset)
     meta = {"pretrained": str(pretrained), "videos": str(videos), "num_frames": cfg.data.num_frames,
             "img_size": cfg.data.img_size, "sampling": cfg.data.sampling,
             "sampling_rate": cfg.data.sampling_rate, "views": list(views), "per_view": per_view,
             "pooling": "mean of tokens (+ fc_norm)"}
+    if windows:  # (not in older folders' meta.json: absent = no windows)
+        meta.update(sampling="windows", stride=stride, pad=cfg.data.pad)
+    column = "start" if windows else "view" if per_view else None
     meta_path = out / "meta.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
@@ -226,8 +248,8 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
     n_stored = _stored_rows(out, len(index))
     if n_stored < len(index):  # index rows whose features are gone: forget them
         index = index[:n_stored]
-        _write_index(index_path, index, per_view)
-    rows_per_video = V if per_view else 1
+        _write_index(index_path, index, column)
+    rows_per_video = V if per_view else 1  # (windows: at least one)
     done: dict[str, int] = {}
     for r in index:
         done[r["path"]] = done.get(r["path"], 0) + 1
@@ -240,14 +262,16 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
     device = resolve_device(cfg.train.device)
     model = build_encoder(pretrained, cfg).to(device)
     dtype = autocast_dtype(cfg.train.amp, device)
+    views_said = (f"windows of {cfg.data.num_frames} frames (every {cfg.data.sampling_rate}) every "
+                  f"{stride} frames" if windows else f"{V} views")
     print(f"[mgmae] extracting {what}: {len(todo)} to do, {skipped} already done; "
-          f"{V} views per video, device {device} -> {out}")
+          f"{views_said} per video, device {device} -> {out}")
 
-    new, failed = 0, []
+    new, failed, padded = 0, [], []
     dim = None
     if todo:
         subset = torch.utils.data.Subset(dataset, todo)
-        bs = batch_size or max(1, 2 * cfg.finetune.batch_size // V)
+        bs = 1 if windows else batch_size or max(1, 2 * cfg.finetune.batch_size // V)
         loader = build_loader(subset, bs, num_workers=cfg.train.num_workers, shuffle=False,
                               drop_last=False, pin_memory=device.type == "cuda")
         buf_f, buf_rows = [], []
@@ -257,13 +281,16 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
             fw = csv.writer(ff)
             if not failed_before and failed_path.stat().st_size == 0:
                 fw.writerow(["path", "reason"])
-            for feats, labs, idx in iter_features(model, loader, device, V, dtype, per_view,
-                                                  progress, desc="extract", dataset=dataset):
+            for feats, labs, idx, batch in iter_features(
+                    model, loader, device, None if windows else V, dtype, per_view or windows, progress,
+                    desc="extract", dataset=dataset,
+                    chunk=(batch_size or 2 * cfg.finetune.batch_size) if windows else None):
                 dim = feats.shape[-1]
                 b = len(idx)
                 want = todo[pos:pos + b]
                 pos += b
-                feats = feats.reshape(b, rows_per_video, -1)
+                feats = feats.reshape(b, -1, dim)
+                extra = batch["starts"][0] if windows else range(feats.shape[1])
                 for k in range(b):
                     i = want[k]
                     if int(idx[k]) != i:  # the dataset substituted an unreadable video
@@ -272,47 +299,55 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
                         failed.append(paths[i])
                         continue
                     label = int(labs[k]) if labels is None else int(labels[i])
-                    for v in range(rows_per_video):
+                    for v in range(feats.shape[1]):
                         buf_f.append(feats[k, v])
-                        buf_rows.append((paths[i], label, v))
+                        buf_rows.append((paths[i], label, extra[v]))
+                    if windows and bool(batch["padded"][0]):
+                        padded.append(paths[i])
                     new += 1
                 if len(buf_rows) >= SHARD_ROWS:
-                    n_stored = _flush(out, buf_f, buf_rows, n_stored, index_path, per_view)
+                    n_stored = _flush(out, buf_f, buf_rows, n_stored, index_path, column)
                     buf_f, buf_rows = [], []
                     ff.flush()
             if buf_rows:
-                n_stored = _flush(out, buf_f, buf_rows, n_stored, index_path, per_view)
+                n_stored = _flush(out, buf_f, buf_rows, n_stored, index_path, column)
     merged = _merge(out, fmt, meta)
+    if windows:
+        _per_video(out, merged)
     meta.update(dim=int(merged.shape[1]) if merged.ndim == 2 else dim, rows=int(len(merged)),
                 format=fmt)
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     res = ExtractResult(str(out), str(out / f"features.{fmt}"), str(index_path), int(len(merged)),
-                        int(meta["dim"] or 0), new, skipped, failed, round(time.time() - t0, 1))
+                        int(meta["dim"] or 0), new, skipped, failed, round(time.time() - t0, 1), padded)
     print(f"[mgmae] {new} videos extracted, {skipped} skipped (done before), {len(failed)} "
           f"unreadable; {res.num_rows} rows x {res.dim} in {res.features}, index {res.index}")
+    if padded:
+        print(f"[mgmae] {len(padded)} videos shorter than one window (e.g. {padded[0]}): one window "
+              f"each, padded as data.pad={cfg.data.pad}")
     return res
 
 
-def _write_index(path: Path, rows: list[dict[str, str]], per_view: bool) -> None:
+def _write_index(path: Path, rows: list[dict[str, str]], column: str | None) -> None:
+    """``column``: the index's fourth column, ``view`` (per_view), ``start`` (windows) or None."""
     tmp = path.with_name(".index.csv.tmp")
     with tmp.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["row", "path", "label"] + (["view"] if per_view else []))
+        w.writerow(["row", "path", "label"] + ([column] if column else []))
         for r in rows:
-            w.writerow([r["row"], r["path"], r["label"]] + ([r["view"]] if per_view else []))
+            w.writerow([r["row"], r["path"], r["label"]] + ([r[column]] if column else []))
     os.replace(tmp, path)
 
 
-def _flush(out: Path, feats: list, rows: list, start: int, index_path: Path, per_view: bool) -> int:
+def _flush(out: Path, feats: list, rows: list, start: int, index_path: Path, column: str | None) -> int:
     """Write one shard (atomically), then append its rows to the index."""
     _atomic_npy(np.stack(feats).astype(np.float32), out / "shards" / f"shard-{start:010d}.npy")
     new_file = not index_path.is_file()
     with index_path.open("a", newline="") as fh:
         w = csv.writer(fh)
         if new_file:
-            w.writerow(["row", "path", "label"] + (["view"] if per_view else []))
+            w.writerow(["row", "path", "label"] + ([column] if column else []))
         for k, (p, label, v) in enumerate(rows):
-            w.writerow([start + k, p, label] + ([v] if per_view else []))
+            w.writerow([start + k, p, label] + ([v] if column else []))
         fh.flush()
         os.fsync(fh.fileno())
     return start + len(rows)
@@ -347,6 +382,29 @@ def _merge(out: Path, fmt: str, meta: dict) -> np.ndarray:
     return feats
 
 
+def _per_video(out: Path, feats: np.ndarray) -> None:
+    """``per_video/<name>.npz`` (``features`` (num_windows, dim), ``starts``) for each video of the
+    index that has none yet; ``<name>``: the file or folder name, ``-<k>`` added where two clash."""
+    rows: dict[str, list[int]] = {}
+    index = _read_index(out / "index.csv")
+    for r in index:
+        rows.setdefault(r["path"], []).append(int(r["row"]))
+    starts = np.array([int(r["start"]) for r in index], np.int64)
+    d = out / "per_video"
+    d.mkdir(exist_ok=True)
+    seen: dict[str, int] = {}
+    for k, (path, rs) in enumerate(rows.items()):
+        name = Path(path).stem
+        seen[name] = seen.get(name, 0) + 1
+        target = d / (f"{name}.npz" if seen[name] == 1 else f"{name}-{k}.npz")
+        if target.is_file():
+            continue
+        tmp = d / f".{target.name}.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, features=feats[rs], starts=starts[rs])
+        os.replace(tmp, target)
+
+
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -358,10 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("-c", "--config", help="YAML recipe for the data settings")
     p.add_argument("--format", choices=("npy", "safetensors"), default="npy")
-    p.add_argument("--views", type=int, nargs=2, default=(1, 1), metavar=("CLIPS", "CROPS"),
+    p.add_argument("--views", type=int, nargs=2, metavar=("CLIPS", "CROPS"),
                    help="temporal clips x spatial crops per video (default 1 1)")
     p.add_argument("--per-view", action="store_true", help="one row per view instead of their mean")
-    p.add_argument("--batch-size", type=int, help="videos per batch")
+    p.add_argument("--batch-size", type=int, help="videos per batch (--window: windows per forward pass)")
+    p.add_argument("--window", type=int, metavar="FRAMES",
+                   help="sliding windows of FRAMES frames, one row each (temporal action detection); "
+                        "consecutive frames unless data.sampling_rate=N is given")
+    p.add_argument("--stride", type=int, metavar="FRAMES",
+                   help="with --window: a window starts every FRAMES frames (default: window // 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common_flags(p)
     return p
@@ -377,9 +440,20 @@ def cli_main(argv: list[str]) -> int:
         parser.error("give PRETRAINED (a checkpoint or 'scratch') and VIDEOS (a video, a folder, "
                      "a list file or 'synthetic')")
 
+    if args.window is None and args.stride is not None:
+        parser.error("--stride needs --window (the window length in frames)")
+    if args.window is not None:
+        for flag, v in (("--window", args.window), ("--stride", args.stride)):
+            if v is not None and v < 1:
+                parser.error(f"{flag} must be >= 1 (frames), got {v}")
+        if args.views is not None or args.per_view:
+            parser.error("--views and --per-view do not apply with --window (one row per window)")
+        rate = [o for o in overrides if o.startswith("data.sampling_rate=")]
+        overrides = [*overrides, f"data.num_frames={args.window}"] + ([] if rate else ["data.sampling_rate=1"])
     check_output(args.output, "the output folder (-o)", directory=True)
     stored = None if is_scratch(pos[0]) else stored_checkpoint(pos[0])  # ours know their clips
     cfg = config_for_checkpoint(args.config, overrides, stored.get("config") if stored else None)
-    extract(pos[0], pos[1], args.output, cfg, fmt=args.format, views=tuple(args.views),
-            per_view=args.per_view, batch_size=args.batch_size, progress=not args.quiet)
+    stride = None if args.window is None else args.stride or max(1, args.window // 4)
+    extract(pos[0], pos[1], args.output, cfg, fmt=args.format, views=tuple(args.views or (1, 1)),
+            per_view=args.per_view, batch_size=args.batch_size, progress=not args.quiet, stride=stride)
     return 0

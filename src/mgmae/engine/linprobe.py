@@ -63,7 +63,7 @@ def compute_features(encoder: nn.Module, dataset, cfg: Config, device, dtype=Non
                           num_workers=cfg.train.num_workers, shuffle=False, drop_last=False,
                           pin_memory=torch.device(device).type == "cuda")
     feats, labels = [], []
-    for f, y, _ in iter_features(encoder, loader, device, V, dtype, progress=progress, desc=desc):
+    for f, y, _, _ in iter_features(encoder, loader, device, V, dtype, progress=progress, desc=desc):
         feats.append(f)
         labels.append(y)
     return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int64)
