@@ -162,6 +162,7 @@ class TrainConfig:
     init_from: str | None = None
     max_bad_steps: int = 5  # stop after this many consecutive non-finite losses (each is skipped)
     tensorboard: bool = True  # also log to TensorBoard when it is installed
+    wandb: str | None = None  # also log to this Weights & Biases project (needs `pip install wandb`)
     vis_clips: int = 4  # clips in the reconstruction picture
     baseline_clips: int = 64  # clips on which the end of a run compares the loss with a trivial predictor
     compile: bool = False

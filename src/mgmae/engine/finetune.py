@@ -317,7 +317,8 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
         f"{f.cutmix if mixup else 0}, EMA {('%g' % f.ema_decay) if ema else 'off'}")
 
     log = StepLog(run_dir, main=main, prefix="finetune", total_steps=total_steps, initial=step,
-                  log_every=t.log_every, tensorboard=t.tensorboard, progress=progress)
+                  log_every=t.log_every, tensorboard=t.tensorboard, progress=progress,
+                  wandb=t.wandb, config=cfg.to_dict())
     stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler,
                       clip_grad=f.clip_grad, max_bad_steps=t.max_bad_steps, info=info,
                       device=device, log=log, config_prefix="finetune")

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from mgmae.commands import check_output
+from mgmae.commands import MgmaeError, check_output
 from mgmae.config import flatten
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import (DistInfo, all_reduce_mean, broadcast_flag, cleanup,
@@ -123,6 +123,8 @@ def run_directory(cfg, info: DistInfo | None = None, prefix: str | None = None,
     killed mid-save are removed."""
     t = cfg.train
     check_output(t.output_dir, "train.output_dir", directory=True)
+    if t.wandb:
+        import_wandb()  # before anything is written: a missing package is said at once
     prefix = prefix or f"{cfg.model.name}-{cfg.masking.name}"
     main = info is None or info.is_main
     name = t.run_name
@@ -261,12 +263,46 @@ def truncate_log(path: Path, step: int, resumed_from: Path) -> None:
     os.replace(tmp, path)
 
 
-def tensorboard_writer(run_dir: Path):
+def import_wandb():
     try:
-        from torch.utils.tensorboard import SummaryWriter  # optional dependency
-    except Exception:  # tensorboard not installed: JSONL only
-        return None
-    return SummaryWriter(str(run_dir / "tb"))
+        import wandb  # optional, not a dependency
+    except ImportError:
+        raise MgmaeError("train.wandb is set but Weights & Biases is not installed: pip install wandb "
+                         "(or set train.wandb=null)") from None
+    return wandb
+
+
+class ScalarSinks:
+    """Where scalars go besides ``log.jsonl``: TensorBoard (``<run>/tb``, when installed and
+    ``tensorboard``) and Weights & Biases (project ``wandb``; ``WANDB_MODE=offline`` writes under
+    ``<run>/wandb`` without network). ``log(values, step)`` sends ``{name: value}`` to each."""
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool, wandb: str | None, config: dict | None):
+        self.tb = self.wandb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # optional dependency
+            except Exception:  # tensorboard not installed: JSONL only
+                SummaryWriter = None
+            self.tb = SummaryWriter(str(run_dir / "tb")) if SummaryWriter is not None else None
+        if wandb:  # the run directory's name is the W&B run id: a resumed run continues it
+            run_id = re.sub(r"[^A-Za-z0-9_-]", "-", run_dir.name)
+            self.wandb = import_wandb().init(project=wandb, name=run_dir.name, id=run_id, resume="allow",
+                                             dir=str(run_dir), config=config)
+
+    def log(self, values: dict, step: int) -> None:
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(dict(values), step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+        self.tb = self.wandb = None
 
 
 def summarize(losses: list[float], seconds: float) -> dict:
@@ -284,14 +320,16 @@ def summarize(losses: list[float], seconds: float) -> dict:
 
 class StepLog:
     """Rank 0's per-step record: ``log.jsonl`` (every ``log_every`` steps and the last one),
-    TensorBoard scalars under ``<prefix>/``, and the progress bar. Other ranks get a no-op."""
+    scalars under ``<prefix>/`` to TensorBoard and W&B (:class:`ScalarSinks`), and the progress
+    bar. Other ranks get a no-op."""
 
     def __init__(self, run_dir: Path, *, main: bool, prefix: str, total_steps: int, initial: int,
-                 log_every: int = 1, tensorboard: bool = True, progress: bool = True):
+                 log_every: int = 1, tensorboard: bool = True, progress: bool = True,
+                 wandb: str | None = None, config: dict | None = None):
         self.main, self.prefix, self.total_steps, self.log_every = main, prefix, total_steps, log_every
         self.path = run_dir / "log.jsonl"
         self.file = self.path.open("a") if main else None
-        self.tb = tensorboard_writer(run_dir) if (main and tensorboard) else None
+        self.sinks = ScalarSinks(run_dir, tensorboard=tensorboard, wandb=wandb, config=config) if main else None
         self.bar = tqdm(total=total_steps, initial=initial, desc=prefix, unit="step", dynamic_ncols=True,
                         disable=not (main and progress))
 
@@ -303,9 +341,8 @@ class StepLog:
                 self.file.flush()
 
     def scalars(self, values: dict, step: int) -> None:
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{self.prefix}/{k}", v, step)
+        if self.sinks is not None:
+            self.sinks.log({f"{self.prefix}/{k}": v for k, v in values.items()}, step)
 
     def step(self, rec: dict) -> None:
         if not self.main:
@@ -325,9 +362,8 @@ class StepLog:
         self.bar.close()
         if self.file is not None and not self.file.closed:
             self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
+        if self.sinks is not None:
+            self.sinks.close()
 
 
 @dataclass

@@ -165,7 +165,8 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
               (f"lr {lr:.3g} (= blr {t.blr:g} x {eff_videos} / 256)" if t.lr is None else f"lr {lr:.3g} (set)"))
 
     log = StepLog(run_dir, main=main, prefix="pretrain", total_steps=total_steps, initial=step,
-                  log_every=t.log_every, tensorboard=t.tensorboard)
+                  log_every=t.log_every, tensorboard=t.tensorboard,
+                  wandb=t.wandb, config=cfg.to_dict())
     stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler, clip_grad=t.clip_grad,
                       max_bad_steps=t.max_bad_steps, info=info, device=device, log=log, fsdp=fsdp)
 

@@ -40,7 +40,7 @@ from mgmae.serialization import torch_load
 __all__ = ["MissingRun", "Study", "loadavg", "machine_info", "read_json", "read_loss_curve", "write_json"]
 
 # keys that do not change a run's result (left out of the cache hash)
-_NO_HASH = ("train.output_dir", "train.run_name", "train.num_workers", "train.tensorboard",
+_NO_HASH = ("train.output_dir", "train.run_name", "train.num_workers", "train.tensorboard", "train.wandb",
             "train.log_every", "train.vis_clips", "train.resume", "train.save_every_steps",
             "train.save_every_epochs", "train.keep_last")
 
