@@ -60,3 +60,15 @@ def test_weight_decay_end_needs_a_weight_decay():
         load_config(None, ["finetune.weight_decay=0", "finetune.weight_decay_end=0.1"])
     with pytest.raises(ValueError, match="train.weight_decay_end"):
         load_config(None, ["train.weight_decay_end=-1"])
+
+
+def test_finetune_weight_decay_schedule_is_logged(tmp_path):
+    from mgmae.engine.finetune import finetune
+    from test_finetune import tiny_cfg
+
+    cfg = tiny_cfg(tmp_path, "train.run_name=ft", "finetune.synthetic_val_videos=0", "finetune.weight_decay=0.1",
+                   "finetune.weight_decay_end=0.3", "train.tensorboard=false")
+    finetune(cfg, "scratch", progress=False)
+    logged = [r["weight_decay"] for r in _log(tmp_path / "ft")]
+    assert logged == pytest.approx([weight_decay_at(k, len(logged), 0.1, 0.3) for k in range(len(logged))])
+    assert len(logged) == 2 and logged[0] == pytest.approx(0.1)
