@@ -262,7 +262,7 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
     device = resolve_device(cfg.train.device)
     model = build_encoder(pretrained, cfg).to(device)
     dtype = autocast_dtype(cfg.train.amp, device)
-    views_said = (f"windows of {cfg.data.num_frames} frames (every {cfg.data.sampling_rate}) every "
+    views_said = (f"windows of {cfg.data.num_frames} frames (rate {cfg.data.sampling_rate}) starting every "
                   f"{stride} frames" if windows else f"{V} views")
     print(f"[mgmae] extracting {what}: {len(todo)} to do, {skipped} already done; "
           f"{views_said} per video, device {device} -> {out}")
