@@ -119,14 +119,16 @@ def video_source(videos: str, cfg, views: tuple[int, int] = (1, 1), window_strid
             entries, _ = scan_folder(p)
             what = f"folder-per-class tree {p}"
     else:
-        entries, _ = parse_list(p, root=d.root)
+        entries, _ = parse_list(p, root=d.root, fmt=d.list_format)
         what = f"list {p}"
     if not entries:
         raise ValueError(f"{p}: no videos found")
     ds = VideoDataset(entries, num_frames=d.num_frames, sampling_rate=d.sampling_rate,
                       sampling=d.sampling, img_size=d.img_size, train=False,
                       test_views=tuple(views), max_fail_frac=1.0, pad=d.pad,
-                      window_stride=window_stride)
+                      window_stride=window_stride, backend=d.backend, template=d.frame_template,
+                      start_index=d.frame_start_index, short_side=d.short_side_size,
+                      max_tries=d.max_tries)
     return ds, [e.path for e in entries], [e.label for e in entries], f"{what} ({len(entries)} videos)"
 
 
