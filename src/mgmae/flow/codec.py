@@ -313,8 +313,11 @@ def _sample(field: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 
 class ClipCodecFlow:
     """``flow_fn(s, d)`` for the masker's loader path: the codec flow between frames ``s`` and ``d``
-    of a clip whose frames are ``indices`` of the video, ``(2, h, w)`` on the cell grid (the masker
-    sees the shape differ from the frames' and carries it at that resolution)."""
+    of a clip whose frames are ``indices`` of the video, ``(2, h, w)`` on the cell grid. Its
+    ``cell`` attribute tells :meth:`~mgmae.masking.motion_guided.MotionGuidedMasker.mask_views` to
+    ask :meth:`pairs` for the crop boxes' cells and carry them at that resolution. (A clip that
+    loops over a short video chains the vectors back across the whole video at the wrap: a wrong
+    flow for that one pair, as any flow would be across the jump.)"""
 
     cell = CELL
 
