@@ -118,3 +118,18 @@ def test_data_check_takes_config_and_overrides(tmp_path, capsys):
     assert "'data.root'" in capsys.readouterr().err
     assert main(["data", "check", "--quiet"]) == 2
     assert "data.train_list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["finetune", "scratch", "masking.name=tube"], "masking.name does not apply to mgmae finetune"),
+    (["finetune", "scratch", "train.init_from=x.pth"], "train.init_from does not apply to mgmae finetune"),
+    (["linprobe", "scratch", "flow.name=dis"], "flow.name does not apply to mgmae linprobe"),
+    (["eval", "missing.pth", "masking.mask_ratio=0.5"], "masking.mask_ratio does not apply to mgmae eval"),
+    (["pretrain", "finetune.lr=0.1"], "finetune.lr does not apply to mgmae pretrain"),
+])
+def test_a_key_that_does_not_apply_to_the_command_is_an_error(argv, message, capsys):
+    from mgmae.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mgmae {argv[0]}: error: {message}")

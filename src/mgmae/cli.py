@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mgmae.commands import add_common_flags, add_config_args, command
+from mgmae.commands import add_common_flags, add_config_args, check_keys_apply, command
 
 
 def _load(args):
@@ -23,6 +23,7 @@ def _load(args):
 def cmd_pretrain(args) -> int:
     from mgmae.engine.pretrain import pretrain
 
+    check_keys_apply("pretrain", args.overrides)
     cfg = _load(args)
     if args.resume:
         cfg.train.resume = args.resume

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 __all__ = ["MgmaeError", "USER_ERRORS", "add_common_flags", "add_config_args", "check_output",
-           "command", "debugging", "one_line", "split_positionals"]
+           "check_keys_apply", "command", "debugging", "one_line", "split_positionals"]
 
 
 class MgmaeError(Exception):
@@ -86,6 +86,29 @@ def add_config_args(p: argparse.ArgumentParser, *, positionals: str = "",
     else:
         p.add_argument("overrides", nargs="*", metavar="key=value",
                        help="dotted overrides, e.g. train.epochs=10 (`mgmae config --keys`)")
+
+
+# key prefixes a command never reads: given on its command line they are a mistake, not a no-op
+# (a recipe file may still hold them: one config serves pre-training and fine-tuning)
+NOT_FOR = {
+    "pretrain": ("finetune.",),
+    "finetune": ("masking.", "flow.", "train.init_from"),
+    "linprobe": ("masking.", "flow.", "train.init_from"),
+    "eval": ("masking.", "flow.", "train.init_from"),
+    "extract": ("masking.", "flow.", "train.init_from"),
+}
+
+
+def check_keys_apply(command: str, overrides: Sequence[str]) -> None:
+    """Raise a one-line ValueError for a ``key=value`` that ``mgmae COMMAND`` does not use."""
+    for item in overrides:
+        key = str(item).split("=", 1)[0].strip()
+        if key.startswith(NOT_FOR.get(command, ())):
+            hint = (" (to start pre-training from a checkpoint: mgmae pretrain train.init_from=PATH; "
+                    "to fine-tune one: give it as the first argument)" if key == "train.init_from"
+                    else " (masks and flow are pre-training settings)" if key.startswith(("masking.", "flow."))
+                    else " (finetune.* keys are read by mgmae finetune, linprobe and eval)")
+            raise ValueError(f"{key} does not apply to mgmae {command}{hint}")
 
 
 def split_positionals(items: Sequence[str], n: int) -> tuple[list[str], list[str]]:

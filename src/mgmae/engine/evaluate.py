@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from mgmae.commands import add_common_flags, check_output, command
+from mgmae.commands import add_common_flags, check_keys_apply, check_output, command
 from mgmae.config import Config, apply_overrides, load_config, validate
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
 from mgmae.data.datasets import ListFileError, build_dataset
@@ -488,6 +488,7 @@ def cli_main(argv: list[str]) -> int:
     """``mgmae eval CHECKPOINT [-c CONFIG] [key=value ...]``; returns the exit status."""
     args = build_parser().parse_intermixed_args(argv)
     stored = stored_checkpoint(args.checkpoint)
+    check_keys_apply("eval", args.overrides)
     cfg = config_for_checkpoint(args.config, args.overrides, stored.get("config") if stored else None)
     out = args.output or str(Path(args.checkpoint).parent / f"eval-{args.split}")
     check_output(out, "the output folder (-o)", directory=True)

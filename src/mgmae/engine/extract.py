@@ -39,7 +39,7 @@ from torch import nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from mgmae.commands import add_common_flags, check_output, command, split_positionals
+from mgmae.commands import add_common_flags, check_keys_apply, check_output, command, split_positionals
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
 from mgmae.data.datasets import VideoDataset, VideoEntry, parse_list, scan_folder
 from mgmae.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -438,6 +438,7 @@ def cli_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 2)
+    check_keys_apply("extract", overrides)
     if len(pos) < 2:
         parser.error("give PRETRAINED (a checkpoint or 'scratch') and VIDEOS (a video, a folder, "
                      "a list file or 'synthetic')")

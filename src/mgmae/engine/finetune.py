@@ -33,7 +33,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from mgmae.commands import add_common_flags, command, split_positionals
+from mgmae.commands import add_common_flags, check_keys_apply, command, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.convert import arch_of
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader, uses_synthetic
@@ -525,6 +525,7 @@ def cli_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
+    check_keys_apply("finetune", overrides)
     if not pos:
         parser.error("give the pre-trained checkpoint to fine-tune, or 'scratch' for random "
                      "initialisation (e.g. mgmae finetune runs/demo/checkpoint-final.pth)")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mgmae.commands import add_common_flags, command, split_positionals
+from mgmae.commands import add_common_flags, check_keys_apply, command, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.data import build_loader, uses_synthetic
 from mgmae.engine.evaluate import (EvalResult, build_eval_dataset, check_labels,
@@ -240,6 +240,7 @@ def cli_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
+    check_keys_apply("linprobe", overrides)
     if not pos:
         parser.error("give the checkpoint whose encoder to probe (or 'scratch')")
     cfg = load_config(args.config, overrides)
