@@ -268,3 +268,33 @@ def test_codec_strategy_runs_on_encoded_synthetic_videos(tmp_path):
     assert [r[0] for r in body] == ["from scratch (no pre-training)", "tube", "motion-guided, codec flow (H.264)"]
     for cell in body[2][1:]:
         assert re.match(r"^-?\d+(\.\d+)?%?$", cell), (body[2], cell)
+
+
+def test_fine_tuning_at_equal_epochs(tmp_path):
+    """With validation along the fine-tuning runs (finetune.eval_every), the report compares the
+    strategies at equal epochs and on the best validation top-1, with the paired t-test, as
+    --compare-scratch does (issue 21's protocol)."""
+    import copy
+
+    smoke = copy.deepcopy(SMOKE)
+    for k in ("ablation_reference", "ablation_seeds", "ablation_finetune", "ablations"):
+        smoke["study"].pop(k)
+    smoke["study"].update(seeds=2, finetune_steps=8, labels=["motion"],
+                          finetune={"finetune.eval_every": 1})  # 4 steps an epoch: epochs 1 and 2
+    recipe = tmp_path / "eq.yaml"
+    recipe.write_text(yaml.safe_dump(smoke, sort_keys=False))
+    out = tmp_path / "experiments.md"
+    assert main(["study", "-c", str(recipe), "--out", str(out), "--output-dir", str(tmp_path / "runs")]) == 0
+    md = out.read_text()
+    assert "### Fine-tuning at equal epochs" in md
+    header, body = table_rows(md, "motion labels")
+    assert header == ["motion labels", "epoch 1", "epoch 2", "best"]
+    assert [r[0] for r in body] == ["from scratch (no pre-training)", "tube", "motion-guided, GT flow"]
+    for row in body:
+        assert all(re.match(r"^\d+(\.\d+)? ± \d+(\.\d+)?$", c) for c in row[1:]), row
+    header, body = table_rows(md, "comparison")  # the first 'comparison' table: the main one
+    assert any(r[0] == "motion-guided, GT flow − tube" for r in body)
+    eq = md.split("### Fine-tuning at equal epochs")[1]
+    _, diffs = table_rows(eq, "comparison")
+    assert diffs[0][0] == "motion-guided, GT flow − tube" and len(diffs[0]) == 4
+    assert all(re.search(r"\((higher|lower|n\.s\.)\)$", c) for c in diffs[0][1:])

@@ -405,6 +405,8 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
         L.append(_table(header, body))
         L.append("")
 
+    L += _equal_epochs(study, records, labs, pairs)
+
     # held-out reconstruction
     recon = [r for r in records["recon"]]
     if recon:
@@ -519,6 +521,68 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L) + "\n")
     return out
+
+
+def _curves(study: Study, records: dict[str, Any], lab: str) -> dict[str, dict[int, dict[int, float]]]:
+    """``strategy -> seed -> {epoch: validation top-1}`` of the fine-tuning runs on ``lab``."""
+    p = study.plan
+    ft = {(r["encoder"], r["label"]): r for r in records["finetune"]}
+    encoders = {SCRATCH: {s: f"{SCRATCH}-s{s}" for s in p.seeds}}
+    for s in p.strategies:
+        encoders[s.name] = {r["seed"]: r["key"] for r in records["pretrain"]
+                            if r["strategy"] == s.name and r["ablation"] is None}
+    return {name: {seed: {c["epoch"]: c["acc1"] for c in ft[(e, lab)].get("curve") or []}
+                   for seed, e in encs.items() if (e, lab) in ft}
+            for name, encs in encoders.items()}
+
+
+def _equal_epochs(study: Study, records: dict[str, Any], labs, pairs) -> list[str]:
+    """Fine-tuning at equal epochs, as ``--compare-scratch`` reports it: validation top-1 (mean over
+    seeds) at every epoch that every run validated, and the paired t-test of each comparison there
+    and on the best validation top-1. Empty when the runs were not validated along the way
+    (``finetune.eval_every`` beyond the run, or ``synthetic_val_videos: 0``)."""
+    p = study.plan
+    cfg = p.config(p.finetune_overrides)
+    resolution = 100.0 / max(1, cfg.finetune.synthetic_val_videos)
+    labels = {SCRATCH: "from scratch (no pre-training)", **{s.name: s.label for s in p.strategies}}
+    L: list[str] = []
+    for lab in labs:
+        curves = _curves(study, records, lab)
+        runs = [c for per_seed in curves.values() for c in per_seed.values()]
+        if not runs or not all(runs):
+            continue
+        epochs = sorted(set.intersection(*(set(c) for c in runs)))
+        if not epochs:
+            continue
+        if not L:
+            L += ["### Fine-tuning at equal epochs", "",
+                  f"Validation top-1 (%) on the {cfg.finetune.synthetic_val_videos} held-out videos the "
+                  f"engine validates on (`finetune.eval_every`), mean over seeds at every epoch all runs "
+                  f"validated; best = the best validation top-1 of each run. Paired differences: first "
+                  f"minus second, same seed, with the paired two-sided t-test at 95% (std floored at "
+                  f"one validation video, {resolution:.2f} points).", ""]
+        header = [f"{lab} labels"] + [f"epoch {e}" for e in epochs] + ["best"]
+        body = []
+        for name, per_seed in curves.items():
+            if per_seed:
+                body.append([labels[name]] + [_fmt([c[e] for c in per_seed.values()]) for e in epochs]
+                            + [_fmt([max(c.values()) for c in per_seed.values()])])
+        L += [_table(header, body), ""]
+        body = []
+        for a, b in pairs:
+            ca, cb = curves.get(a, {}), curves.get(b, {})
+            seeds = sorted(set(ca) & set(cb))
+            if not seeds:
+                continue
+            cells = [f"{labels[a]} − {labels[b]}"]
+            for e in epochs + ["best"]:
+                diffs = [(max(ca[s].values()) - max(cb[s].values())) if e == "best"
+                         else ca[s][e] - cb[s][e] for s in seeds]
+                cells.append(f"{_fmt(diffs)} ({verdict(diffs, resolution)})")
+            body.append(cells)
+        if body:
+            L += [_table(["comparison"] + header[1:], body), ""]
+    return L
 
 
 def _reading(study: Study, rows: list[Row], records) -> list[str]:

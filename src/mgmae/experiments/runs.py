@@ -420,9 +420,14 @@ class Study:
             K = model.head.out_features
             scores = torch.as_tensor(_logits(model, data.eval_x)).softmax(-1).numpy()
             m = classification_metrics(scores, data.eval_y[label], K)
+            # the engine's validation curve (finetune.eval_every, synthetic_val_videos): equal-epoch
+            # comparisons, as --compare-scratch makes them
+            curve = [{"epoch": int(h["epoch"]), "acc1": float(h["val_acc1"])}
+                     for h in res.history if h.get("val_acc1") is not None]
             return {"key": key, "encoder": enc_key, "seed": seed, "label": label,
                     "acc1": m["top1"], "acc5": m["top5"], "steps": res.steps,
-                    "train_loss_end": _last_loss(run_dir / "log.jsonl")}
+                    "train_loss_end": _last_loss(run_dir / "log.jsonl"), "curve": curve,
+                    "best_val_acc1": res.best_acc1, "best_epoch": res.best_epoch}
 
         rec, cached = self._cached(key, compute)
         if not cached:  # stored: the numbers are kept, the weights are not
