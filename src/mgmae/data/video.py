@@ -253,10 +253,11 @@ class PyAVReader(VideoReader):
         stream.codec_context.thread_count = self.threads
         self._mv_packets = self._mv_frames = None
         if self.export_mvs:  # FFmpeg attaches each frame's vectors as side data
-            from mgmae.flow.codec import nal_length_size
+            from mgmae.flow.codec import motion_vectors, nal_length_size, packet_is_reference
 
             stream.codec_context.options = {"flags2": "+export_mvs"}
             self._nal_len = nal_length_size(stream.codec_context)
+            self._is_reference, self._motion_vectors = packet_is_reference, motion_vectors  # (per packet / frame)
 
     def _read(self, indices: list[int]) -> np.ndarray:
         import av
@@ -319,10 +320,8 @@ class PyAVReader(VideoReader):
         cc = self._stream.codec_context
         for packet in self._container.demux(self._stream):
             if self._mv_packets is not None and packet.size:  # export_mvs: decode order, reference?
-                from mgmae.flow.codec import packet_is_reference
-
-                self._mv_packets.append((packet.pts, packet_is_reference(bytes(packet), cc.name,
-                                                                         self._nal_len)))
+                self._mv_packets.append((packet.pts, self._is_reference(bytes(packet), cc.name,
+                                                                        self._nal_len)))
             if skip_unwanted is not None:
                 pidx = self._pts_index(packet.pts)
                 cc.skip_frame = "NONREF" if pidx is not None and pidx not in skip_unwanted else "DEFAULT"
@@ -395,10 +394,8 @@ class PyAVReader(VideoReader):
             f"was requested (the container declares {self.declared_frames})", available)
 
     def _record_motion(self, frame, idx: int, wanted: list[int]) -> None:
-        from mgmae.flow.codec import motion_vectors
-
         ptype = _PICT_TYPES.get(int(frame.pict_type), "?")
-        vectors = motion_vectors(frame) if wanted[0] <= idx <= wanted[-1] else None
+        vectors = self._motion_vectors(frame) if wanted[0] <= idx <= wanted[-1] else None
         self._mv_frames.append((frame.pts, idx, ptype, vectors))
 
     def _build_motion(self):
