@@ -298,3 +298,66 @@ def test_fine_tuning_at_equal_epochs(tmp_path):
     _, diffs = table_rows(eq, "comparison")
     assert diffs[0][0] == "motion-guided, GT flow − tube" and len(diffs[0]) == 4
     assert all(re.search(r"\((higher|lower|n\.s\.)\)$", c) for c in diffs[0][1:])
+
+
+def test_claims_let_processes_share_a_study(tmp_path, capsys):
+    """Two processes on one cache: a run claimed by a live process (its lock file) is left to it
+    together with the runs that need it; this process computes the rest, writes no report and
+    says who has the rest; a lock of a dead process is taken over; the last process writes it."""
+    import os
+    import subprocess
+    import sys
+
+    from mgmae.experiments.runs import Busy, claim
+
+    lock = tmp_path / "x.lock"
+    with claim(lock):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(Busy, match=f"pid {os.getpid()}"), claim(lock):
+            pass
+    assert not lock.exists()  # released
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    import socket
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with claim(lock):  # its process is gone: taken over
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+    smoke = {**SMOKE, "study": {**SMOKE["study"], "ablations": {}}}
+    recipe = tmp_path / "smoke.yaml"
+    recipe.write_text(yaml.safe_dump(smoke, sort_keys=False))
+    out = tmp_path / "experiments.md"
+    args = ["study", "-c", str(recipe), "--out", str(out), "--output-dir", str(tmp_path / "runs")]
+    plan = load_plan(recipe, output_dir=str(tmp_path / "runs"))
+    from mgmae.experiments.runs import Study
+    study = Study(plan)
+    key = study.pretrain_key(plan.strategy("motion_guided_gt"), 0)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        held = study.results / f"{key}.lock"
+        held.parent.mkdir(parents=True)
+        held.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        assert main(args) == 0
+        text = capsys.readouterr().out
+        assert f"{key} is being computed by pid {other.pid}" in text
+        assert "1 run(s) are still being computed" in text and not out.exists()
+        done = {p.stem for p in study.results.glob("*.json")}
+        assert any(k.startswith("pt-tube-s0") for k in done)  # the rest was computed
+        assert not any(k.startswith(f"lp-{key}") or k.startswith(f"ft-{key}") for k in done)
+    finally:
+        other.kill()
+        other.wait()
+    assert main(args) == 0  # the holder is gone: its runs are taken over, the report written
+    assert out.is_file() and "is being computed" not in capsys.readouterr().out
+    invs = list((study.root / "invocations").glob("*.json"))
+    assert len(invs) == 2 and all("t_start" in json.loads(p.read_text()) for p in invs)
+
+
+def test_wall_time_counts_overlapping_invocations_once():
+    from mgmae.experiments.report import elapsed_seconds
+
+    runs = [{"t_start": 0, "t_end": 100, "wall_seconds": 100},
+            {"t_start": 50, "t_end": 120, "wall_seconds": 70},  # side by side with the first
+            {"t_start": 200, "t_end": 230, "wall_seconds": 30},
+            {"wall_seconds": 40}]  # an older record without times
+    assert elapsed_seconds(runs) == 120 + 30 + 40

@@ -260,6 +260,18 @@ def write_plots(study: Study, records: dict[str, Any], rows: list[Row], img_dir:
     return files
 
 
+def elapsed_seconds(invocations: list[dict[str, Any]]) -> float:
+    """Wall time of the invocations: overlapping ones (processes that ran the study side by side)
+    count once; records without start and end times (older versions) add their wall time."""
+    spans = sorted((i["t_start"], i["t_end"]) for i in invocations if "t_start" in i and "t_end" in i)
+    total = sum(i["wall_seconds"] for i in invocations if not ("t_start" in i and "t_end" in i))
+    end = float("-inf")
+    for a, b in spans:
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total
+
+
 def write_report(study: Study, records: dict[str, Any], out: Path, *, command: str,
                  started: str, machine: dict[str, Any], invocations: list[dict[str, Any]]) -> Path:
     """Write the Markdown report ``out`` and its pictures (``images/`` next to it).
@@ -292,8 +304,9 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
     lp_sec = sum(r["seconds"] for r in records["linprobe"])
     ft_sec = sum(r["seconds"] for r in records["finetune"])
     runs = [i for i in invocations if i.get("computed_seconds", 0) > 0]
-    total = sum(i["wall_seconds"] for i in runs)
-    L.append(f"**Wall time:** {total / 60:.1f} min in {len(runs)} invocation(s) of the command; the "
+    total = elapsed_seconds(runs)
+    L.append(f"**Wall time:** {total / 60:.1f} min in {len(runs)} invocation(s) of the command "
+             "(invocations that ran at the same time counted once); the "
              f"runs themselves took {pt_sec / 60:.1f} min pre-training, {lp_sec / 60:.1f} min linear "
              f"probes (feature extraction included), {ft_sec / 60:.1f} min fine-tuning (the rest: "
              f"masks, tracking, held-out losses, pictures).")

@@ -4,6 +4,14 @@
 Every run is cached under ``<output_dir>/<name>/`` and named by a hash of the settings that
 decide its result, so an interrupted study continues where it stopped (pre-training runs resume
 from their last checkpoint) and a changed setting gives new runs instead of stale numbers.
+
+Several processes may run the same study at once (on one machine's cores, or on machines that
+share the cache directory): before computing a run, a process claims it with a lock file
+``results/<key>.lock`` (created exclusively; it holds the process id and host). A run claimed by
+another live process is left to it, together with the runs that need it (a fine-tuning needs its
+pre-training), and this process goes on with the next. A lock whose process is gone (on the same
+host) is taken over; one left by a dead process on another host has to be deleted by hand. The
+process that finds nothing left to compute and nothing claimed by others writes the report.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +46,7 @@ from mgmae.models import parse_name
 from mgmae.models.build import SCRATCH, build_classifier, build_encoder
 from mgmae.serialization import torch_load
 
-__all__ = ["MissingRun", "Study", "loadavg", "machine_info", "read_json", "read_loss_curve", "write_json"]
+__all__ = ["Busy", "MissingRun", "OthersRunning", "Study", "loadavg", "machine_info", "read_json", "read_loss_curve", "write_json"]
 
 # keys that do not change a run's result (left out of the cache hash)
 _NO_HASH = ("train.output_dir", "train.run_name", "train.num_workers", "train.tensorboard", "train.wandb",
@@ -179,6 +188,70 @@ class MissingRun(RuntimeError):
     """``--report-only`` and a result is not in the cache."""
 
 
+class OthersRunning(RuntimeError):
+    """Everything this process could compute is done; ``busy`` runs are still with other processes
+    (the last of them to finish writes the report)."""
+
+    def __init__(self, busy: list["Busy"]):
+        self.busy = busy
+        pids = sorted({f"pid {b.holder.get('pid', '?')} on {b.holder.get('host', '?')}" for b in busy})
+        super().__init__(f"{len(busy)} run(s) are still being computed by {', '.join(pids)}; "
+                         "the last process to finish writes the report (or run the command again "
+                         "when they are done)")
+
+
+class Busy(RuntimeError):
+    """Another live process has claimed this run (its lock file exists)."""
+
+    def __init__(self, key: str, holder: dict[str, Any] | None):
+        self.key = key
+        self.holder = holder or {}
+        who = f"pid {self.holder.get('pid', '?')} on {self.holder.get('host', '?')}"
+        super().__init__(f"{key} is being computed by {who}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def claim(lock: Path):
+    """Hold ``lock`` (created exclusively, holding this process's id and host) while the body runs;
+    raise :class:`Busy` when a live process holds it. A lock of a dead process on this host is
+    taken over (a pre-training then resumes from its last checkpoint)."""
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = read_json(lock)
+            if holder is None:  # being written this instant, or unreadable: somebody has it
+                raise Busy(lock.stem, None) from None
+            if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()  # stale: its process is gone
+                continue
+            raise Busy(lock.stem, holder) from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(me))
+        break
+    else:
+        raise Busy(lock.stem, read_json(lock))
+    try:
+        yield
+    finally:
+        if (read_json(lock) or {}).get("pid") == me["pid"]:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+
 class Study:
     """Runs (or reads from the cache) every piece of a :class:`Plan`; :meth:`report` writes the
     Markdown file and the pictures."""
@@ -194,6 +267,7 @@ class Study:
         self._mask_items: dict[str, Any] = {}
         self._mask_x: torch.Tensor | None = None
         self.computed_seconds = 0.0  # work done by this invocation
+        self.on_computed: Callable[[], None] | None = None  # called after every computed run
         self.done = 0
         self.total = 0
 
@@ -238,10 +312,14 @@ class Study:
         if rec is not None:
             return rec, True
         self._need(key)
-        t0 = time.time()
-        rec = compute()
-        rec["seconds"] = round(time.time() - t0, 1)
-        write_json(path, rec)
+        with claim(self.results / f"{key}.lock"):
+            rec = read_json(path)  # finished by another process since the first look
+            if rec is not None:
+                return rec, True
+            t0 = time.time()
+            rec = compute()
+            rec["seconds"] = round(time.time() - t0, 1)
+            write_json(path, rec)
         self.computed_seconds += rec["seconds"]
         return rec, False
 
@@ -249,6 +327,8 @@ class Study:
     def _step(self, what: str, seconds: float, cached: bool, extra: str = "") -> None:
         self.done += 1
         tag = "cached" if cached else f"{seconds:.0f} s"
+        if not cached and self.on_computed is not None:
+            self.on_computed()
         self.log(f"[study] ({self.done}/{self.total}) {what}: {extra}{' ' if extra else ''}({tag})")
         sys.stdout.flush()
 
@@ -287,40 +367,16 @@ class Study:
         cached = rec is not None and mpath.is_file()
         if not cached:
             self._need(key)
-            t0 = time.time()
-
-            patch = parse_name(cfg.model.name)[2]
-            masker = masker_from_config(cfg, patch)
-            codec = cfg.flow.name == "codec" and cfg.masking.name == "motion_guided"
-            if codec and not d.synthetic_encode:
-                raise ValueError(f"study strategy {strategy.name!r}: flow.name=codec needs "
-                                 "data.synthetic_encode=true")
-            ds = SyntheticDataset(videos, masker=masker, num_sample=1, train=False,
-                                  gt_flow=cfg.flow.name == "gt", codec_flow=codec, seed=12345)
-            grid = (d.num_frames // cfg.model.tubelet_size, d.img_size // patch, d.img_size // patch)
-            masks, mov, allr = [], [0, 0], [0, 0]
-            t_mask = 0.0
-            for i in range(len(ds)):
-                t1 = time.time()
-                item = ds[i]
-                t_mask += time.time() - t1
-                m = item["mask"][0]
-                masks.append(m)
-                clip = videos[i]
-                region = torch.from_numpy(clip.layers >= 1)  # [T, H, W] objects (they all move)
-                h, c = tracking_rate(m, grid, patch, cfg.model.tubelet_size, clip.flow, region)
-                mov[0] += h
-                mov[1] += c
-                h, c = tracking_rate(m, grid, patch, cfg.model.tubelet_size, clip.flow, None)
-                allr[0] += h
-                allr[1] += c
-            rec = {"key": key, "masker": name, "grid": list(grid), "patch": patch,
-                   "tubelet": cfg.model.tubelet_size, "tracking_moving": mov, "tracking_all": allr,
-                   "ms_per_clip": round(1000 * t_mask / max(1, len(ds)), 1),
-                   "seconds": round(time.time() - t0, 1)}
-            torch.save(torch.stack(masks), mpath)
-            write_json(path, rec)
-            self.computed_seconds += rec["seconds"]
+            while True:  # masks are quick and every run needs them: wait for another process's
+                try:
+                    with claim(self.results / f"{key}.lock"):
+                        rec = read_json(path)
+                        cached = rec is not None and mpath.is_file()
+                        if not cached:
+                            rec = self._compute_masks(strategy, ablation, cfg, key, path, mpath, videos)
+                    break
+                except Busy:
+                    time.sleep(2)
         masks = torch_load(mpath)
         out = dict(rec)
         out["masks"] = masks
@@ -330,6 +386,45 @@ class Study:
         self._step(f"masks {name}", rec["seconds"], cached,
                    f"tracking moving {tm[0] / max(tm[1], 1):.3f}, all {ta[0] / max(ta[1], 1):.3f};")
         return out
+
+    def _compute_masks(self, strategy: Strategy, ablation: Strategy | None, cfg: Config, key: str,
+                       path: Path, mpath: Path, videos: SyntheticVideos) -> dict[str, Any]:
+        name = self.masker_name(strategy, ablation)
+        d = cfg.data
+        t0 = time.time()
+        patch = parse_name(cfg.model.name)[2]
+        masker = masker_from_config(cfg, patch)
+        codec = cfg.flow.name == "codec" and cfg.masking.name == "motion_guided"
+        if codec and not d.synthetic_encode:
+            raise ValueError(f"study strategy {strategy.name!r}: flow.name=codec needs "
+                             "data.synthetic_encode=true")
+        ds = SyntheticDataset(videos, masker=masker, num_sample=1, train=False,
+                              gt_flow=cfg.flow.name == "gt", codec_flow=codec, seed=12345)
+        grid = (d.num_frames // cfg.model.tubelet_size, d.img_size // patch, d.img_size // patch)
+        masks, mov, allr = [], [0, 0], [0, 0]
+        t_mask = 0.0
+        for i in range(len(ds)):
+            t1 = time.time()
+            item = ds[i]
+            t_mask += time.time() - t1
+            m = item["mask"][0]
+            masks.append(m)
+            clip = videos[i]
+            region = torch.from_numpy(clip.layers >= 1)  # [T, H, W] objects (they all move)
+            h, c = tracking_rate(m, grid, patch, cfg.model.tubelet_size, clip.flow, region)
+            mov[0] += h
+            mov[1] += c
+            h, c = tracking_rate(m, grid, patch, cfg.model.tubelet_size, clip.flow, None)
+            allr[0] += h
+            allr[1] += c
+        rec = {"key": key, "masker": name, "grid": list(grid), "patch": patch,
+               "tubelet": cfg.model.tubelet_size, "tracking_moving": mov, "tracking_all": allr,
+               "ms_per_clip": round(1000 * t_mask / max(1, len(ds)), 1),
+               "seconds": round(time.time() - t0, 1)}
+        torch.save(torch.stack(masks), mpath)
+        write_json(path, rec)
+        self.computed_seconds += rec["seconds"]
+        return rec
 
     # ------------------------------------------------------------------ pre-training
     def pretrain(self, strategy: Strategy, seed: int, ablation: Strategy | None = None) -> dict[str, Any]:
@@ -341,6 +436,15 @@ class Study:
             self._step(f"pre-train {key}", rec["seconds"], True, f"loss end {rec['loss_end']:.4f};")
             return rec
         self._need(key)
+        with claim(self.results / f"{key}.lock"):
+            rec = read_json(path)  # finished by another process since the first look
+            if rec is not None and (run_dir / "checkpoint-final.pth").is_file():
+                self._step(f"pre-train {key}", rec["seconds"], True, f"loss end {rec['loss_end']:.4f};")
+                return rec
+            return self._pretrain(strategy, seed, ablation, key, path, run_dir)
+
+    def _pretrain(self, strategy: Strategy, seed: int, ablation: Strategy | None, key: str, path: Path,
+                  run_dir: Path) -> dict[str, Any]:
         cfg = self.strategy_cfg(strategy, seed, ablation)
         cfg.train.output_dir = str(self.root)
         cfg.train.run_name = key
@@ -519,19 +623,31 @@ class Study:
             for v in a.variants:
                 self.masks(p.strategy(p.ablation_reference), v)
         records: dict[str, Any] = {"pretrain": [], "linprobe": [], "finetune": [], "recon": []}
+        busy: list[Busy] = []
+
+        def unit(fn, *args, **kw) -> None:  # a run and the runs that need it; left to its claimant
+            try:
+                fn(*args, **kw)
+            except Busy as e:
+                busy.append(e)
+                self.log(f"[study] {e}: left to it")
+
         for seed in p.seeds:
             # baseline: no pre-training
-            records["linprobe"].append(self.linprobe(f"{SCRATCH}-s{seed}", SCRATCH, seed))
+            scratch = f"{SCRATCH}-s{seed}"
+            unit(_append, records["linprobe"], self.linprobe, scratch, SCRATCH, seed)
             for lab in p.labels:
-                records["finetune"].append(self.finetune(f"{SCRATCH}-s{seed}", SCRATCH, seed, lab))
+                unit(_append, records["finetune"], self.finetune, scratch, SCRATCH, seed, lab)
             for s in p.strategies:
-                self._encoder(s, seed, None, records, main_maskers)
+                unit(self._encoder, s, seed, None, records, main_maskers)
         for seed in p.ablation_seeds if p.ablations else []:
             ref = p.strategy(p.ablation_reference)
             for a in p.ablations:
                 for v in a.variants:
-                    self._encoder(ref, seed, v, records, [self.masker_name(ref, v)],
-                                  finetune=p.ablation_finetune)
+                    unit(self._encoder, ref, seed, v, records, [self.masker_name(ref, v)],
+                         finetune=p.ablation_finetune)
+        if busy:
+            raise OthersRunning(busy)
         records["threads"] = threads
         records["wall_seconds"] = round(time.time() - t0, 1)
         records["computed_seconds"] = round(self.computed_seconds, 1)
@@ -546,6 +662,10 @@ class Study:
         for lab in self.plan.labels if finetune else ():
             records["finetune"].append(self.finetune(enc, pt["checkpoint"], seed, lab))
         records["recon"].append({"pretrain": enc, "loss": self.heldout_loss(pt, maskers)})
+
+
+def _append(out: list, fn, *args) -> None:
+    out.append(fn(*args))
 
 
 def _single_thread_opencv() -> None:

@@ -32,6 +32,10 @@ Every run is cached under ``<output_dir>/<name>/`` and named by a hash of the se
 decide its result, so an interrupted study continues where it stopped (pre-training runs resume
 from their last checkpoint) and a changed setting gives new runs instead of stale numbers.
 Seeds are ``0 .. N-1``, fixed before anything runs; every run of every seed is reported.
+The same command started in several processes (cores, or machines sharing the cache directory)
+splits the runs between them: each run is claimed before it is computed (see
+:mod:`~mgmae.experiments.runs`), a process with nothing left but others' runs says so and exits,
+and the last one to finish writes the report.
 
 The package splits the work by job: :mod:`~mgmae.experiments.plan` (the recipe),
 :mod:`~mgmae.experiments.runs` (running and caching), :mod:`~mgmae.experiments.stats` (the paired
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -52,7 +57,8 @@ from pathlib import Path
 from mgmae.commands import add_common_flags, command
 from mgmae.experiments.plan import load_plan
 from mgmae.experiments.report import write_report
-from mgmae.experiments.runs import MissingRun, Study, loadavg, write_json, machine_info
+from mgmae.experiments.runs import (MissingRun, OthersRunning, Study, loadavg, machine_info,
+                                    read_json, write_json)
 
 __all__ = ["build_parser", "cli_main"]
 
@@ -85,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def read_invocations(root: Path) -> list[dict]:
+    """Every invocation of the study that ran here, oldest first: ``invocations/*.json`` (one
+    file per process, rewritten as it goes) and the ``invocations.jsonl`` of older versions."""
+    out = []
+    legacy = root / "invocations.jsonl"
+    if legacy.is_file():
+        out += [json.loads(x) for x in legacy.read_text().splitlines() if x.strip()]
+    out += [r for f in sorted((root / "invocations").glob("*.json")) if (r := read_json(f))]
+    return out
+
+
 def _command(argv: list[str]) -> str:
     return "mgmae study " + " ".join(shlex.quote(a) for a in argv)
 
@@ -114,19 +131,22 @@ def cli_main(argv: list[str]) -> int:
     if args.report_only:
         study.cache_only = True
         study.log = lambda *a, **k: None
-    inv_path = study.root / "invocations.jsonl"
+    inv_dir = study.root / "invocations"
+    inv_path = inv_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}.json"
 
     def record(interrupted: bool) -> None:  # wall time of every invocation that computed something
         if args.report_only:
             return
-        inv = {"started": started, "command": command, "mode": plan.mode,
-               "wall_seconds": round(time.time() - t0, 1),
+        now = time.time()
+        inv = {"started": started, "command": command, "mode": plan.mode, "t_start": round(t0, 1),
+               "t_end": round(now, 1), "wall_seconds": round(now - t0, 1),
                "computed_seconds": round(study.computed_seconds, 1), "load_start": load0,
                "load_end": loadavg(), "threads": study.threads(), "interrupted": interrupted,
-               "machine": machine}
-        inv_path.parent.mkdir(parents=True, exist_ok=True)
-        with inv_path.open("a") as fh:
-            fh.write(json.dumps(inv) + "\n")
+               "pid": os.getpid(), "machine": machine}
+        write_json(inv_path, inv)
+
+    # rewritten after every computed run, so a killed invocation still counts up to its last run
+    study.on_computed = lambda: record(True)
 
     def on_term(signum, frame):  # `kill PID`: record the time spent, then stop (runs stay cached)
         raise KeyboardInterrupt
@@ -137,6 +157,10 @@ def cli_main(argv: list[str]) -> int:
     except MissingRun as e:
         print(f"mgmae study: error: {e}", file=sys.stderr)
         return 1
+    except OthersRunning as e:
+        record(False)
+        print(f"[study] done here ({(time.time() - t0) / 60:.1f} min); {e}")
+        return 0
     except (KeyboardInterrupt, SystemExit):
         record(True)
         print("[study] interrupted; finished runs are cached: run the same command to continue",
@@ -146,7 +170,7 @@ def cli_main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, old_term)
     wall = time.time() - t0
     record(False)
-    invocations = [json.loads(x) for x in inv_path.read_text().splitlines()] if inv_path.is_file() else []
+    invocations = read_invocations(study.root)
     out = write_report(study, records, Path(args.out), command=command, started=started,
                        machine=machine, invocations=invocations)
     write_json(study.root / "records.json", {k: v for k, v in records.items()})
