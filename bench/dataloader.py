@@ -84,7 +84,9 @@ def masked_per_worker(path: str, args, label: str) -> dict:
     tube masking, motion-guided masking with DIS flow (computed in the worker, as in training) and
     motion-guided masking with codec flow (the decoder's motion vectors, ``flow.name=codec``), and
     the ratios of their clip rates to tube's. Interleaved rounds (tube, DIS, codec, tube, ...),
-    so load changes on the machine hit every column alike; the median round is reported."""
+    so load changes on the machine hit every column alike; the median round is reported. Every
+    column decodes the same clips (``set_epoch(0)``: sampling is a function of the index), so
+    the decode work is the same and the ratios measure the masks alone."""
     import cv2
 
     torch.set_num_threads(1)
@@ -97,6 +99,7 @@ def masked_per_worker(path: str, args, label: str) -> dict:
         sets[key] = VideoDataset([VideoEntry(path)] * args.clips, num_frames=args.frames,
                                  sampling_rate=args.rate, img_size=args.size, num_sample=1,
                                  masker=masker, codec_flow=codec)
+        sets[key].set_epoch(0)  # the same clips and crops for every masker (a function of the index)
         sets[key][0]  # warm-up
     rounds: dict[str, list[float]] = {k: [] for k in sets}
     per_round = max(1, args.clips // 5)

@@ -372,9 +372,33 @@ def _pinned_digest(opt, device="cpu"):
     return hashlib.sha256(mask.cpu().numpy().tobytes() + after.numpy().tobytes()).hexdigest()[:16]
 
 
+@pytest.mark.parametrize("numpy_path", [True, False], ids=["numpy", "torch"])
 @pytest.mark.parametrize("opt,digest", _PINNED, ids=[str(i) for i in range(len(_PINNED))])
-def test_masks_from_flows_are_pinned_to_the_pre_device_code(opt, digest):
+def test_masks_from_flows_are_pinned_to_the_pre_device_code(opt, digest, numpy_path, monkeypatch):
+    """The same bits whether the small CPU maps are warped in NumPy (the loader's path) or by
+    torch operators (the path of every device)."""
+    import mgmae.flow.warp as warp
+
+    if not numpy_path:
+        monkeypatch.setattr(warp, "_NUMPY_MAX", 0)
     assert _pinned_digest(opt) == digest
+
+
+@pytest.mark.parametrize("hole_filling", ["consist", "zero"])
+def test_propagate_numpy_and_torch_paths_agree(hole_filling, monkeypatch):
+    import mgmae.flow.warp as warp
+
+    m = build_masker("motion_guided", input_size=(8, 96, 96), patch_size=16, mask_ratio=0.75,
+                     flow="zero", hole_filling=hole_filling)
+    g = torch.Generator().manual_seed(3)
+    init = torch.rand(3, 24, 24, generator=g)
+    flows = _pinned_flows()[..., ::4, ::4] / 4
+    flows[0, 2, 0, 5, 5] = float("nan")
+    fast = m.propagate(init, flows, 3)
+    monkeypatch.setattr(warp, "_NUMPY_MAX", 0)
+    slow = m.propagate(init, flows, 3)
+    assert fast.shape == (3, 8, 24, 24) and torch.equal(fast, slow)
+    assert torch.equal(fast[:, 3], init)
 
 
 def test_initial_map_on_a_device_equals_the_cpu_map():

@@ -212,3 +212,32 @@ def test_backward_warp_grid_sample_modes_follow_same_convention():
         f[0, 0, 0, 0] = float("nan")
         out, valid = backward_warp(x, f, padding=padding, mode=mode)
         assert torch.isfinite(out).all() and not valid[0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_backward_warp_numpy_path_is_bit_identical_to_torch(monkeypatch, padding):
+    """Small float32 CPU inputs take the NumPy path (cheaper dispatch, e.g. the loader's 56 x 56
+    mask maps); it must give exactly the floats of the torch path, NaN/inf/far flow included."""
+    import mgmae.flow.warp as warp
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 9, 11, generator=g)
+    flow = torch.randn(3, 2, 9, 11, generator=g) * 4  # fractional, some far outside
+    flow[0, :, :3] = torch.randint(-3, 4, (2, 3, 11), generator=g).float()  # integer shifts
+    flow[1, 0, 2, 2], flow[1, 1, 4, 4], flow[2, 0, 5, 5] = float("nan"), float("inf"), -float("inf")
+    flow[2, :, 6:] = 0.0
+    # sample points a float32 step either side of the validity bounds and of the frame's edges
+    for k, edge in enumerate((-1e-3, 10 + 1e-3, 10.0, 0.0, -1.0, 11.0)):
+        e = torch.tensor(edge, dtype=torch.float32)
+        for j, v in enumerate((torch.nextafter(e, e - 1), e, torch.nextafter(e, e + 1))):
+            flow[0, 0, 3 + k, j] = v - j  # absolute x = v at column j
+            flow[1, 1, j, k] = v * 8 / 10 - j  # absolute y (height 9) near its bounds
+    fast = warp.backward_warp(x, flow, padding=padding)
+    monkeypatch.setattr(warp, "_NUMPY_MAX", 0)  # the torch path
+    ref = warp.backward_warp(x, flow, padding=padding)
+    assert torch.equal(fast[0], ref[0]) and torch.equal(fast[1], ref[1])
+    assert fast[0].dtype == torch.float32 and fast[1].dtype == torch.bool
+    m = (torch.rand(1, 1, 9, 11, generator=g) > 0.5)  # bool input: float32 out, both paths
+    ref_m = warp.backward_warp(m, flow[:1])[0]
+    monkeypatch.setattr(warp, "_NUMPY_MAX", 1 << 16)
+    assert torch.equal(warp.backward_warp(m, flow[:1])[0], ref_m)

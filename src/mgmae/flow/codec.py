@@ -288,27 +288,33 @@ class CodecMotion:
         ys, xs = torch.meshgrid(torch.arange(gh, dtype=torch.float32),
                                 torch.arange(gw, dtype=torch.float32), indexing="ij")
         base = torch.stack([xs, ys])  # [2, h, w] cell centres (in cells, minus 0.5)
-        out = []
-        for s, d in pairs:
-            f = torch.zeros(2, gh, gw)
-            step = 1 if d > s else -1
-            for m in range(s, d, step):
-                v = vel[m - lo] * step  # [2, h, w]: flow(m, m + step) on m's grid
-                if bool(f.any()):
-                    v = _sample(v, base + f)
-                f = f + v
-            out.append(f)
-        return torch.stack(out)
+        # every pair chained at once: step j of pair (s, d) adds flow(m, m +- 1), m = s +- j, read
+        # at where the first j steps took each cell (nothing to read for a pair still at rest)
+        P = len(pairs)
+        f = torch.zeros(P, 2, gh, gw)
+        lengths = [abs(d - s) for s, d in pairs]
+        for j in range(max(lengths)):
+            act = [i for i in range(P) if lengths[i] > j]
+            sign = torch.tensor([1.0 if pairs[i][1] > pairs[i][0] else -1.0 for i in act]).view(-1, 1, 1, 1)
+            m = torch.tensor([pairs[i][0] - lo + j * (1 if pairs[i][1] > pairs[i][0] else -1) for i in act])
+            v = vel[m] * sign  # [A, 2, h, w]: flow(m, m + step) on m's grid
+            if j:
+                fa = f[act]
+                moved = fa.flatten(1).any(1)  # [A]
+                if bool(moved.any()):
+                    v = torch.where(moved.view(-1, 1, 1, 1), _sample(v, base + fa), v)
+            f[act] = f[act] + v
+        return f
 
 
 def _sample(field: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Bilinear ``field (C, h, w)`` at positions ``pos (2, h, w)`` (x, y in cells), border-clamped."""
-    _, h, w = field.shape
-    gx = (pos[0] + 0.5) / w * 2 - 1
-    gy = (pos[1] + 0.5) / h * 2 - 1
-    grid = torch.stack([gx, gy], dim=-1).unsqueeze(0)  # [1, h, w, 2]
-    return F.grid_sample(field.unsqueeze(0), grid, mode="bilinear", padding_mode="border",
-                         align_corners=False)[0]
+    """Bilinear ``field (N, C, h, w)`` at positions ``pos (N, 2, h, w)`` (x, y in cells),
+    border-clamped."""
+    _, _, h, w = field.shape
+    gx = (pos[:, 0] + 0.5) / w * 2 - 1
+    gy = (pos[:, 1] + 0.5) / h * 2 - 1
+    grid = torch.stack([gx, gy], dim=-1)  # [N, h, w, 2]
+    return F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class ClipCodecFlow:

@@ -50,6 +50,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -240,6 +241,8 @@ class MotionGuidedMasker(Masker):
         from mgmae.flow.warp import backward_warp, forward_splat
 
         T = self.input_size[0]
+        if self.warp == "backward" and _numpy_ok(init, flows):  # the loader's small CPU maps
+            return torch.from_numpy(self._propagate_numpy(init.numpy(), flows.numpy(), base))
         init1 = init.unsqueeze(1)  # [B, 1, H, W]
         maps: list[torch.Tensor | None] = [None] * T
         maps[base] = init1
@@ -259,6 +262,24 @@ class MotionGuidedMasker(Masker):
                 m = torch.where(valid, m, torch.zeros_like(m))
             maps[t] = m
         return torch.cat(maps, dim=1)  # [B, T, H, W]
+
+    def _propagate_numpy(self, init: np.ndarray, flows: np.ndarray, base: int) -> np.ndarray:
+        """:meth:`propagate` (backward warping) on float32 arrays: the same arithmetic through
+        :func:`mgmae.flow.warp._backward_warp_numpy`, so the same floats, without a torch
+        dispatch per operation (15 warps of a 56 x 56 map: dispatch is most of the cost)."""
+        from mgmae.flow.warp import _backward_warp_numpy
+
+        T = self.input_size[0]
+        B, H, W = init.shape
+        out = np.empty((B, T, H, W), dtype=np.float32)
+        out[:, base] = init
+        pair_of = {t: i for i, t in enumerate(t for t in range(T) if t != base)}
+        fill = self.hole_filling == "consist"
+        for t in list(range(base + 1, T)) + list(range(base - 1, -1, -1)):
+            nb = t - 1 if t > base else t + 1
+            m, valid = _backward_warp_numpy(out[:, nb:nb + 1], flows[:, pair_of[t]], "zeros")
+            out[:, t] = np.where(valid, m, init[:, None] if fill else np.float32(0))[:, 0]
+        return out
 
     def select(self, maps: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """``maps (B, T, H', W')`` (pixels, or cells of :attr:`map_stride`) -> mask ``(B, N)``:
@@ -391,3 +412,12 @@ class MotionGuidedMasker(Masker):
             f = apply_flow(flows, q)  # [P, 2, out_h/s, out_w/s] in map cells
             out.append(self.masks_from_flows(f.unsqueeze(0), base, generator, on_map=True)[0])
         return torch.stack(out)  # [S, N]
+
+
+def _numpy_ok(*tensors: torch.Tensor) -> bool:
+    """Small float32 CPU tensors outside autograd: :meth:`MotionGuidedMasker.propagate` may run
+    in NumPy (bit-identical, cheaper dispatch; see :mod:`mgmae.flow.warp`)."""
+    from mgmae.flow.warp import _NUMPY_MAX
+
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and not t.requires_grad
+               for t in tensors) and tensors[0].numel() <= _NUMPY_MAX
