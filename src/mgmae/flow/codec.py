@@ -229,20 +229,25 @@ class CodecMotion:
                           "dropped (further occurrences are not reported)", RuntimeWarning, stacklevel=3)
             _warned_absurd = True
         ok &= ~absurd
-        # each vector paints its cw x ch cells: one pass per offset inside a block (at most 2 x 2
-        # for H.264's 16-pixel blocks on 8-pixel cells), 1-d index arithmetic only
+        # each vector paints its cw x ch cells (at most 2 x 2 for H.264's 16-pixel blocks on 8-pixel
+        # cells): the flat cell index of every (vector, offset) pair, then one sum per channel
         base = (frame * gh + y0) * gw + x0  # [m] flat index of the block's first cell
-        vals = torch.from_numpy(np.stack([vx / CELL, vy / CELL, np.ones_like(vx)], 1).astype(np.float32))  # [m, 3]
-        acc = torch.zeros(n * gh * gw, 3)  # sum of vx, sum of vy, count per cell
-        base_t = torch.from_numpy(base.astype(np.int64))
         k = int(max(cw.max(initial=1), ch.max(initial=1)))
+        cell_idx, rows = [], []
         for oy in range(k):
             for ox in range(k):
                 hit = ok & (cw > ox) & (ch > oy) & (x0 >= -ox) & (x0 < gw - ox) & (y0 >= -oy) & (y0 < gh - oy)
-                rows = torch.from_numpy(hit.nonzero()[0])
-                acc.index_add_(0, base_t[rows] + (oy * gw + ox), vals[rows])
-        out = acc[:, :2] / acc[:, 2:]  # [n*h*w, 2], NaN (0 / 0) where no vector
-        return out.reshape(n, gh, gw, 2).permute(0, 3, 1, 2).contiguous()  # [n, 2, h, w]
+                r = hit.nonzero()[0]
+                rows.append(r)
+                cell_idx.append(base[r] + (oy * gw + ox))
+        idx, r = np.concatenate(cell_idx), np.concatenate(rows)
+        size = n * gh * gw
+        count = np.bincount(idx, minlength=size)  # vectors per cell
+        sums = np.stack([np.bincount(idx, weights=vx[r], minlength=size),
+                         np.bincount(idx, weights=vy[r], minlength=size)])  # [2, n*h*w], pixels
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = (sums / (count * CELL)).astype(np.float32)  # cells per frame, NaN (0 / 0) where none
+        return torch.from_numpy(np.ascontiguousarray(out.reshape(2, n, gh, gw).transpose(1, 0, 2, 3)))
 
     def velocities(self, lo: int, hi: int, cells: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Filled velocities of frames ``lo..hi`` on the ``cells`` box (None: the whole frame):
@@ -253,18 +258,23 @@ class CodecMotion:
             return self._filled[1]
         gh, gw = cells[2] - cells[0], cells[3] - cells[1]
         n = hi - lo + 1
-        raw = self._paint(lo, hi, cells)  # [n, 2, h, w]
-        known = ~torch.isnan(raw[:, 0])  # [n, h, w]
-        t = torch.arange(n).view(n, 1, 1).expand(n, gh, gw)
-        prev = torch.where(known, t, -1).cummax(0).values  # [n, h, w] nearest known at or before t
-        nxt = torch.where(known, t, n).flip(0).cummin(0).values.flip(0)  # ... at or after t
-        d_prev = torch.where(prev >= 0, t - prev, n + 1)
-        d_next = torch.where(nxt < n, nxt - t, n + 1)
-        vp = raw.gather(0, prev.clamp(min=0).unsqueeze(1).expand(n, 2, gh, gw))
-        vn = raw.gather(0, nxt.clamp(max=n - 1).unsqueeze(1).expand(n, 2, gh, gw))
-        dp, dn = d_prev.unsqueeze(1), d_next.unsqueeze(1)
-        out = torch.where(dp < dn, vp, torch.where(dn < dp, vn, (vp + vn) / 2))
-        out = torch.nan_to_num(out, nan=0.0)  # no frame of the span covers the cell
+        raw = self._paint(lo, hi, cells).numpy()  # [n, 2, h, w]
+        hw = gh * gw
+        known = ~np.isnan(raw[:, 0].reshape(n, hw))  # [n, hw]
+        t = np.arange(n, dtype=np.int32)[:, None]
+        prev = np.maximum.accumulate(np.where(known, t, -1), axis=0)  # nearest known at or before t
+        nxt = np.minimum.accumulate(np.where(known, t, n)[::-1], axis=0)[::-1]  # ... at or after t
+        d_prev = np.where(prev >= 0, t - prev, n + 1)
+        d_next = np.where(nxt < n, nxt - t, n + 1)
+        flat = raw.reshape(-1)  # gather cell j of frame f, channel c at (f * 2 + c) * hw + j
+        at_prev = np.maximum(prev, 0) * (2 * hw) + np.arange(hw, dtype=np.int32)  # [n, hw]
+        at_next = np.minimum(nxt, n - 1) * (2 * hw) + np.arange(hw, dtype=np.int32)
+        vp = np.stack([flat.take(at_prev), flat.take(at_prev + hw)], 1)  # [n, 2, hw]
+        vn = np.stack([flat.take(at_next), flat.take(at_next + hw)], 1)
+        dp, dn = d_prev[:, None], d_next[:, None]
+        out = np.where(dp < dn, vp, np.where(dn < dp, vn, (vp + vn) / np.float32(2)))
+        out[np.isnan(out)] = 0.0  # no frame of the span covers the cell
+        out = torch.from_numpy(out.reshape(n, 2, gh, gw))
         self._filled = ((lo, hi, cells), out)
         return out
 
