@@ -28,7 +28,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from mgmae.config import Config  # noqa: E402
 from mgmae.data.datasets import VideoDataset, VideoEntry  # noqa: E402
+from mgmae.engine.pretrain import masker_from_config  # noqa: E402
 from mgmae.data.pipeline import collate  # noqa: E402
 from mgmae.data.video import open_video  # noqa: E402
 from mgmae.masking import build_masker  # noqa: E402
@@ -91,11 +93,15 @@ def masked_per_worker(path: str, args, label: str) -> dict:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    names = {"tube": ("tube", False), "dis": ("motion_guided", False), "codec": ("motion_guided", True)}
+    names = {"tube": ("tube", "dis", False), "dis": ("motion_guided", "dis", False),
+             "codec": ("motion_guided", "codec", True)}
     sets = {}
-    for key, (name, codec) in names.items():
-        masker = build_masker(name, input_size=(args.frames, args.size, args.size), patch_size=16,
-                              tubelet_size=2, mask_ratio=0.9)
+    for key, (name, flow, codec) in names.items():
+        # the masker a training run builds from its config (defaults: DIS ultrafast at the clip's
+        # size; map stride 2, or 4 with codec flow)
+        cfg = Config.from_dict({"data": {"num_frames": args.frames, "img_size": args.size},
+                                "masking": {"name": name, "mask_ratio": 0.9}, "flow": {"name": flow}})
+        masker = masker_from_config(cfg, 16)
         sets[key] = VideoDataset([VideoEntry(path)] * args.clips, num_frames=args.frames,
                                  sampling_rate=args.rate, img_size=args.size, num_sample=1,
                                  masker=masker, codec_flow=codec)
