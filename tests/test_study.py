@@ -208,8 +208,8 @@ def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):
         assert all(re.match(r"^-?\d+(\.\d+)?%?$", c) for c in row[2:7]), row
     assert a_body[1][7:] == ["–", "–"]  # ablation encoders are not fine-tuned (the reference is)
     images = out.parent / "images"
-    for name in ("study_loss.png", "study_accuracy.png", "study_masks.png",
-                 "study_masks_tube.gif", "study_masks_motion_guided_gt.gif"):
+    for name in ("smoke_loss.png", "smoke_accuracy.png", "smoke_masks.png",
+                 "smoke_masks_tube.gif", "smoke_masks_motion_guided_gt.gif"):
         assert (images / name).is_file(), name
         assert f"images/{name}" in md
     assert "(cached)" not in first
@@ -361,3 +361,21 @@ def test_wall_time_counts_overlapping_invocations_once():
             {"t_start": 200, "t_end": 230, "wall_seconds": 30},
             {"wall_seconds": 40}]  # an older record without times
     assert elapsed_seconds(runs) == 120 + 30 + 40
+
+
+def test_reports_are_sections_of_one_file(tmp_path):
+    """Several studies share docs/experiments.md: each writes between its own markers, replacing
+    its earlier version in place and leaving the others (and text outside them) as they are."""
+    from mgmae.experiments.report import write_section
+
+    out = tmp_path / "experiments.md"
+    write_section(out, "a", "# A\n\nfirst\n")
+    assert out.read_text() == "<!-- mgmae study a: begin -->\n# A\n\nfirst\n<!-- mgmae study a: end -->\n"
+    write_section(out, "b", "# B\n")
+    write_section(out, "a", "# A\n\nsecond\n")
+    text = out.read_text()
+    assert "first" not in text and text.count("# A") == 1 and text.index("# A") < text.index("# B")
+    assert text.count("<!-- mgmae study a: begin -->") == 1 and text.endswith("<!-- mgmae study b: end -->\n")
+    out.write_text("intro by hand\n\n" + text)
+    write_section(out, "b", "# B2\n")
+    assert out.read_text().startswith("intro by hand\n") and "# B2" in out.read_text() and "# B\n" not in out.read_text()

@@ -55,6 +55,7 @@ class Plan:
 
     name: str
     mode: str  # "full" | "quick"
+    title: str  # the report's heading
     base: dict[str, Any]  # dotted overrides shared by every run
     seeds: list[int]
     pretrain_steps: int
@@ -103,7 +104,7 @@ def _strategies(raw: dict[str, Any], where: str) -> list[Strategy]:
     return out
 
 
-_STUDY_KEYS = {"name", "seeds", "pretrain_steps", "strategies", "finetune_steps", "eval_videos",
+_STUDY_KEYS = {"name", "title", "seeds", "pretrain_steps", "strategies", "finetune_steps", "eval_videos",
                "mask_clips", "loss_tail", "ablation_reference", "ablation_seeds", "ablations",
                "output_dir", "labels", "finetune", "example_clip", "ablation_finetune", "threads",
                "reference", "comparisons"}
@@ -146,6 +147,7 @@ def load_plan(path: str | Path, *, quick: bool = False, seeds: int | None = None
     n_abl = min(int(study.get("ablation_seeds", n_seeds)), n_seeds)
     plan = Plan(
         name=str(study.get("name", p.stem)) + ("-quick" if quick else ""),
+        title=str(study.get("title", f"Study {study.get('name', p.stem)}")),
         mode="quick" if quick else "full",
         base=base,
         seeds=list(range(n_seeds)),
