@@ -86,7 +86,8 @@ def masked_per_worker(path: str, args, label: str) -> dict:
     tube masking, motion-guided masking with DIS flow (computed in the worker, as in training) and
     motion-guided masking with codec flow (the decoder's motion vectors, ``flow.name=codec``), and
     the ratios of their clip rates to tube's. Interleaved rounds (tube, DIS, codec, tube, ...),
-    so load changes on the machine hit every column alike; the median round is reported. Every
+    so load changes on the machine hit every column alike; the median round is reported, and the
+    ratio is the median of the rounds' ratios. Every
     column decodes the same clips (``set_epoch(0)``: sampling is a function of the index), so
     the decode work is the same and the ratios measure the masks alone."""
     import cv2
@@ -108,19 +109,26 @@ def masked_per_worker(path: str, args, label: str) -> dict:
         sets[key].set_epoch(0)  # the same clips and crops for every masker (a function of the index)
         sets[key][0]  # warm-up
     rounds: dict[str, list[float]] = {k: [] for k in sets}
-    per_round = max(1, args.clips // 5)
-    for r in range(5):
+    n_rounds = max(1, args.rounds)
+    per_round = max(1, args.clips // n_rounds)
+    for r in range(n_rounds):
         for key, ds in sets.items():
             c0 = time.process_time()
             for i in range(r * per_round, (r + 1) * per_round):
-                ds[i]
+                ds[i % len(ds)]
             rounds[key].append(1000 * (time.process_time() - c0) / per_round)
     out = {k: float(np.median(v)) for k, v in rounds.items()}
-    ratio = {k: out["tube"] / out[k] for k in ("dis", "codec")}
+    # each round's ratio compares columns measured seconds apart: drift of the machine's speed
+    # cancels; the median round ratio and the range of the rounds are reported
+    per = {k: [t / x for t, x in zip(rounds["tube"], rounds[k])] for k in ("dis", "codec")}
+    ratio = {k: float(np.median(v)) for k, v in per.items()}
+    spread = {k: (min(v), max(v)) for k, v in per.items()}
     print(f"  {label:<34} CPU ms per clip: tube {out['tube']:5.1f}, motion-guided + DIS "
           f"{out['dis']:5.1f}, + codec {out['codec']:5.1f} -> {1000 / out['tube']:4.1f} / "
-          f"{1000 / out['dis']:4.1f} / {1000 / out['codec']:4.1f} clips/s per worker, ratio "
-          f"DIS {ratio['dis']:.2f}x, codec {ratio['codec']:.2f}x tube", flush=True)
+          f"{1000 / out['dis']:4.1f} / {1000 / out['codec']:4.1f} clips/s per worker; ratio to tube "
+          f"(median of {n_rounds} rounds, range): DIS {ratio['dis']:.2f}x ({spread['dis'][0]:.2f}-"
+          f"{spread['dis'][1]:.2f}), codec {ratio['codec']:.2f}x ({spread['codec'][0]:.2f}-"
+          f"{spread['codec'][1]:.2f})", flush=True)
     return {"source": label, **out, "ratio_dis": ratio["dis"], "ratio_codec": ratio["codec"]}
 
 
@@ -157,6 +165,8 @@ def main(argv=None):
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--maskers", default="tube,motion_guided", help="maskers for the end-to-end runs")
     ap.add_argument("--masked-only", action="store_true", help="only the per-worker runs with masks")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="interleaved rounds (tube, DIS, codec) of the per-worker runs with masks")
     args = ap.parse_args(argv)
     d = sample_dir()
     bikes, bunny = os.path.join(d, "bikes.mp4"), os.path.join(d, "bigbuckbunny.mp4")
