@@ -4,6 +4,10 @@
     python bench/gpu_check.py --out gpu.md       # ... and write the Markdown there too
     python bench/gpu_check.py --smoke            # the same code paths on the CPU, tiny sizes (< 1 min)
 
+On a machine with torch, torchvision, timm and transformers but without this package installed
+(it puts src/ on the path) and without PyAV (not needed: synthetic clips), e.g. a lent GPU box:
+``PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT/gpu.md`` with a timeout of ~9 minutes.
+
 Sections (each catches its own errors and prints them in its place, so one failure does not lose
 the others' numbers):
 
