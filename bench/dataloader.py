@@ -129,6 +129,9 @@ def masked_per_worker(path: str, args, label: str) -> dict:
           f"(median of {n_rounds} rounds, range): DIS {ratio['dis']:.2f}x ({spread['dis'][0]:.2f}-"
           f"{spread['dis'][1]:.2f}), codec {ratio['codec']:.2f}x ({spread['codec'][0]:.2f}-"
           f"{spread['codec'][1]:.2f})", flush=True)
+    if args.show_rounds:
+        for key, vals in rounds.items():
+            print(f"    {key:<6} ms per clip by round: " + " ".join(f"{v:6.1f}" for v in vals))
     return {"source": label, **out, "ratio_dis": ratio["dis"], "ratio_codec": ratio["codec"]}
 
 
@@ -167,6 +170,7 @@ def main(argv=None):
     ap.add_argument("--masked-only", action="store_true", help="only the per-worker runs with masks")
     ap.add_argument("--rounds", type=int, default=10,
                     help="interleaved rounds (tube, DIS, codec) of the per-worker runs with masks")
+    ap.add_argument("--show-rounds", action="store_true", help="print every round's time per clip")
     args = ap.parse_args(argv)
     d = sample_dir()
     bikes, bunny = os.path.join(d, "bikes.mp4"), os.path.join(d, "bigbuckbunny.mp4")
