@@ -46,7 +46,8 @@ from mgmae.models import parse_name
 from mgmae.models.build import SCRATCH, build_classifier, build_encoder
 from mgmae.serialization import torch_load
 
-__all__ = ["Busy", "MissingRun", "OthersRunning", "Study", "loadavg", "machine_info", "read_json", "read_loss_curve", "write_json"]
+__all__ = ["Busy", "MissingRun", "OthersRunning", "Study", "claim", "loadavg", "machine_info", "read_json",
+           "read_loss_curve", "write_json"]
 
 # keys that do not change a run's result (left out of the cache hash)
 _NO_HASH = ("train.output_dir", "train.run_name", "train.num_workers", "train.tensorboard", "train.wandb",

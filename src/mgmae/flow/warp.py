@@ -26,7 +26,7 @@ __all__ = ["backward_warp", "forward_splat", "resize_flow", "coords_grid", "shor
 _VALID_TOL = 1e-3
 # Up to this many output values, bilinear backward warping of a float32 CPU tensor (no autograd)
 # runs the same arithmetic in NumPy: a 56 x 56 mask map is warped 15 times per clip in the loader,
-# and there torch's per-operator dispatch, not the arithmetic, is the cost (~4x faster; the
+# and there torch's per-operator dispatch, not the arithmetic, is the cost (~3x faster; the
 # results are bit-identical, see tests/test_warp.py).
 _NUMPY_MAX = 1 << 16
 
