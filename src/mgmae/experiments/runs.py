@@ -319,9 +319,10 @@ class Study:
                 return rec, True
             t0 = time.time()
             rec = compute()
-            rec["seconds"] = round(time.time() - t0, 1)
+            # (a run resumed after an interruption also counts the time spent before it)
+            rec["seconds"] = round(time.time() - t0 + rec.pop("prior_seconds", 0.0), 1)
             write_json(path, rec)
-        self.computed_seconds += rec["seconds"]
+        self.computed_seconds += time.time() - t0
         return rec, False
 
     # ------------------------------------------------------------------ progress
@@ -518,8 +519,13 @@ class Study:
             cfg.train.output_dir = str(self.root)
             cfg.train.run_name = key
             cfg.train.resume = "auto"
-            with _quiet(self.logs / f"{key}.log"):
-                res = finetune(cfg, checkpoint, progress=False)
+            t0 = time.time()
+            prior = read_json(run_dir / "study_seconds.json") or {"seconds": 0.0}  # earlier partial runs
+            try:
+                with _quiet(self.logs / f"{key}.log"):
+                    res = finetune(cfg, checkpoint, progress=False)
+            finally:
+                write_json(run_dir / "study_seconds.json", {"seconds": prior["seconds"] + time.time() - t0})
             data = self.eval_data()
             model = build_classifier(res.checkpoints["final"], cfg)
             K = model.head.out_features
@@ -529,7 +535,7 @@ class Study:
             # comparisons, as --compare-scratch makes them
             curve = [{"epoch": int(h["epoch"]), "acc1": float(h["val_acc1"])}
                      for h in res.history if h.get("val_acc1") is not None]
-            return {"key": key, "encoder": enc_key, "seed": seed, "label": label,
+            return {"key": key, "encoder": enc_key, "seed": seed, "label": label, "prior_seconds": prior["seconds"],
                     "acc1": m["top1"], "acc5": m["top5"], "steps": res.steps,
                     "train_loss_end": _last_loss(run_dir / "log.jsonl"), "curve": curve,
                     "best_val_acc1": res.best_acc1, "best_epoch": res.best_epoch}
