@@ -4,6 +4,7 @@ plots and GIFs, and a second run is served from the cache; `--quick` end to end 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -379,3 +380,27 @@ def test_reports_are_sections_of_one_file(tmp_path):
     out.write_text("intro by hand\n\n" + text)
     write_section(out, "b", "# B2\n")
     assert out.read_text().startswith("intro by hand\n") and "# B2" in out.read_text() and "# B\n" not in out.read_text()
+
+
+def test_jobs_start_helpers_that_share_the_runs(tmp_path, capsys):
+    """`--jobs 2`: a helper process takes runs from the same cache; every run is computed once,
+    by one of the two, and the parent writes the report after the helper is done."""
+    smoke = {**SMOKE, "study": {**SMOKE["study"], "ablations": {}}}
+    recipe = tmp_path / "smoke.yaml"
+    recipe.write_text(yaml.safe_dump(smoke, sort_keys=False))
+    out = tmp_path / "experiments.md"
+    runs = tmp_path / "runs"
+    assert main(["study", "-c", str(recipe), "--out", str(out), "--output-dir", str(runs), "--jobs", "2"]) == 0
+    parent = capsys.readouterr().out
+    helper = (runs / "smoke" / "logs" / "study-job-1.log").read_text()
+    assert "[study] helper 1: pid" in parent and out.is_file()
+    computed = [ln for ln in (parent + helper).splitlines()
+                if re.match(r"\[study\] \(\d+/\d+\) ", ln) and not ln.endswith("(cached)")]
+    tasks = [re.sub(r"^\[study\] \(\d+/\d+\) ([^:]+):.*", r"\1", ln) for ln in computed]
+    from mgmae.experiments.runs import Study
+    study = Study(load_plan(recipe), jobs=2)
+    assert len(tasks) == len(set(tasks)) == study.count(), tasks  # every task once, by one process
+    assert any(ln in helper for ln in computed)  # the helper did some of them
+    invs = list((runs / "smoke" / "invocations").glob("*.json"))
+    assert len(invs) == 2
+    assert study.threads() == max(1, (os.cpu_count() or 1) // 2)  # (no loader workers here)

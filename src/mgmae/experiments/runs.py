@@ -257,8 +257,9 @@ class Study:
     """Runs (or reads from the cache) every piece of a :class:`Plan`; :meth:`report` writes the
     Markdown file and the pictures."""
 
-    def __init__(self, plan: Plan, *, log=print, cache_only: bool = False):
+    def __init__(self, plan: Plan, *, log=print, cache_only: bool = False, jobs: int = 1):
         self.plan = plan
+        self.jobs = max(1, int(jobs))  # processes sharing this study (their cores are split)
         self.cache_only = cache_only  # raise MissingRun instead of computing
         self.root = Path(plan.output_dir) / plan.name
         self.results = self.root / "results"
@@ -607,14 +608,15 @@ class Study:
             torch.set_num_threads(prev_threads)
 
     def threads(self) -> int:
-        """Torch threads of this process: by default one per core not taken by a loader worker.
+        """Torch threads of this process: by default one per core of its share (``cores // jobs``)
+        not taken by a loader worker.
         Oversubscribed cores make every small tensor op wait for a descheduled OpenMP thread
         (measured here: 10x slower masking, 2-5x slower training steps with 2 threads + 1 worker
         on 2 cores)."""
         if self.plan.threads:
             return self.plan.threads
         workers = self.plan.config().train.num_workers
-        return max(1, (os.cpu_count() or 1) - workers)
+        return max(1, (os.cpu_count() or 1) // self.jobs - workers)
 
     def _run(self, threads: int) -> dict[str, Any]:
         p = self.plan

@@ -3,7 +3,7 @@
 ::
 
     mgmae study -c configs/study_small.yaml [key=value ...] [--quick] [--out docs/experiments.md]
-                [--seeds N] [--report-only]        (train.output_dir=DIR or --output-dir DIR: the cache)
+                [--seeds N] [--jobs N] [--report-only]   (train.output_dir=DIR or --output-dir DIR: the cache)
 
 For every strategy of the recipe (random, tube, motion-guided with ground-truth / DIS flow,
 motion-guided with the official code's flow direction before the base frame) and every seed, the
@@ -35,7 +35,8 @@ Seeds are ``0 .. N-1``, fixed before anything runs; every run of every seed is r
 The same command started in several processes (cores, or machines sharing the cache directory)
 splits the runs between them: each run is claimed before it is computed (see
 :mod:`~mgmae.experiments.runs`), a process with nothing left but others' runs says so and exits,
-and the last one to finish writes the report.
+and the last one to finish writes the report. ``--jobs N`` starts N - 1 such helper processes
+itself, splits the cores between them, waits for them and writes the report.
 
 The package splits the work by job: :mod:`~mgmae.experiments.plan` (the recipe),
 :mod:`~mgmae.experiments.runs` (running and caching), :mod:`~mgmae.experiments.stats` (the paired
@@ -87,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="write the report from cached runs; fail if a run is missing")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes that share the runs (this one and N-1 started beside it, each "
+                        "with cores/N for its threads and loader workers; theirs log to the cache's "
+                        "logs/study-job-K.log); this one writes the report when all are done")
     add_common_flags(p, checkpoints=False)
     return p
 
@@ -115,7 +120,10 @@ def cli_main(argv: list[str]) -> int:
                      overrides=args.overrides)
     if args.skip_ablations:
         plan.ablations = []
-    study = Study(plan)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    helper = os.environ.get(_HELPER_ENV) is not None  # started by a --jobs N parent
+    study = Study(plan, jobs=args.jobs)
     if args.dry_run:
         runs = study.encoder_runs()
         print(f"[study] {plan.name} ({plan.mode}): {len(runs)} pre-training runs, "
@@ -152,22 +160,36 @@ def cli_main(argv: list[str]) -> int:
         raise KeyboardInterrupt
 
     old_term = signal.signal(signal.SIGTERM, on_term)
+    helpers = [] if helper or args.report_only else _start_helpers(argv, args.jobs, study.root)
     try:
-        records = study.run()
+        try:
+            records = study.run()
+        except OthersRunning as e:
+            if not helpers:
+                raise
+            print(f"[study] waiting for the {len(helpers)} helper process(es): {e}", flush=True)
+            _wait(helpers)  # then their runs are cached (or, if one died, its locks are stale)
+            study.done, study.log = 0, (lambda *a, **k: None)
+            records = study.run()
     except MissingRun as e:
         print(f"mgmae study: error: {e}", file=sys.stderr)
         return 1
-    except OthersRunning as e:
+    except OthersRunning as e:  # runs claimed by processes started elsewhere
         record(False)
         print(f"[study] done here ({(time.time() - t0) / 60:.1f} min); {e}")
         return 0
     except (KeyboardInterrupt, SystemExit):
+        _stop(helpers)
         record(True)
         print("[study] interrupted; finished runs are cached: run the same command to continue",
               file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, old_term)
+    failed = _wait(helpers)  # (normally done: nothing was left for them)
+    if helper:  # the parent writes the report
+        record(False)
+        return 0
     wall = time.time() - t0
     record(False)
     invocations = read_invocations(study.root)
@@ -175,4 +197,44 @@ def cli_main(argv: list[str]) -> int:
                        machine=machine, invocations=invocations)
     write_json(study.root / "records.json", {k: v for k, v in records.items()})
     print(f"[study] wrote {out} ({wall / 60:.1f} min); runs in {study.root}")
+    if failed:  # (their runs were taken over by this process: the report is complete)
+        print(f"[study] warning: {failed} helper process(es) failed; see {study.root / 'logs'}/"
+              "study-job-*.log", file=sys.stderr)
     return 0
+
+
+_HELPER_ENV = "MGMAE_STUDY_HELPER"
+
+
+def _start_helpers(argv: list[str], jobs: int, root: Path) -> list:
+    """``jobs - 1`` copies of this command (same arguments: they take the runs this process has
+    not claimed), logging to ``<root>/logs/study-job-K.log``."""
+    import subprocess
+
+    procs = []
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    for k in range(1, jobs):
+        env = dict(os.environ, **{_HELPER_ENV: str(k)})
+        log = (root / "logs" / f"study-job-{k}.log").open("a")
+        procs.append(subprocess.Popen([sys.executable, "-m", "mgmae", "study", *argv], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        log.close()
+        print(f"[study] helper {k}: pid {procs[-1].pid}, log {root / 'logs' / f'study-job-{k}.log'}")
+        time.sleep(5)  # (so that each claims different runs from the start)
+    return procs
+
+
+def _wait(procs: list) -> int:
+    """Wait for the helper processes; returns how many failed."""
+    return sum(p.wait() != 0 for p in procs)
+
+
+def _stop(procs: list) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()  # they record their time and stop; finished runs stay cached
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except Exception:  # noqa: BLE001
+            p.kill()
