@@ -524,7 +524,9 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
              f"`results/*.json` per evaluation, `logs/` with each engine's console output); their names "
              f"carry a hash of the settings, so re-running the command skips finished runs, resumes an "
              f"interrupted pre-training from its last checkpoint, and recomputes only what a changed "
-             f"setting affects. `--seeds N` changes the number of seeds, `--quick` the reduced "
+             f"setting affects. `--jobs N` shares the runs between N processes (or start the same "
+             f"command several times, on machines that share the cache directory too). "
+             f"`--seeds N` changes the number of seeds, `--quick` the reduced "
              f"budget of the recipe's `quick:` block, `--report-only` rewrites this page from the "
              f"cache.")
     others = sorted(f for f in out.parent.glob("experiments*.md") if f.resolve() != out.resolve())
