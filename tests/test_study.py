@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,24 @@ def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):
     assert main(args + ["--report-only"]) == 0
     assert main(["study", "-c", str(recipe), "--out", str(tmp_path / "y.md"),
                  "--output-dir", str(tmp_path / "empty"), "--report-only"]) == 1
+    capsys.readouterr()
+    # the records alone (results/ and invocations/, no weights) continue the study elsewhere
+    other = tmp_path / "other"
+    for sub in ("results", "invocations"):
+        shutil.copytree(runs / "smoke" / sub, other / "smoke" / sub, ignore=shutil.ignore_patterns("*.lock"))
+    args2 = args[:-1] + [str(other)]
+    assert main(args2) == 0
+    third = capsys.readouterr().out
+    assert third.count("(cached)") == first.count("[study] (")
+    assert table_rows(out.read_text(), "strategy")[1] == body
+    # a missing fine-tuning record needs the encoder's weights: its pre-training runs again
+    (ft,) = (other / "smoke" / "results").glob("ft-pt-tube-s0-*-motion-*.json")
+    ft.unlink()
+    assert main(args2) == 0
+    fourth = capsys.readouterr().out
+    assert re.search(r"pre-train pt-tube-s0-\w+: loss end [\d.]+; \(\d+ s\)", fourth), fourth
+    assert re.search(r"fine-tune pt-tube-s0-\w+ on motion labels: top-1 [\d.]+%; \(\d+ s\)", fourth)
+    assert fourth.count("(cached)") == first.count("[study] (") - 2
 
 
 @pytest.mark.slow

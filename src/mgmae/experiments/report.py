@@ -526,6 +526,9 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
              f"interrupted pre-training from its last checkpoint, and recomputes only what a changed "
              f"setting affects. `--jobs N` shares the runs between N processes (or start the same "
              f"command several times, on machines that share the cache directory too). "
+             f"`results/` and `invocations/` alone carry a study to another machine: a pre-trained "
+             f"encoder whose probe, fine-tunings and reconstruction losses are all recorded is not "
+             f"needed again, its weights may be gone. "
              f"`--seeds N` changes the number of seeds, `--quick` the reduced "
              f"budget of the recipe's `quick:` block, `--report-only` rewrites this page from the "
              f"cache.")

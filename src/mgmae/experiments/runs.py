@@ -12,6 +12,11 @@ another live process is left to it, together with the runs that need it (a fine-
 pre-training), and this process goes on with the next. A lock whose process is gone (on the same
 host) is taken over; one left by a dead process on another host has to be deleted by hand. The
 process that finds nothing left to compute and nothing claimed by others writes the report.
+
+The records (``results/``, with ``invocations/`` for the wall time) are the study: copied to another
+machine's cache they continue it there. Weights are needed only by runs not yet recorded: a
+pre-training whose probe, fine-tunings and reconstruction losses are all recorded is reused from
+its record alone; otherwise it runs again.
 """
 
 from __future__ import annotations
@@ -430,18 +435,26 @@ class Study:
         return rec
 
     # ------------------------------------------------------------------ pre-training
-    def pretrain(self, strategy: Strategy, seed: int, ablation: Strategy | None = None) -> dict[str, Any]:
+    def pretrain(self, strategy: Strategy, seed: int, ablation: Strategy | None = None, *,
+                 need_weights: bool = True) -> dict[str, Any]:
+        """The pre-training record; ``need_weights=False`` (every run that uses the encoder is
+        recorded) accepts a record whose checkpoint is gone, e.g. a ``results/`` directory copied
+        from another machine."""
         key = self.pretrain_key(strategy, seed, ablation)
         path = self.results / f"{key}.json"
         rec = read_json(path)
         run_dir = self.root / key
-        if rec is not None and (run_dir / "checkpoint-final.pth").is_file():
+
+        def usable(rec) -> bool:
+            return rec is not None and (not need_weights or (run_dir / "checkpoint-final.pth").is_file())
+
+        if usable(rec):
             self._step(f"pre-train {key}", rec["seconds"], True, f"loss end {rec['loss_end']:.4f};")
             return rec
         self._need(key)
         with claim(self.results / f"{key}.lock"):
             rec = read_json(path)  # finished by another process since the first look
-            if rec is not None and (run_dir / "checkpoint-final.pth").is_file():
+            if usable(rec):
                 self._step(f"pre-train {key}", rec["seconds"], True, f"loss end {rec['loss_end']:.4f};")
                 return rec
             return self._pretrain(strategy, seed, ablation, key, path, run_dir)
@@ -475,14 +488,19 @@ class Study:
         return rec
 
     # ------------------------------------------------------------------ linear probe
-    def linprobe(self, enc_key: str, checkpoint: str, seed: int) -> dict[str, Any]:
+    def linprobe_key(self, enc_key: str, seed: int) -> str:
         cfg = self.plan.config()
-        cfg.train.seed = seed
         f = cfg.finetune
         settings = [enc_key, f.linprobe_bn, f.linprobe_epochs, f.linprobe_lr, f.linprobe_weight_decay,
                     flatten(cfg.to_dict())["data.synthetic_videos"], self.plan.eval_videos,
                     cfg.data.synthetic_seed, seed]
-        key = f"lp-{enc_key}-{_hash(settings)}"
+        return f"lp-{enc_key}-{_hash(settings)}"
+
+    def linprobe(self, enc_key: str, checkpoint: str, seed: int) -> dict[str, Any]:
+        cfg = self.plan.config()
+        cfg.train.seed = seed
+        f = cfg.finetune
+        key = self.linprobe_key(enc_key, seed)
 
         def compute() -> dict[str, Any]:
             data = self.eval_data()
@@ -507,13 +525,16 @@ class Study:
         return rec
 
     # ------------------------------------------------------------------ fine-tuning
-    def finetune(self, enc_key: str, checkpoint: str, seed: int, label: str) -> dict[str, Any]:
+    def _finetune_cfg(self, enc_key: str, seed: int, label: str) -> tuple[Config, str]:
         p = self.plan
         cfg = p.config(p.finetune_overrides)
         cfg.train.seed = seed
         cfg.train.max_steps = p.finetune_steps
         cfg.data.synthetic_label = label
-        key = f"ft-{enc_key}-{label}-{_cfg_hash(cfg, enc_key, p.eval_videos)}"
+        return cfg, f"ft-{enc_key}-{label}-{_cfg_hash(cfg, enc_key, p.eval_videos)}"
+
+    def finetune(self, enc_key: str, checkpoint: str, seed: int, label: str) -> dict[str, Any]:
+        cfg, key = self._finetune_cfg(enc_key, seed, label)
         run_dir = self.root / key  # train.output_dir / train.run_name
 
         def compute() -> dict[str, Any]:
@@ -550,10 +571,13 @@ class Study:
         return rec
 
     # ------------------------------------------------------------------ held-out reconstruction
+    def recon_key(self, pt_key: str, maskers: list[str]) -> str:
+        return f"recon-{pt_key}-{_hash([maskers, self.plan.mask_clips])}"
+
     def heldout_loss(self, pt: dict[str, Any], maskers: list[str]) -> dict[str, float]:
         """Reconstruction loss of one pre-trained model on the held-out mask clips under each
         masker's masks (the same clips and masks for every model)."""
-        key = f"recon-{pt['key']}-{_hash([maskers, self.plan.mask_clips])}"
+        key = self.recon_key(pt["key"], maskers)
 
         def compute() -> dict[str, Any]:
             state = ckpt.load_checkpoint(pt["checkpoint"])
@@ -664,7 +688,11 @@ class Study:
 
     def _encoder(self, s: Strategy, seed: int, v: Strategy | None, records, maskers,
                  finetune: bool = True) -> None:
-        pt = self.pretrain(s, seed, v)
+        enc = self.pretrain_key(s, seed, v)
+        uses = [self.linprobe_key(enc, seed), self.recon_key(enc, maskers)]
+        uses += [self._finetune_cfg(enc, seed, lab)[1] for lab in (self.plan.labels if finetune else ())]
+        recorded = all((self.results / f"{k}.json").is_file() for k in uses)
+        pt = self.pretrain(s, seed, v, need_weights=not recorded)
         records["pretrain"].append(pt)
         enc = pt["key"]
         records["linprobe"].append(self.linprobe(enc, pt["checkpoint"], seed))
