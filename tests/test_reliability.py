@@ -20,7 +20,6 @@ from conftest import signal_run
 
 from mgmae.cli import main
 from mgmae.config import load_config
-from mgmae.convert import load_model
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.evaluate import predict_dataset
 from mgmae.engine.finetune import finetune

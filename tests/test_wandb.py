@@ -3,7 +3,6 @@
 import sys
 import types
 
-import pytest
 
 from mgmae.cli import main
 from mgmae.engine.pretrain import pretrain

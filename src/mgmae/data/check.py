@@ -16,7 +16,6 @@ import os
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 from mgmae.commands import (add_common_flags, add_config_args, check_output, command,
