@@ -240,6 +240,10 @@ def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):
     # a missing fine-tuning record needs the encoder's weights: its pre-training runs again
     (ft,) = (other / "smoke" / "results").glob("ft-pt-tube-s0-*-motion-*.json")
     ft.unlink()
+    assert main(args2 + ["--dry-run"]) == 0  # lists every run, recorded or not
+    listing = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  [")]
+    assert len(listing) > first.count("[study] (")  # (+ the reconstruction losses)
+    assert [x.split()[-1] for x in listing if x.startswith("  [ ]")] == [ft.stem]
     assert main(args2) == 0
     fourth = capsys.readouterr().out
     assert re.search(r"pre-train pt-tube-s0-\w+: loss end [\d.]+; \(\d+ s\)", fourth), fourth

@@ -356,6 +356,12 @@ class Study:
         return self._eval
 
     # ------------------------------------------------------------------ masks: tracking + examples
+    def masks_key(self, strategy: Strategy, ablation: Strategy | None = None) -> str:
+        cfg = self.strategy_cfg(strategy, 0, ablation)
+        key_cfg = {k: v for k, v in _hashed_keys(cfg).items()
+                   if k.startswith(("masking.", "flow.", "data.", "model."))}
+        return f"masks-{self.masker_name(strategy, ablation)}-{_hash([key_cfg, self.plan.mask_clips])}"
+
     def masks(self, strategy: Strategy, ablation: Strategy | None = None) -> dict[str, Any]:
         """Masks of the held-out mask clips, tracking rates (GT flow) and the timing; cached."""
         name = self.masker_name(strategy, ablation)
@@ -364,9 +370,7 @@ class Study:
         p = self.plan
         cfg = self.strategy_cfg(strategy, 0, ablation)
         d = cfg.data
-        key_cfg = {k: v for k, v in _hashed_keys(cfg).items()
-                   if k.startswith(("masking.", "flow.", "data.", "model."))}
-        key = f"masks-{name}-{_hash([key_cfg, p.mask_clips])}"
+        key = self.masks_key(strategy, ablation)
         path = self.results / f"{key}.json"
         mpath = self.results / f"{key}.pt"
         rec = read_json(path)
@@ -619,6 +623,42 @@ class Study:
         scratch = len(p.seeds) * (1 + len(p.labels))
         return maskers + n_main * per_encoder + n_abl * abl + scratch
 
+    def tasks(self) -> list[tuple[str, str]]:
+        """``(what, key)`` for every run of the plan, in the order :meth:`run` takes them (as many
+        as :meth:`count`); a run is recorded when ``results/<key>.json`` exists (:meth:`recorded`)."""
+        p = self.plan
+        out = [(f"masks {self.masker_name(s)}", self.masks_key(s)) for s in p.strategies]
+        if p.ablations:
+            ref = p.strategy(p.ablation_reference)
+            out += [(f"masks {self.masker_name(ref, v)}", self.masks_key(ref, v))
+                    for a in p.ablations for v in a.variants]
+        runs = self.encoder_runs()
+        main_maskers = [s.name for s in p.strategies]
+        for seed in p.seeds:
+            scratch = f"{SCRATCH}-s{seed}"
+            out.append((f"linear probe {scratch}", self.linprobe_key(scratch, seed)))
+            out += [(f"fine-tune {scratch} on {lab} labels", self._finetune_cfg(scratch, seed, lab)[1])
+                    for lab in p.labels]
+            for kind, s, v, sd in runs:
+                if kind == "main" and sd == seed:
+                    out += self._encoder_tasks(s, seed, v, main_maskers, True)
+        for kind, s, v, seed in runs:
+            if kind == "ablation":
+                out += self._encoder_tasks(s, seed, v, [self.masker_name(s, v)], p.ablation_finetune)
+        return out
+
+    def _encoder_tasks(self, s: Strategy, seed: int, v: Strategy | None, maskers: list[str],
+                       finetune: bool) -> list[tuple[str, str]]:
+        enc = self.pretrain_key(s, seed, v)
+        name = self.masker_name(s, v)
+        out = [(f"pre-train {name} seed {seed}", enc), (f"linear probe {enc}", self.linprobe_key(enc, seed))]
+        out += [(f"fine-tune {enc} on {lab} labels", self._finetune_cfg(enc, seed, lab)[1])
+                for lab in (self.plan.labels if finetune else ())]
+        return out + [(f"reconstruction loss {enc}", self.recon_key(enc, maskers))]
+
+    def recorded(self, key: str) -> bool:
+        return (self.results / f"{key}.json").is_file()
+
     def run(self) -> dict[str, Any]:
         self.results.mkdir(parents=True, exist_ok=True)
         self.total = self.count()
@@ -688,11 +728,8 @@ class Study:
 
     def _encoder(self, s: Strategy, seed: int, v: Strategy | None, records, maskers,
                  finetune: bool = True) -> None:
-        enc = self.pretrain_key(s, seed, v)
-        uses = [self.linprobe_key(enc, seed), self.recon_key(enc, maskers)]
-        uses += [self._finetune_cfg(enc, seed, lab)[1] for lab in (self.plan.labels if finetune else ())]
-        recorded = all((self.results / f"{k}.json").is_file() for k in uses)
-        pt = self.pretrain(s, seed, v, need_weights=not recorded)
+        uses = self._encoder_tasks(s, seed, v, maskers, finetune)[1:]  # the runs that need its weights
+        pt = self.pretrain(s, seed, v, need_weights=not all(self.recorded(k) for _, k in uses))
         records["pretrain"].append(pt)
         enc = pt["key"]
         records["linprobe"].append(self.linprobe(enc, pt["checkpoint"], seed))

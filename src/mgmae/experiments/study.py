@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a later run without this flag adds the ablations)")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from cached runs; fail if a run is missing")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, which of its runs are recorded in the cache, and exit")
     p.add_argument("--jobs", type=int, default=1,
                    help="processes that share the runs (this one and N-1 started beside it, each "
                         "with cores/N for its threads and loader workers; theirs log to the cache's "
@@ -124,12 +124,15 @@ def cli_main(argv: list[str]) -> int:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     helper = os.environ.get(_HELPER_ENV) is not None  # started by a --jobs N parent
     study = Study(plan, jobs=args.jobs)
-    if args.dry_run:
+    if args.dry_run:  # the plan, and which of its runs the cache holds
         runs = study.encoder_runs()
+        tasks = study.tasks()
+        done = [study.recorded(key) for _, key in tasks]
         print(f"[study] {plan.name} ({plan.mode}): {len(runs)} pre-training runs, "
-              f"{study.count()} tasks in all; runs cached in {study.root}")
-        for kind, s, v, seed in runs:
-            print(f"  {kind:<9} {study.masker_name(s, v):<40} seed {seed}")
+              f"{len(tasks)} tasks in all, {sum(done)} recorded; runs cached in {study.root}")
+        for (what, key), ok in zip(tasks, done):  # x: recorded, ~: claimed by a running process
+            mark = "x" if ok else "~" if (study.results / f"{key}.lock").is_file() else " "
+            print(f"  [{mark}] {what:<60} {key}")
         return 0
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load0 = loadavg()
