@@ -56,6 +56,7 @@ class Plan:
     name: str
     mode: str  # "full" | "quick"
     title: str  # the report's heading
+    protocol: str  # Markdown, fixed before the first run: printed under the heading ("" = none)
     base: dict[str, Any]  # dotted overrides shared by every run
     seeds: list[int]
     pretrain_steps: int
@@ -104,7 +105,7 @@ def _strategies(raw: dict[str, Any], where: str) -> list[Strategy]:
     return out
 
 
-_STUDY_KEYS = {"name", "title", "seeds", "pretrain_steps", "strategies", "finetune_steps", "eval_videos",
+_STUDY_KEYS = {"name", "title", "protocol", "seeds", "pretrain_steps", "strategies", "finetune_steps", "eval_videos",
                "mask_clips", "loss_tail", "ablation_reference", "ablation_seeds", "ablations",
                "output_dir", "labels", "finetune", "example_clip", "ablation_finetune", "threads",
                "reference", "comparisons"}
@@ -148,6 +149,7 @@ def load_plan(path: str | Path, *, quick: bool = False, seeds: int | None = None
     plan = Plan(
         name=str(study.get("name", p.stem)) + ("-quick" if quick else ""),
         title=str(study.get("title", f"Study {study.get('name', p.stem)}")),
+        protocol=str(study.get("protocol") or "").strip(),
         mode="quick" if quick else "full",
         base=base,
         seeds=list(range(n_seeds)),
