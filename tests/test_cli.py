@@ -133,3 +133,16 @@ def test_a_key_that_does_not_apply_to_the_command_is_an_error(argv, message, cap
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"mgmae {argv[0]}: error: {message}")
+
+
+def test_a_closed_pipe_ends_a_command_quietly(capsys):
+    """`mgmae study --dry-run | head`: the reader leaves early; the command stops without an
+    error line, with the status of a tool killed by SIGPIPE."""
+    from mgmae.commands import command
+
+    @command("demo")
+    def cli(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert cli([]) == 141
+    assert capsys.readouterr().err == ""

@@ -144,6 +144,12 @@ def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[..., i
             try:
                 with scope:
                     return int(fn(argv) or 0)
+            except BrokenPipeError:  # `mgmae ... | head`: the reader left; nothing to report
+                try:  # (stdout to /dev/null, so that the flush at exit does not fail again)
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                except (OSError, ValueError):
+                    pass
+                return 141  # 128 + SIGPIPE, as a tool killed by the signal reports
             except USER_ERRORS as e:
                 if debugging(argv):
                     raise
