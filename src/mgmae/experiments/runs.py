@@ -624,8 +624,9 @@ class Study:
         return maskers + n_main * per_encoder + n_abl * abl + scratch
 
     def tasks(self) -> list[tuple[str, str]]:
-        """``(what, key)`` for every run of the plan, in the order :meth:`run` takes them (as many
-        as :meth:`count`); a run is recorded when ``results/<key>.json`` exists (:meth:`recorded`)."""
+        """``(what, key)`` for every run of the plan, in the order :meth:`run` takes them (those
+        of :meth:`count` and the reconstruction losses); a run is recorded when
+        ``results/<key>.json`` exists (:meth:`recorded`)."""
         p = self.plan
         out = [(f"masks {self.masker_name(s)}", self.masks_key(s)) for s in p.strategies]
         if p.ablations:
