@@ -314,6 +314,9 @@ def test_fine_tuning_at_equal_epochs(tmp_path):
     head = md.split("```bash")[0]  # the protocol comes first, under the heading
     assert "**Protocol**, fixed before the first run" in head and "Question: does it?\n\n- Seeds 0, 1." in head
     assert "### Fine-tuning at equal epochs" in md
+    assert "## Ablations" not in md  # the recipe has none: nothing to say about them
+    quick = load_plan(ROOT / "configs" / "study_small.yaml", quick=True)  # leaves the recipe's out
+    assert not quick.ablations and "warping" in quick.skipped_ablations
     header, body = table_rows(md, "motion labels")
     assert header == ["motion labels", "epoch 1", "epoch 2", "best"]
     assert [r[0] for r in body] == ["from scratch (no pre-training)", "tube", "motion-guided, GT flow"]

@@ -68,6 +68,7 @@ class Plan:
     ablation_reference: str | None = None
     ablation_seeds: list[int] = field(default_factory=list)
     ablations: list[Ablation] = field(default_factory=list)
+    skipped_ablations: list[str] = field(default_factory=list)  # titles the full recipe has, not run here
     output_dir: str = "runs/study"
     labels: tuple[str, ...] = LABELS
     finetune_overrides: dict[str, Any] = field(default_factory=dict)  # keys for the FT runs only
@@ -162,6 +163,8 @@ def load_plan(path: str | Path, *, quick: bool = False, seeds: int | None = None
         ablation_reference=study.get("ablation_reference"),
         ablation_seeds=list(range(n_abl)),
         ablations=[a for a in ablations if a.variants],
+        skipped_ablations=[str(spec.get("title", g)) for g, spec in ((raw.get("study") or {}).get("ablations") or {}).items()
+                           if quick and (spec or {}).get("variants")],
         output_dir=str(output_dir or study.get("output_dir", "runs/study")),
         labels=tuple(study.get("labels", LABELS)),
         finetune_overrides=flatten(study.get("finetune") or {}),

@@ -476,13 +476,11 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
                             + [_fmt(r.lp[lab]) for lab in labs] + [_fmt(r.ft[lab]) for lab in labs])
         L.append(_table(header, body))
         L.append("")
-    else:
+    elif p.skipped_ablations:  # the recipe has ablations, this invocation left them out
         L.append("## Ablations")
         L.append("")
-        L.append(f"Not run in this mode ({p.mode}). The full mode (`mgmae study -c "
-                 f"configs/study_small.yaml`) runs base frame first/middle/random, initial map "
-                 f"mix_gauss/pixel_rand/token_rand, backward vs forward warping, mask ratio "
-                 f"0.75/0.9/0.95 and flow at full vs half resolution.")
+        L.append(f"Not run here ({p.mode} mode{', --skip-ablations' if p.mode == 'full' else ''}); the "
+                 f"recipe's full mode runs: {', '.join(p.skipped_ablations)}.")
         L.append("")
 
     # masks

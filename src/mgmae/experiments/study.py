@@ -119,6 +119,7 @@ def cli_main(argv: list[str]) -> int:
     plan = load_plan(args.config, quick=args.quick, seeds=args.seeds, output_dir=args.output_dir,
                      overrides=args.overrides)
     if args.skip_ablations:
+        plan.skipped_ablations = [a.title for a in plan.ablations] or plan.skipped_ablations
         plan.ablations = []
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
