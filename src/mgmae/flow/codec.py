@@ -46,7 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from mgmae.flow.warp import _bounds
+from mgmae.kernels import chain_velocities, fill_from_nearest_frame, paint_vectors
 
 __all__ = ["CELL", "CodecMotion", "ClipCodecFlow", "FrameRecord", "motion_vectors",
            "reference_distances", "packet_is_reference"]
@@ -54,6 +56,12 @@ __all__ = ["CELL", "CodecMotion", "ClipCodecFlow", "FrameRecord", "motion_vector
 CELL = 8  # pixels per cell of the codec-flow grid (FFmpeg's finest H.264 motion block)
 
 _warned_absurd = False
+try:
+    from av.sidedata.sidedata import Type as _SideDataType
+
+    _MOTION_VECTORS = _SideDataType.MOTION_VECTORS
+except (ImportError, AttributeError):  # pragma: no cover
+    _MOTION_VECTORS = "MOTION_VECTORS"
 
 
 @dataclass
@@ -71,11 +79,12 @@ class FrameRecord:
 
 def motion_vectors(frame) -> np.ndarray | None:
     """The MOTION_VECTORS side data of a PyAV frame as FFmpeg's structured array (None: none)."""
-    for sd in frame.side_data:
-        kind = getattr(sd.type, "name", str(sd.type))
-        if kind == "MOTION_VECTORS":
-            return sd.to_ndarray()
-    return None
+    side = frame.side_data
+    try:  # (a lookup by type, not a walk over every side data of the frame)
+        sd = side.get(_MOTION_VECTORS)
+    except (AttributeError, KeyError, TypeError, ValueError):  # pragma: no cover (older PyAV)
+        sd = next((x for x in side if getattr(x.type, "name", str(x.type)) == "MOTION_VECTORS"), None)
+    return None if sd is None else sd.to_ndarray()
 
 
 def _nal_units(data: bytes, length_size: int | None):
@@ -205,49 +214,18 @@ class CodecMotion:
             return torch.full((n, 2, gh, gw), float("nan"))
         dtype = parts[0][1].dtype  # (as bytes: numpy concatenates structured arrays slowly)
         v = np.concatenate([np.ascontiguousarray(p[1]).view(np.uint8) for p in parts]).view(dtype)
-        lengths = [len(p[1]) for p in parts]
-        # plain columns first: arithmetic and gathers on a structured array are ~10x slower
-        bw, bh = v["w"].astype(np.int32), v["h"].astype(np.int32)
-        x0 = (v["dst_x"].astype(np.int32) - bw // 2) // CELL - cx  # [m] the block's first cell
-        y0 = (v["dst_y"].astype(np.int32) - bh // 2) // CELL - cy
-        cw, ch = np.maximum(bw // CELL, 1), np.maximum(bh // CELL, 1)  # [m] cells per side
-        sel = ((x0 < gw) & (x0 + cw > 0) & (y0 < gh) & (y0 + ch > 0)).nonzero()[0]  # touch the box
-        x0, y0, cw, ch = x0[sel], y0[sel], cw[sel], ch[sel]
-        frame = np.repeat(np.array([p[0] for p in parts]), lengths)[sel]
-        src = v["source"][sel]
-        d = np.where(src < 0, np.repeat(np.array([p[2] for p in parts]), lengths)[sel],
-                     np.repeat(np.array([p[3] for p in parts]), lengths)[sel]).astype(np.float32)
-        scale = v["motion_scale"][sel].astype(np.float32)
-        ok = (scale > 0) & (d > 0)
-        per = np.where(src < 0, -1.0, 1.0).astype(np.float32) / np.where(ok, scale * d, 1.0)
-        vx = v["motion_x"][sel] * per  # [m] pixels per frame, forward in time
-        vy = v["motion_y"][sel] * per
+        part = np.repeat(np.arange(len(parts), dtype=np.int64), [len(p[1]) for p in parts])
         H, W = self.size
-        absurd = ok & ((np.abs(vx * d) > W) | (np.abs(vy * d) > H))
-        if absurd.any() and not _warned_absurd:
-            warnings.warn(f"{self.path}: {int(absurd.sum())} motion vectors longer than the frame were "
-                          "dropped (further occurrences are not reported)", RuntimeWarning, stacklevel=3)
+        out, absurd = paint_vectors(v["source"], v["w"], v["h"], v["dst_x"], v["dst_y"], v["motion_x"],
+                                    v["motion_y"], v["motion_scale"], part,
+                                    np.array([p[0] for p in parts], dtype=np.int64),
+                                    np.array([p[2] for p in parts], dtype=np.int64),
+                                    np.array([p[3] for p in parts], dtype=np.int64), cy, cx, n, gh, gw, H, W)
+        if absurd and not _warned_absurd:
+            warnings.warn(f"{self.path}: {absurd} motion vectors longer than the frame were dropped "
+                          "(further occurrences are not reported)", RuntimeWarning, stacklevel=3)
             _warned_absurd = True
-        ok &= ~absurd
-        # each vector paints its cw x ch cells (at most 2 x 2 for H.264's 16-pixel blocks on 8-pixel
-        # cells): the flat cell index of every (vector, offset) pair, then one sum per channel
-        base = (frame * gh + y0) * gw + x0  # [m] flat index of the block's first cell
-        k = int(max(cw.max(initial=1), ch.max(initial=1)))
-        cell_idx, rows = [], []
-        for oy in range(k):
-            for ox in range(k):
-                hit = ok & (cw > ox) & (ch > oy) & (x0 >= -ox) & (x0 < gw - ox) & (y0 >= -oy) & (y0 < gh - oy)
-                r = hit.nonzero()[0]
-                rows.append(r)
-                cell_idx.append(base[r] + (oy * gw + ox))
-        idx, r = np.concatenate(cell_idx), np.concatenate(rows)
-        size = n * gh * gw
-        count = np.bincount(idx, minlength=size)  # vectors per cell
-        sums = np.stack([np.bincount(idx, weights=vx[r], minlength=size),
-                         np.bincount(idx, weights=vy[r], minlength=size)])  # [2, n*h*w], pixels
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = (sums / (count * CELL)).astype(np.float32)  # cells per frame, NaN (0 / 0) where none
-        return torch.from_numpy(np.ascontiguousarray(out.reshape(2, n, gh, gw).transpose(1, 0, 2, 3)))
+        return torch.from_numpy(out)
 
     def velocities(self, lo: int, hi: int, cells: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Filled velocities of frames ``lo..hi`` on the ``cells`` box (None: the whole frame):
@@ -256,25 +234,7 @@ class CodecMotion:
         cells = cells or self.full_box
         if self._filled is not None and self._filled[0] == (lo, hi, cells):
             return self._filled[1]
-        gh, gw = cells[2] - cells[0], cells[3] - cells[1]
-        n = hi - lo + 1
-        raw = self._paint(lo, hi, cells).numpy()  # [n, 2, h, w]
-        hw = gh * gw
-        known = ~np.isnan(raw[:, 0].reshape(n, hw))  # [n, hw]
-        t = np.arange(n, dtype=np.int32)[:, None]
-        prev = np.maximum.accumulate(np.where(known, t, -1), axis=0)  # nearest known at or before t
-        nxt = np.minimum.accumulate(np.where(known, t, n)[::-1], axis=0)[::-1]  # ... at or after t
-        d_prev = np.where(prev >= 0, t - prev, n + 1)
-        d_next = np.where(nxt < n, nxt - t, n + 1)
-        flat = raw.reshape(-1)  # gather cell j of frame f, channel c at (f * 2 + c) * hw + j
-        at_prev = np.maximum(prev, 0) * (2 * hw) + np.arange(hw, dtype=np.int32)  # [n, hw]
-        at_next = np.minimum(nxt, n - 1) * (2 * hw) + np.arange(hw, dtype=np.int32)
-        vp = np.stack([flat.take(at_prev), flat.take(at_prev + hw)], 1)  # [n, 2, hw]
-        vn = np.stack([flat.take(at_next), flat.take(at_next + hw)], 1)
-        dp, dn = d_prev[:, None], d_next[:, None]
-        out = np.where(dp < dn, vp, np.where(dn < dp, vn, (vp + vn) / np.float32(2)))
-        out[np.isnan(out)] = 0.0  # no frame of the span covers the cell
-        out = torch.from_numpy(out.reshape(n, 2, gh, gw))
+        out = torch.from_numpy(fill_from_nearest_frame(self._paint(lo, hi, cells).numpy()))
         self._filled = ((lo, hi, cells), out)
         return out
 
@@ -294,37 +254,10 @@ class CodecMotion:
             return torch.zeros(0, 2, gh, gw)
         lo = min(min(p) for p in pairs)
         hi = max(max(p) for p in pairs)
-        vel = self.velocities(lo, hi, cells)  # [n, 2, h, w]
-        ys, xs = torch.meshgrid(torch.arange(gh, dtype=torch.float32),
-                                torch.arange(gw, dtype=torch.float32), indexing="ij")
-        base = torch.stack([xs, ys])  # [2, h, w] cell centres (in cells, minus 0.5)
-        # every pair chained at once: step j of pair (s, d) adds flow(m, m +- 1), m = s +- j, read
-        # at where the first j steps took each cell (nothing to read for a pair still at rest)
-        P = len(pairs)
-        f = torch.zeros(P, 2, gh, gw)
-        lengths = [abs(d - s) for s, d in pairs]
-        for j in range(max(lengths)):
-            act = [i for i in range(P) if lengths[i] > j]
-            sign = torch.tensor([1.0 if pairs[i][1] > pairs[i][0] else -1.0 for i in act]).view(-1, 1, 1, 1)
-            m = torch.tensor([pairs[i][0] - lo + j * (1 if pairs[i][1] > pairs[i][0] else -1) for i in act])
-            v = vel[m] * sign  # [A, 2, h, w]: flow(m, m + step) on m's grid
-            if j:
-                fa = f[act]
-                moved = fa.flatten(1).any(1)  # [A]
-                if bool(moved.any()):
-                    v = torch.where(moved.view(-1, 1, 1, 1), _sample(v, base + fa), v)
-            f[act] = f[act] + v
-        return f
-
-
-def _sample(field: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Bilinear ``field (N, C, h, w)`` at positions ``pos (N, 2, h, w)`` (x, y in cells),
-    border-clamped."""
-    _, _, h, w = field.shape
-    gx = (pos[:, 0] + 0.5) / w * 2 - 1
-    gy = (pos[:, 1] + 0.5) / h * 2 - 1
-    grid = torch.stack([gx, gy], dim=-1)  # [N, h, w, 2]
-    return F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        vel = self.velocities(lo, hi, cells).numpy()  # [n, 2, h, w]
+        return torch.from_numpy(chain_velocities(vel, np.array([s for s, _ in pairs], dtype=np.int64),
+                                                 np.array([d for _, d in pairs], dtype=np.int64), lo,
+                                                 *_bounds(gh, gw)))
 
 
 class ClipCodecFlow:

@@ -25,9 +25,9 @@ __all__ = ["backward_warp", "forward_splat", "resize_flow", "coords_grid", "shor
 # at 1e-3 px the zero padding contributes at most 0.1% of the value.
 _VALID_TOL = 1e-3
 # Up to this many output values, bilinear backward warping of a float32 CPU tensor (no autograd)
-# runs the same arithmetic in NumPy: a 56 x 56 mask map is warped 15 times per clip in the loader,
-# and there torch's per-operator dispatch, not the arithmetic, is the cost (~3x faster; the
-# results are bit-identical, see tests/test_warp.py).
+# runs the same arithmetic compiled (numba, :func:`mgmae.kernels.warp_plane`): a 56 x 56 mask map is warped 15
+# times per clip in the loader, and there torch's per-operator dispatch, not the arithmetic, is the
+# cost (the results are bit-identical, see tests/test_warp.py).
 _NUMPY_MAX = 1 << 16
 
 
@@ -161,58 +161,25 @@ def _bilinear_gather(x: Tensor, px: Tensor, py: Tensor, padding: str) -> Tensor:
 
 def _backward_warp_numpy(x: np.ndarray, flow: np.ndarray, padding: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`backward_warp` (bilinear, ``zeros``/``border``) of float32 arrays ``x (N, C, H, W)``,
-    ``flow (N, 2, H, W)``: element for element the arithmetic of the torch path (positions,
-    validity, clamping, the integer/fractional split, the four-corner blend), so the results are
-    the same floats; only the dispatch is cheaper (x and y handled together, plain ufuncs)."""
+    ``flow (N, 2, H, W)``, compiled (:func:`mgmae.kernels.warp_plane`): element for element the arithmetic of
+    the torch path (positions, validity, clamping, the integer/fractional split, the four-corner
+    blend, all in float32), so the results are the same floats without a torch dispatch per
+    operation."""
     n, c, h, w = x.shape
-    f32 = np.float32
-    size, hi, top_ok = _np_consts(h, w)
-    pos = flow + _np_grid(h, w)  # [N, 2, H, W] absolute x, y
-    with np.errstate(invalid="ignore"):  # NaN compares False: invalid
-        inside = (pos >= f32(-_VALID_TOL)) & (pos <= top_ok)  # [N, 2, H, W]
-    valid = inside[:, :1] & inside[:, 1:]  # [N, 1, H, W]
-    wp = w + 2
-    if padding == "zeros":
-        xp = np.zeros((n, c, h + 2, wp), dtype=f32)
-        xp[:, :, 1:-1, 1:-1] = x
-    else:
-        xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
-    # nan_to_num(nan=-1, posinf=size, neginf=-1) then clamp(-1, size): fmax/fmin drop NaN
-    pos = np.fmin(np.fmax(pos, f32(-1)), size)
-    p0 = np.minimum(np.floor(pos), hi)  # (the floor of a value >= -1 is >= -1)
-    frac = pos - p0  # [N, 2, H, W]
-    fx, fy = frac[:, :1], frac[:, 1:]
-    p1 = p0 + f32(1)
-    idx = (p1[:, 1:] * f32(wp) + p1[:, :1]).astype(np.int64)  # [N, 1, H, W]
-    if n * c > 1:  # one flat index per (sample, channel) plane
-        idx = idx + (np.arange(n * c, dtype=np.int64) * ((h + 2) * wp)).reshape(n, c, 1, 1)
-    flat = xp.reshape(-1)
-    gx = f32(1) - fx
-    top = flat.take(idx) * gx + flat.take(idx + 1) * fx
-    bottom = flat.take(idx + wp) * gx + flat.take(idx + (wp + 1)) * fx
-    return top * (f32(1) - fy) + bottom * fy, valid
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    out = np.empty((n, c, h, w), dtype=np.float32)
+    valid = np.empty((n, 1, h, w), dtype=np.bool_)
+    from mgmae.kernels import warp_batch
+
+    warp_batch(x, flow, padding == "border", *_bounds(h, w), out, valid)
+    return out, valid
 
 
-_NP_CACHE: dict = {}
-
-
-def _np_grid(h: int, w: int) -> np.ndarray:
-    """Pixel-centre coordinates ``(1, 2, H, W)`` float32 (x, y), kept per size."""
-    key = ("grid", h, w)
-    if key not in _NP_CACHE:
-        ys, xs = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
-        _NP_CACHE[key] = np.stack([xs, ys])[None]
-    return _NP_CACHE[key]
-
-
-def _np_consts(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(size, size - 1, size - 1 + tolerance)`` per coordinate as ``(1, 2, 1, 1)`` float32 (the
-    last rounded from double once, as torch rounds the Python scalar)."""
-    key = ("bounds", h, w)
-    if key not in _NP_CACHE:
-        _NP_CACHE[key] = tuple(np.array(v, dtype=np.float32).reshape(1, 2, 1, 1) for v in
-                               ([w, h], [w - 1, h - 1], [w - 1 + _VALID_TOL, h - 1 + _VALID_TOL]))
-    return _NP_CACHE[key]
+def _bounds(h: int, w: int) -> tuple[np.float32, np.float32, np.float32]:
+    """``(-tolerance, w - 1 + tolerance, h - 1 + tolerance)`` as float32, each rounded from double
+    once, as torch rounds the Python scalar it compares a float32 tensor with."""
+    return (np.float32(-_VALID_TOL), np.float32(w - 1 + _VALID_TOL), np.float32(h - 1 + _VALID_TOL))
 
 
 def forward_splat(x_src: Tensor, flow_src_to_dst: Tensor, mode: str = "average",

@@ -264,21 +264,22 @@ class MotionGuidedMasker(Masker):
         return torch.cat(maps, dim=1)  # [B, T, H, W]
 
     def _propagate_numpy(self, init: np.ndarray, flows: np.ndarray, base: int) -> np.ndarray:
-        """:meth:`propagate` (backward warping) on float32 arrays: the same arithmetic through
-        :func:`mgmae.flow.warp._backward_warp_numpy`, so the same floats, without a torch
-        dispatch per operation (15 warps of a 56 x 56 map: dispatch is most of the cost)."""
-        from mgmae.flow.warp import _backward_warp_numpy
+        """:meth:`propagate` (backward warping) on float32 arrays, compiled: every warp is
+        :func:`mgmae.kernels.warp_plane`, the arithmetic of the torch path, so the same floats
+        without a torch dispatch per operation (15 warps of a 56 x 56 map: dispatch was most of
+        the cost)."""
+        from mgmae.flow.warp import _bounds
+        from mgmae.kernels import propagate_backward
 
         T = self.input_size[0]
         B, H, W = init.shape
-        out = np.empty((B, T, H, W), dtype=np.float32)
-        out[:, base] = init
+        order = list(range(base + 1, T)) + list(range(base - 1, -1, -1))
         pair_of = {t: i for i, t in enumerate(t for t in range(T) if t != base)}
-        fill = self.hole_filling == "consist"
-        for t in list(range(base + 1, T)) + list(range(base - 1, -1, -1)):
-            nb = t - 1 if t > base else t + 1
-            m, valid = _backward_warp_numpy(out[:, nb:nb + 1], flows[:, pair_of[t]], "zeros")
-            out[:, t] = np.where(valid, m, init[:, None] if fill else np.float32(0))[:, 0]
+        out = np.empty((B, T, H, W), dtype=np.float32)
+        propagate_backward(np.ascontiguousarray(init, dtype=np.float32),
+                          np.ascontiguousarray(flows, dtype=np.float32), base,
+                          np.array(order, dtype=np.int64), np.array([pair_of[t] for t in order], dtype=np.int64),
+                          self.hole_filling == "consist", *_bounds(H, W), out)
         return out
 
     def select(self, maps: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
