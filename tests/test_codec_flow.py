@@ -117,6 +117,35 @@ def test_vectors_to_velocity_sign_axes_distance_and_holes():
     assert torch.allclose(m.flow(2, 0)[:, :1, :1] * CELL, -(vel[2] + vel[1])[:, :1, :1])
 
 
+def test_chaining_reads_the_next_velocity_where_the_first_step_landed():
+    """flow(1, 3) = V1(p) + V2(p + V1(p)): with V1 one cell right everywhere and V2 a downward
+    speed that grows with the column, each cell gets the V2 of its right neighbour (the last
+    column reads the border); backwards, flow(3, 1) = -V3(p) - V2(p - V3(p)), with V3 one cell
+    left. A vector longer than the frame is dropped with one warning."""
+    size = (32, 32)  # 4 x 4 cells, one 8 x 8 block each
+    def blocks(vel):  # past vectors (reference = previous frame) for per-cell velocities in px/frame
+        return vectors([(-1, 8, 8, 8 * c + 4, 8 * r + 4, -4 * vel(r, c)[0], -4 * vel(r, c)[1])
+                        for r in range(4) for c in range(4)])
+    recs = [FrameRecord(0, 0, True, "I"),
+            FrameRecord(1, 1, True, "P", blocks(lambda r, c: (8, 0))),  # V1: +1 cell in x
+            FrameRecord(2, 2, True, "P", blocks(lambda r, c: (0, 2 * c))),  # V2: c / 4 cells down
+            FrameRecord(3, 3, True, "P", blocks(lambda r, c: (-8, 0)))]  # V3: -1 cell in x
+    m = CodecMotion(recs, size)
+    f = m.flow(1, 3)  # cells
+    assert torch.equal(f[0], torch.ones(4, 4))
+    assert torch.equal(f[1], torch.tensor([0.25, 0.5, 0.75, 0.75]).expand(4, 4))
+    b = m.flow(3, 1)  # -V3(p) = +1 cell in x, then -V2 read one cell to the right
+    assert torch.equal(b[0], torch.ones(4, 4))
+    assert torch.equal(b[1], -torch.tensor([0.25, 0.5, 0.75, 0.75]).expand(4, 4))
+    far = recs[:3] + [FrameRecord(3, 3, True, "P", vectors([(-1, 8, 8, 4, 4, -4 * 40, 0)]))]
+    import mgmae.flow.codec as codec
+
+    codec._warned_absurd = False
+    with pytest.warns(RuntimeWarning, match="1 motion vectors longer than the frame"):
+        v3 = CodecMotion(far, size).frame_velocity(3)
+    assert v3 is None  # its only vector was dropped: no usable vector
+
+
 def test_translation_clip_flow_is_exact(translated):
     """A clip at stride 2 of a known translation: the codec flow between neighbouring clip frames is
     (+-6, -+4) px wherever the encoder coded motion, in both directions (past and future
