@@ -1,17 +1,19 @@
 """The loader's small-array loops, compiled with numba: where the work is a few thousand values per
 call and NumPy's or torch's per-operation dispatch, not the arithmetic, is the cost.
 
-Each kernel does exactly the float32 operations of the readable reference it replaces, in the same
-order (no fast-math, no fused multiply-add), so it gives the same bits; the tests compare them:
-
 * :func:`warp_plane` / :func:`warp_batch`: bilinear backward warping with ``zeros`` or ``border``
-  padding, :func:`mgmae.flow.warp.backward_warp`'s torch path (``tests/test_warp.py``);
-* :func:`propagate_backward`: step 3 of motion-guided masking with backward warping,
-  :meth:`mgmae.masking.motion_guided.MotionGuidedMasker.propagate`'s torch path
-  (``tests/test_motion_guided.py``).
+  padding, the float32 operations of :func:`mgmae.flow.warp.backward_warp`'s torch path in the
+  same order (no fast-math, no fused multiply-add), so the same bits (``tests/test_warp.py``);
+* :func:`propagate_backward`: step 3 of motion-guided masking with backward warping, the same bits
+  as :meth:`mgmae.masking.motion_guided.MotionGuidedMasker.propagate`'s torch path
+  (``tests/test_motion_guided.py``);
+* :func:`paint_vectors`, :func:`fill_from_nearest_frame`, :func:`chain_velocities`: codec motion
+  vectors -> flow, steps 2-4 of :mod:`mgmae.flow.codec` (tested on hand-made vectors with known
+  answers and on encoded clips of a known translation, ``tests/test_codec_flow.py``).
 
-Compiled on first use and cached next to this file (``cache=True``); a DataLoader worker forked
-after the first use inherits the compiled code.
+Compiled on first use (a few seconds) and cached next to this file (``cache=True``; later
+processes load them in a fraction of a second); a DataLoader worker forked after the first use
+inherits the compiled code.
 """
 
 from __future__ import annotations
