@@ -436,8 +436,9 @@ def test_jobs_start_helpers_that_share_the_runs(tmp_path, capsys):
 
 
 def test_reading_says_whether_pre_training_transfers(tmp_path):
-    """The report's reading follows the numbers: where the reference strategy beats no pre-training
-    significantly, it says so and states the scope; where it does not, it says what it would take."""
+    """The report's reading follows the numbers: where fine-tuning from the reference strategy beats
+    fine-tuning from random weights significantly, it says so and states the scope; where it does
+    not (a linear-probe win alone included), it says what it would take."""
     import copy
 
     from mgmae.experiments.report import Row, _reading
@@ -465,4 +466,11 @@ def test_reading_says_whether_pre_training_transfers(tmp_path):
     assert "**motion_guided_gt vs tube**, downstream (paired): linear probe motion +0.0 ± 0.0 points (n.s.); " \
            "fine-tuning motion -5.5 ± 1.5 points (n.s.)" in text
     text = "\n".join(_reading(study, rows([14.5, 16.0, 15.2]), records))
+    assert "Yes: at this budget" not in text and "What it would take" in text
+    # a linear-probe win over no pre-training, with fine-tuning no better, is not transfer
+    # (study_small: tube's probe beat scratch's on appearance while fine-tuning sat at chance)
+    lp_only = rows([14.5, 16.0, 15.2])
+    lp_only[1].lp = {"motion": [40.0, 45.0, 50.0]}
+    text = "\n".join(_reading(study, lp_only, records))
+    assert "linear probe motion +32.5 ± 4.8 (higher)" in text
     assert "Yes: at this budget" not in text and "What it would take" in text
