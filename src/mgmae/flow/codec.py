@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from av.sidedata.sidedata import Type as SideDataType
 
 from mgmae.flow.warp import _bounds
 from mgmae.kernels import chain_velocities, fill_from_nearest_frame, paint_vectors
@@ -56,12 +57,6 @@ __all__ = ["CELL", "CodecMotion", "ClipCodecFlow", "FrameRecord", "motion_vector
 CELL = 8  # pixels per cell of the codec-flow grid (FFmpeg's finest H.264 motion block)
 
 _warned_absurd = False
-try:
-    from av.sidedata.sidedata import Type as _SideDataType
-
-    _MOTION_VECTORS = _SideDataType.MOTION_VECTORS
-except (ImportError, AttributeError):  # pragma: no cover
-    _MOTION_VECTORS = "MOTION_VECTORS"
 
 
 @dataclass
@@ -79,11 +74,7 @@ class FrameRecord:
 
 def motion_vectors(frame) -> np.ndarray | None:
     """The MOTION_VECTORS side data of a PyAV frame as FFmpeg's structured array (None: none)."""
-    side = frame.side_data
-    try:  # (a lookup by type, not a walk over every side data of the frame)
-        sd = side.get(_MOTION_VECTORS)
-    except (AttributeError, KeyError, TypeError, ValueError):  # pragma: no cover (older PyAV)
-        sd = next((x for x in side if getattr(x.type, "name", str(x.type)) == "MOTION_VECTORS"), None)
+    sd = frame.side_data.get(SideDataType.MOTION_VECTORS)  # (a Mapping keyed by type in PyAV >= 12)
     return None if sd is None else sd.to_ndarray()
 
 
