@@ -374,12 +374,15 @@ def test_encoded_synthetic_videos_give_codec_masks_that_track():
     hits = count = 0
     tube = [0, 0]
     tube_masker = masker_from_config(load_config(None, ["masking.name=tube"]), 8)
+    g = torch.Generator().manual_seed(0)  # tube's rate is a random draw: seed it, pool 8 draws per clip
     for i in range(8):
         clip = videos[i]
         region = torch.from_numpy(clip.layers >= 1)
         h, n = tracking_rate(ds[i]["mask"][0], (8, 8, 8), 8, 2, clip.flow, region)
         hits, count = hits + h, count + n
-        h, n = tracking_rate(tube_masker(batch_size=1)[0], (8, 8, 8), 8, 2, clip.flow, region)
-        tube = [tube[0] + h, tube[1] + n]
-    # measured: codec 0.83 (64 of 77 points), tube 0.64 (27 of 42)
+        for _ in range(8):
+            h, n = tracking_rate(tube_masker(batch_size=1, generator=g)[0], (8, 8, 8), 8, 2, clip.flow, region)
+            tube = [tube[0] + h, tube[1] + n]
+    # measured: codec 0.83 (64 of 77 points), tube 0.53 (228 of 427; one unseeded draw of 8 clips scatters
+    # 0.36-0.73, which once failed CI)
     assert count > 20 and hits / count > tube[0] / tube[1] + 0.1, (hits / count, tube[0] / tube[1])
