@@ -8,9 +8,11 @@ H.264) and a folder of JPEG frames extracted from bikes.mp4 (SSv2-style ``img_00
 multi-scale crop + resize + normalize, as a DataLoader worker does; wall-clock and CPU time are
 both shown (CPU time is what an unloaded core would take; on a busy machine wall time is higher).
 "Per worker with masks" adds tube / motion-guided + DIS / motion-guided + codec motion vectors.
-"End to end" is a DataLoader with a tube masker and with the motion-guided masker (DIS flow,
-computed in the workers), 90%, batch 8, 1 and 2 workers. Numbers depend
-on the CPU and its load: report them with the machine.
+"End to end" is the DataLoader training builds (``mgmae.data.build_loader``) with a tube masker and
+with the motion-guided masker (DIS flow, computed in the workers), 90%, batch 8, 1 and 2 workers.
+The bench process keeps freed memory as every loader worker does
+(``mgmae.data.loader.keep_freed_memory``; ``MGMAE_KEEP_FREED_MEMORY=0`` measures glibc's
+defaults). Numbers depend on the CPU and its load: report them with the machine.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from mgmae.config import Config  # noqa: E402
 from mgmae.data.datasets import VideoDataset, VideoEntry  # noqa: E402
 from mgmae.engine.pretrain import masker_from_config  # noqa: E402
-from mgmae.data.pipeline import collate  # noqa: E402
+from mgmae.data.loader import build_loader, keep_freed_memory  # noqa: E402
 from mgmae.data.video import open_video  # noqa: E402
 from mgmae.masking import build_masker  # noqa: E402
 
@@ -140,9 +142,7 @@ def end_to_end(entries, args, workers: int, label: str, masker_name: str = "tube
                           tubelet_size=2, mask_ratio=0.9)
     ds = VideoDataset(entries * 8 * (args.batches + 2 + 4 * workers), num_frames=args.frames,
                       sampling_rate=args.rate, img_size=args.size, num_sample=1, masker=masker)
-    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=workers, collate_fn=collate,
-                                         shuffle=True, generator=torch.Generator().manual_seed(0),
-                                         prefetch_factor=2, persistent_workers=False)
+    loader = build_loader(ds, 8, num_workers=workers, seed=0)  # as training builds it
     it = iter(loader)
     next(it)  # start-up (worker spawn, first batch) is not counted
     t0 = time.perf_counter()
@@ -173,10 +173,11 @@ def main(argv=None):
     ap.add_argument("--show-rounds", action="store_true", help="print every round's time per clip")
     args = ap.parse_args(argv)
     d = sample_dir()
+    kept = keep_freed_memory()  # as in every DataLoader worker (mgmae.data.loader)
     bikes, bunny = os.path.join(d, "bikes.mp4"), os.path.join(d, "bigbuckbunny.mp4")
     print(f"mgmae data bench: {args.frames} frames x stride {args.rate}, {args.size}px crops | "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "
-          f"{torch.__version__}, load avg {os.getloadavg()[0]:.1f}")
+          f"{torch.__version__}, load avg {os.getloadavg()[0]:.1f}, malloc keeps freed memory: {kept}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.masked_only:
             print("per worker with masks (1 process, 1 thread; mask ratio 0.9):")

@@ -1,7 +1,9 @@
-"""DataLoader construction with reproducible per-worker seeding."""
+"""DataLoader construction with reproducible per-worker seeding, and workers that keep their memory."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import random
 import signal
 
@@ -9,6 +11,39 @@ import numpy as np
 import torch
 
 from mgmae.data.pipeline import collate
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # the largest M_MMAP_THRESHOLD glibc accepts on 64-bit systems
+_kept = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel:
+    never trim the heap (``M_TRIM_THRESHOLD``), and serve blocks up to 32 MiB from it rather than
+    from fresh ``mmap`` s (``M_MMAP_THRESHOLD``). A loader allocates and frees the same tens of
+    megabytes for every clip (decoded frames, crops, resized and normalized views); with glibc's
+    defaults they go back to the kernel and come back as fresh pages, zeroed on first touch:
+    ~7,000 page faults per 16 x 224 x 224 clip, a quarter of a worker's CPU time
+    (bench/RESULTS.md). The price: a process's memory stays at its high-water mark.
+
+    Called in every DataLoader worker and by :func:`build_loader` in the main process (which
+    loads when ``num_workers=0``; forked workers inherit it). Once per process; True when set,
+    False where malloc is not glibc's (macOS, Windows, musl) or ``MGMAE_KEEP_FREED_MEMORY=0``."""
+    global _kept
+    if _kept:
+        return True
+    if os.environ.get("MGMAE_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+            return False
+        _kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+    return _kept
 
 
 def seed_worker(worker_id: int) -> None:
@@ -20,6 +55,7 @@ def seed_worker(worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: the training process saves a checkpoint and stops
     # its workers itself; a worker dying on SIGINT first would break the batch it is loading.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()  # (inherited from the main process when forked; spawned workers set it here)
     # No cv2.setNumThreads here: changing OpenCV's thread pool in a forked child whose parent already
     # used it deadlocks (seen in CI).
 
@@ -27,6 +63,7 @@ def seed_worker(worker_id: int) -> None:
 def build_loader(dataset, batch_size: int, *, num_workers: int = 0, seed: int = 0, shuffle: bool = True,
                  drop_last: bool = True, sampler=None, pin_memory: bool = False,
                  persistent_workers: bool = False) -> torch.utils.data.DataLoader:
+    keep_freed_memory()
     g = torch.Generator().manual_seed(seed)
     # Workers are re-created each epoch (persistent_workers=False by default) so that their seeds,
     # drawn from ``g``, make every epoch a pure function of (seed, epoch): exact resume.

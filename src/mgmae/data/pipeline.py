@@ -8,6 +8,7 @@ view's crop/resize/flip (``masker.mask_views``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -40,6 +41,17 @@ def make_views(frames: torch.Tensor | np.ndarray, params: Sequence[CropParams], 
     return views, masks
 
 
+def _cat(vals: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along dim 0; in a DataLoader worker, straight into shared memory (the batch
+    reaches the training process through it; torch would otherwise copy it there, as
+    ``default_collate`` avoids too)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.cat(vals)
+    shape = (sum(v.shape[0] for v in vals), *vals[0].shape[1:])
+    storage = vals[0]._typed_storage()._new_shared(math.prod(shape), device=vals[0].device)
+    return torch.cat(vals, out=vals[0].new(storage).resize_(shape))
+
+
 def collate(samples: list[dict]) -> dict:
     """Stack samples whose ``video`` is ``(S, C, T, H, W)``; the ``S`` views become batch rows and
     per-video fields (labels, indices) are repeated ``S`` times."""
@@ -49,7 +61,7 @@ def collate(samples: list[dict]) -> dict:
         vals = [s[key] for s in samples]
         if isinstance(vals[0], torch.Tensor) and vals[0].ndim >= 1 and vals[0].shape[0] == S and key in (
                 "video", "mask"):
-            out[key] = torch.cat(vals)  # [B*S, ...]
+            out[key] = _cat(vals)  # [B*S, ...]
         elif isinstance(vals[0], (int, float, bool, np.integer, np.floating)):
             out[key] = torch.tensor(vals).repeat_interleave(S)  # [B*S]
         elif isinstance(vals[0], torch.Tensor):
