@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from mgmae.data.loader import keep_freed_memory
+from mgmae.data.loader import glibc
 
 # Allocate and free three 24 MiB buffers, eight times; print the page faults of rounds 2-8. With
 # glibc's defaults the buffers go back to the kernel and every round faults them in again; when
@@ -38,8 +38,7 @@ def _faults(body: str, keep: bool) -> int:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or not keep_freed_memory(),
-                           reason="glibc's malloc only")
+needs_glibc = pytest.mark.skipif(glibc() is None, reason="glibc's malloc only")
 
 IN_MAIN = """
 from mgmae.data import build_loader
@@ -62,7 +61,7 @@ print(json.dumps(max(int(b["faults"][0]) for b in build_loader(Churn(), 1, num_w
 """
 
 
-@glibc
+@needs_glibc
 @pytest.mark.parametrize("body", [IN_MAIN, IN_WORKER], ids=["main process", "worker"])
 def test_loader_processes_keep_freed_memory(body):
     kept, default = _faults(body, keep=True), _faults(body, keep=False)

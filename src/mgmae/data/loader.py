@@ -23,9 +23,10 @@ def keep_freed_memory() -> bool:
     never trim the heap (``M_TRIM_THRESHOLD``), and serve blocks up to 32 MiB from it rather than
     from fresh ``mmap`` s (``M_MMAP_THRESHOLD``). A loader allocates and frees the same tens of
     megabytes for every clip (decoded frames, crops, resized and normalized views); with glibc's
-    defaults they go back to the kernel and come back as fresh pages, zeroed on first touch:
-    ~7,000 page faults per 16 x 224 x 224 clip, a quarter of a worker's CPU time
-    (bench/RESULTS.md). The price: a process's memory stays at its high-water mark.
+    defaults, once clip sizes vary (any real dataset), they go back to the kernel and come back as
+    fresh pages, zeroed on first touch: 5,000-7,000 page faults per 16 x 224 x 224 clip, 15-25% of
+    a worker's CPU time (bench/RESULTS.md). The price: a process no longer shrinks after a peak
+    (the peak itself is unchanged).
 
     Called in every DataLoader worker and by :func:`build_loader` in the main process (which
     loads when ``num_workers=0``; forked workers inherit it). Once per process; True when set,
@@ -35,15 +36,21 @@ def keep_freed_memory() -> bool:
         return True
     if os.environ.get("MGMAE_KEEP_FREED_MEMORY", "1") == "0":
         return False
+    libc = glibc()
+    if libc is None:
+        return False
+    _kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _kept
+
+
+def glibc():
+    """The C library of this process if it is glibc (with ``mallopt``), else None."""
     try:
         libc = ctypes.CDLL(None)
-        if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
-            return False
-        _kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
-    return _kept
+    except OSError:
+        return None
+    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
 def seed_worker(worker_id: int) -> None:
