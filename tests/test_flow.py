@@ -717,3 +717,20 @@ def test_masker_from_config_wires_the_raft_keys():
     clip = torch.randn(2, 3, 4, 64, 64)
     mask = m(clip)
     assert mask.shape == (2, m.num_tokens) and mask.dtype == torch.bool
+
+
+def test_all_finite_matches_torch_isfinite():
+    """The NumPy shortcut for CPU tensors says what torch.isfinite(...).all() says, for every kind
+    of non-finite value, on views, with autograd, and on dtypes NumPy lacks (bfloat16: torch)."""
+    from mgmae.flow import all_finite
+
+    base = torch.randn(3, 2, 8, 9)
+    cases = [base, base.double(), base[:, :, ::2, 1:], base.transpose(2, 3),
+             base.clone().requires_grad_(True), base.half(), base.bfloat16(), torch.zeros(0, 2, 4, 4)]
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        t = base.clone()
+        t[2, 1, 7, 8] = bad
+        cases += [t, t.double(), t.bfloat16(), t.flip(-1), t[:, :, 4:]]
+    verdicts = [all_finite(t) for t in cases]
+    assert verdicts == [bool(torch.isfinite(t).all()) for t in cases]
+    assert verdicts[:8] == [True] * 8 and not any(verdicts[8:])

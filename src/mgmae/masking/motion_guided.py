@@ -175,8 +175,10 @@ class MotionGuidedMasker(Masker):
     def _sanitize(self, flow: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         if flow.shape != shape:
             raise ValueError(f"flow must have shape (N, 2, H, W) = {shape}, got {tuple(flow.shape)}")
+        from mgmae.flow import all_finite
+
         flow = flow.float()
-        if not bool(torch.isfinite(flow).all()):
+        if not all_finite(flow):
             if not self._warned:
                 warnings.warn("motion-guided masking: non-finite values in the optical flow were set "
                               "to 0 (further occurrences are not reported)", RuntimeWarning, stacklevel=3)
