@@ -248,11 +248,9 @@ class MotionGuidedMasker(Masker):
         init1 = init.unsqueeze(1)  # [B, 1, H, W]
         maps: list[torch.Tensor | None] = [None] * T
         maps[base] = init1
-        pair_of = {t: i for i, t in enumerate(t for t in range(T) if t != base)}
-        order = list(range(base + 1, T)) + list(range(base - 1, -1, -1))
-        for t in order:
+        for t, k in zip(*self._propagation_order(base)):
             nb = t - 1 if t > base else t + 1
-            f = flows[:, pair_of[t]]  # [B, 2, H, W]
+            f = flows[:, k]  # [B, 2, H, W]
             if self.warp == "forward":
                 m, weight = forward_splat(maps[nb], f)
                 valid = weight > 0
@@ -273,16 +271,21 @@ class MotionGuidedMasker(Masker):
         from mgmae.flow.warp import _bounds
         from mgmae.kernels import propagate_backward
 
-        T = self.input_size[0]
         B, H, W = init.shape
-        order = list(range(base + 1, T)) + list(range(base - 1, -1, -1))
-        pair_of = {t: i for i, t in enumerate(t for t in range(T) if t != base)}
-        out = np.empty((B, T, H, W), dtype=np.float32)
+        order, pair = self._propagation_order(base)
+        out = np.empty((B, self.input_size[0], H, W), dtype=np.float32)
         propagate_backward(np.ascontiguousarray(init, dtype=np.float32),
                           np.ascontiguousarray(flows, dtype=np.float32), base,
-                          np.array(order, dtype=np.int64), np.array([pair_of[t] for t in order], dtype=np.int64),
+                          np.array(order, dtype=np.int64), np.array(pair, dtype=np.int64),
                           self.hole_filling == "consist", *_bounds(H, W), out)
         return out
+
+    def _propagation_order(self, base: int) -> tuple[list[int], list[int]]:
+        """The frames step 3 fills, in order (after ``base``, then before it, moving away from it),
+        and for each the index of its flow in :meth:`flow_pairs`."""
+        T = self.input_size[0]
+        order = list(range(base + 1, T)) + list(range(base - 1, -1, -1))
+        return order, [t if t < base else t - 1 for t in order]
 
     def select(self, maps: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """``maps (B, T, H', W')`` (pixels, or cells of :attr:`map_stride`) -> mask ``(B, N)``:
