@@ -9,7 +9,10 @@ call and NumPy's or torch's per-operation dispatch, not the arithmetic, is the c
   (``tests/test_motion_guided.py``);
 * :func:`paint_vectors`, :func:`fill_from_nearest_frame`, :func:`chain_velocities`: codec motion
   vectors -> flow, steps 2-4 of :mod:`mgmae.flow.codec` (tested on hand-made vectors with known
-  answers and on encoded clips of a known translation, ``tests/test_codec_flow.py``).
+  answers and on encoded clips of a known translation, ``tests/test_codec_flow.py``);
+* :func:`crop_resize_flow`: a view's crop / bilinear upsampling / flip of a small flow field
+  (:func:`mgmae.data.transforms.apply_flow`), torch's formula, equal to it within float32 rounding
+  (``tests/test_transforms.py``).
 
 Compiled on first use (a few seconds) and cached next to this file (``cache=True``; later
 processes load them in a fraction of a second); a DataLoader worker forked after the first use
@@ -102,58 +105,43 @@ def paint_vectors(source, bw8, bh8, dst_x, dst_y, motion_x, motion_y, motion_sca
 
     Inputs: FFmpeg's fields of every vector of the span (any strides), ``part[i]`` the record of
     vector ``i`` and per record its frame in the span and its past / future reference distances
-    (0: none). Each vector paints its ``w x h`` block; a cell is the mean of the vectors that
-    cover it, summed in float64 in the order (block offset, vector)."""
+    (0: none). Each vector paints the cells of its ``w x h`` block inside the box; a cell is the
+    mean of the vectors that cover it, summed in float64 in the vectors' order."""
     m = source.shape[0]
     cell = 8
-    x0s = np.empty(m, np.int64)
-    y0s = np.empty(m, np.int64)
-    cws = np.empty(m, np.int64)
-    chs = np.empty(m, np.int64)
-    frames = np.empty(m, np.int64)
-    vxs = np.empty(m, np.float64)
-    vys = np.empty(m, np.float64)
-    oks = np.empty(m, np.bool_)
-    k = 1
-    s = 0  # vectors touching the box, in their order
+    size = n * gh * gw
+    count = np.zeros(size, np.int32)
+    sum_x = np.zeros(size, np.float64)
+    sum_y = np.zeros(size, np.float64)
     absurd = 0
+    zero = np.float32(0.0)
     for i in range(m):
         bw, bh = np.int64(bw8[i]), np.int64(bh8[i])
-        x0 = (np.int64(dst_x[i]) - bw // 2) // cell - cx  # the block's first cell
+        x0 = (np.int64(dst_x[i]) - bw // 2) // cell - cx  # the block's first cell in the box
         y0 = (np.int64(dst_y[i]) - bh // 2) // cell - cy
-        cw, ch = max(bw // cell, 1), max(bh // cell, 1)
-        if not (x0 < gw and x0 + cw > 0 and y0 < gh and y0 + ch > 0):
+        xa, xb = max(x0, 0), min(x0 + max(bw // cell, 1), gw)  # its cells inside the box
+        ya, yb = max(y0, 0), min(y0 + max(bh // cell, 1), gh)
+        if xa >= xb or ya >= yb:
             continue
         p = part[i]
         past = source[i] < 0
         d = np.float32(part_past[p] if past else part_future[p])
         scale = np.float32(motion_scale[i])
-        ok = scale > np.float32(0.0) and d > np.float32(0.0)
-        sign = np.float32(-1.0) if past else np.float32(1.0)
-        per = sign / (np.float32(scale * d) if ok else np.float32(1.0))  # float32
+        if not (scale > zero and d > zero):  # no scale, or no reference known in that direction
+            continue
+        per = (np.float32(-1.0) if past else np.float32(1.0)) / np.float32(scale * d)  # float32
         vx = np.float64(motion_x[i]) * np.float64(per)  # pixels per frame, forward in time
         vy = np.float64(motion_y[i]) * np.float64(per)
-        if ok and (abs(vx * np.float64(d)) > width or abs(vy * np.float64(d)) > height):
-            ok = False
+        if abs(vx * np.float64(d)) > width or abs(vy * np.float64(d)) > height:
             absurd += 1
-        x0s[s], y0s[s], cws[s], chs[s] = x0, y0, cw, ch
-        frames[s], vxs[s], vys[s], oks[s] = part_frame[p], vx, vy, ok
-        k = max(k, cw, ch)
-        s += 1
-    size = n * gh * gw
-    count = np.zeros(size, np.int64)
-    sum_x = np.zeros(size, np.float64)
-    sum_y = np.zeros(size, np.float64)
-    for oy in range(k):
-        for ox in range(k):
-            for r in range(s):
-                x0, y0 = x0s[r], y0s[r]
-                if (oks[r] and cws[r] > ox and chs[r] > oy and x0 >= -ox and x0 < gw - ox
-                        and y0 >= -oy and y0 < gh - oy):
-                    c = ((frames[r] * gh + y0) * gw + x0) + (oy * gw + ox)
-                    count[c] += 1
-                    sum_x[c] += vxs[r]
-                    sum_y[c] += vys[r]
+            continue
+        first = part_frame[p] * gh
+        for y in range(ya, yb):
+            row = (first + y) * gw
+            for x in range(xa, xb):
+                count[row + x] += 1
+                sum_x[row + x] += vx
+                sum_y[row + x] += vy
     out = np.empty((n, 2, gh, gw), np.float32)
     nan = np.float32(np.nan)
     for f in range(n):
@@ -234,4 +222,53 @@ def chain_velocities(vel, src, dst, lo, bound_lo, top_x, top_y):  # pragma: no c
                 for q in range(w):
                     fx[i, q] = fx[i, q] + vx[i, q] * sign
                     fy[i, q] = fy[i, q] + vy[i, q] * sign
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _linear_taps(n_in, n_out, start):  # pragma: no cover
+    """Source taps of bilinear resizing ``n_in -> n_out`` with ``align_corners=False`` (torch's
+    ``upsample_bilinear2d`` without antialiasing): first/second index (offset by ``start``) and
+    their float32 weights per output position."""
+    i0 = np.empty(n_out, np.int64)
+    i1 = np.empty(n_out, np.int64)
+    w0 = np.empty(n_out, np.float32)
+    w1 = np.empty(n_out, np.float32)
+    scale = np.float32(n_in) / np.float32(n_out)
+    half, zero, one = np.float32(0.5), np.float32(0.0), np.float32(1.0)
+    for j in range(n_out):
+        src = np.float32(np.float32(scale * np.float32(np.float32(j) + half)) - half)
+        if src < zero:
+            src = zero
+        k = min(int(np.floor(src)), n_in - 1)
+        lam = min(max(np.float32(src - np.float32(k)), zero), one)
+        i0[j] = start + k
+        i1[j] = start + k + (1 if k < n_in - 1 else 0)
+        w0[j] = np.float32(one - lam)
+        w1[j] = lam
+    return i0, i1, w0, w1
+
+
+@njit(cache=True, nogil=True)
+def crop_resize_flow(flow, top, left, height, width, out_h, out_w, flip, scale_x, scale_y):  # pragma: no cover
+    """``flow (N, 2, H, W)`` float32 -> its box ``(top, left, height, width)`` resized bilinearly to
+    ``(out_h, out_w)`` (``align_corners=False``, no antialiasing: for upsampling or equal sizes),
+    mirrored left-right if ``flip``, channel 0 times ``scale_x`` and channel 1 times ``scale_y``
+    (float32; the caller negates ``scale_x`` on a flip): ``(N, 2, out_h, out_w)``."""
+    n = flow.shape[0]
+    y0, y1, wy0, wy1 = _linear_taps(height, out_h, top)
+    x0, x1, wx0, wx1 = _linear_taps(width, out_w, left)
+    out = np.empty((n, 2, out_h, out_w), np.float32)
+    for k in range(n):
+        for c in range(2):
+            s = scale_x if c == 0 else scale_y
+            src = flow[k, c]
+            for i in range(out_h):
+                r0, r1, a0, a1 = y0[i], y1[i], wy0[i], wy1[i]
+                for j in range(out_w):
+                    q0, q1, b0, b1 = x0[j], x1[j], wx0[j], wx1[j]
+                    row0 = np.float32(np.float32(src[r0, q0] * b0) + np.float32(src[r0, q1] * b1))
+                    row1 = np.float32(np.float32(src[r1, q0] * b0) + np.float32(src[r1, q1] * b1))
+                    v = np.float32(np.float32(row0 * a0) + np.float32(row1 * a1))
+                    out[k, c, i, out_w - 1 - j if flip else j] = np.float32(v * s)
     return out

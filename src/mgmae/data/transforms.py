@@ -167,10 +167,24 @@ def apply_flow(flow: torch.Tensor, p: CropParams) -> torch.Tensor:
     scaled by the resize factors and x is negated on a horizontal flip."""
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(f"flow must be (N, 2, H, W), got {tuple(flow.shape)}")
-    out = _crop_resize(flow.float(), p)  # [N, 2, h, w]
+    flow = flow.float()
     sx, sy = p.out_w / p.width, p.out_h / p.height
+    if (flow.device.type == "cpu" and p.height <= p.out_h and p.width <= p.out_w
+            and (p.height, p.width) != (p.out_h, p.out_w) and flow.shape[0] * p.out_h * p.out_w <= _SMALL
+            and not (torch.is_grad_enabled() and flow.requires_grad)):
+        # a small upsampling (the loader's coarse flows, e.g. codec cells -> map cells): one
+        # compiled pass, torch's formula (equal within float32 rounding) without its dispatch
+        from mgmae.kernels import crop_resize_flow
+
+        return torch.from_numpy(crop_resize_flow(
+            flow.numpy(), p.top, p.left, p.height, p.width, p.out_h, p.out_w, p.flip,
+            np.float32(-sx if p.flip else sx), np.float32(sy)))
+    out = _crop_resize(flow, p)  # [N, 2, h, w]
     scale = out.new_tensor([-sx if p.flip else sx, sy]).view(1, 2, 1, 1)
     return out * scale
+
+
+_SMALL = 1 << 18  # output positions x frames up to which apply_flow's compiled path is used
 
 
 # ------------------------------------------------------------------ test-time views (added for data)
