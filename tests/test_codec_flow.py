@@ -235,6 +235,30 @@ def test_vector_export_decodes_the_same_frames_and_pixels(translated):
     assert set(idx) <= set(mv.motion.records)
 
 
+
+def test_motion_vectors_are_pyavs_records(translated):
+    """motion_vectors (a view with a dtype kept from the first call) gives exactly PyAV's
+    to_ndarray() records, frame after frame, and None for frames without vectors (I frames)."""
+    import av
+    from av.sidedata.sidedata import Type
+
+    from mgmae.flow.codec import motion_vectors
+
+    _, path = translated
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.codec_context.options = {"flags2": "+export_mvs"}
+        seen = 0
+        for frame in c.decode(s):
+            sd = frame.side_data.get(Type.MOTION_VECTORS)
+            got = motion_vectors(frame)
+            if sd is None:
+                assert got is None
+                continue
+            ref = sd.to_ndarray()
+            assert got.dtype == ref.dtype and np.array_equal(got, ref) and len(got) > 0
+            seen += 1
+        assert seen > 20
 def test_dataset_gives_codec_masks(tmp_path):
     path = write_video(tmp_path / "a.mp4", translating_frames(48), options=ENCODINGS["b_pyramid"])
     mg = build_masker("motion_guided", input_size=(16, 64, 64), patch_size=8, mask_ratio=0.9, flow=None)

@@ -394,6 +394,9 @@ def test_propagate_numpy_and_torch_paths_agree(hole_filling, monkeypatch):
     init = torch.rand(3, 24, 24, generator=g)
     flows = _pinned_flows()[..., ::4, ::4] / 4
     flows[0, 2, 0, 5, 5] = float("nan")
+    flows[1, 4, 1, 7, 5], flows[2, 0, 0, 3, 3] = float("inf"), float("-inf")
+    flows[1, 5, :, 10:14, 10:14] = 30.0  # sample points far outside: holes
+    flows[2, 6, 0, :, 0] = -0.0005  # just left of column 0, within the validity tolerance
     fast = m.propagate(init, flows, 3)
     monkeypatch.setattr(warp, "_NUMPY_MAX", 0)
     slow = m.propagate(init, flows, 3)
