@@ -7,7 +7,8 @@ call and NumPy's or torch's per-operation dispatch, not the arithmetic, is the c
 * :func:`propagate_backward`: step 3 of motion-guided masking with backward warping, the same bits
   as :meth:`mgmae.masking.motion_guided.MotionGuidedMasker.propagate`'s torch path
   (``tests/test_motion_guided.py``);
-* :func:`paint_vectors`, :func:`fill_from_nearest_frame`, :func:`chain_velocities`: codec motion
+* :func:`paint_vectors`, :func:`finish_paint`, :func:`fill_from_nearest_frame`,
+  :func:`chain_velocities`: codec motion
   vectors -> flow, steps 2-4 of :mod:`mgmae.flow.codec` (tested on hand-made vectors with known
   answers and on encoded clips of a known translation, ``tests/test_codec_flow.py``);
 * :func:`crop_resize_flow`: a view's crop / bilinear upsampling / flip of a small flow field
@@ -120,74 +121,77 @@ def propagate_backward(init, flows, base, order, pair, consist, lo, top_x, top_y
 
 
 @njit(cache=True, nogil=True)
-def paint_vectors(source, bw8, bh8, dst_x, dst_y, motion_x, motion_y, motion_scale, part, part_frame,
-                  part_past, part_future, cy, cx, n, gh, gw, height, width):  # pragma: no cover
-    """Codec motion vectors -> raw per-frame velocity on a box of 8-pixel cells (steps 1-2 of
-    :mod:`mgmae.flow.codec`): ``(n, 2, gh, gw)`` float32 in cells per frame, NaN where no vector
-    covers a cell, and the number of vectors dropped as longer than the frame.
+def paint_vectors(vectors, frame, past, future, cy, cx, height, width, count, sum_x, sum_y):  # pragma: no cover
+    """Codec motion vectors of one frame -> sums on a box of 8-pixel cells (steps 1-2 of
+    :mod:`mgmae.flow.codec`); returns the number of vectors dropped as longer than the frame.
 
-    Inputs: FFmpeg's fields of every vector of the span (any strides), ``part[i]`` the record of
-    vector ``i`` and per record its frame in the span and its past / future reference distances
-    (0: none). Each vector paints the cells of its ``w x h`` block inside the box; a cell is the
-    mean of the vectors that cover it, summed in float64 in the vectors' order."""
-    m = source.shape[0]
+    ``vectors``: FFmpeg's records (PyAV's structured array, read in place), ``frame`` the frame's
+    index in the span, ``past`` / ``future`` its reference distances (0: none), ``(cy, cx)`` the
+    box's first cell; ``count``, ``sum_x``, ``sum_y`` ``(n, gh, gw)``: each vector adds its
+    velocity (pixels per frame, forward in time, float64) to the cells of its ``w x h`` block
+    inside the box (:func:`finish_paint` turns them into means)."""
+    _, gh, gw = count.shape
     cell = 8
-    size = n * gh * gw
-    count = np.zeros(size, np.int32)
-    sum_x = np.zeros(size, np.float64)
-    sum_y = np.zeros(size, np.float64)
-    absurd = 0
     zero = np.float32(0.0)
-    for i in range(m):
-        bw, bh = np.int64(bw8[i]), np.int64(bh8[i])
-        x0 = (np.int64(dst_x[i]) - bw // 2) // cell - cx  # the block's first cell in the box
-        y0 = (np.int64(dst_y[i]) - bh // 2) // cell - cy
+    absurd = 0
+    for i in range(vectors.shape[0]):
+        v = vectors[i]
+        bw, bh = np.int64(v.w), np.int64(v.h)
+        x0 = (np.int64(v.dst_x) - bw // 2) // cell - cx  # the block's first cell in the box
+        y0 = (np.int64(v.dst_y) - bh // 2) // cell - cy
         xa, xb = max(x0, 0), min(x0 + max(bw // cell, 1), gw)  # its cells inside the box
         ya, yb = max(y0, 0), min(y0 + max(bh // cell, 1), gh)
         if xa >= xb or ya >= yb:
             continue
-        p = part[i]
-        past = source[i] < 0
-        d = np.float32(part_past[p] if past else part_future[p])
-        scale = np.float32(motion_scale[i])
+        is_past = v.source < 0
+        d = np.float32(past if is_past else future)
+        scale = np.float32(v.motion_scale)
         if not (scale > zero and d > zero):  # no scale, or no reference known in that direction
             continue
-        per = (np.float32(-1.0) if past else np.float32(1.0)) / np.float32(scale * d)  # float32
-        vx = np.float64(motion_x[i]) * np.float64(per)  # pixels per frame, forward in time
-        vy = np.float64(motion_y[i]) * np.float64(per)
+        per = (np.float32(-1.0) if is_past else np.float32(1.0)) / np.float32(scale * d)  # float32
+        vx = np.float64(v.motion_x) * np.float64(per)  # pixels per frame, forward in time
+        vy = np.float64(v.motion_y) * np.float64(per)
         if abs(vx * np.float64(d)) > width or abs(vy * np.float64(d)) > height:
             absurd += 1
             continue
-        first = part_frame[p] * gh
         for y in range(ya, yb):
-            row = (first + y) * gw
             for x in range(xa, xb):
-                count[row + x] += 1
-                sum_x[row + x] += vx
-                sum_y[row + x] += vy
+                count[frame, y, x] += 1
+                sum_x[frame, y, x] += vx
+                sum_y[frame, y, x] += vy
+    return absurd
+
+
+@njit(cache=True, nogil=True)
+def finish_paint(count, sum_x, sum_y):  # pragma: no cover
+    """:func:`paint_vectors`' sums -> raw velocity ``(n, 2, gh, gw)`` float32 in cells per frame:
+    the mean of the vectors that cover a cell (summed in float64 in the frames' and the vectors'
+    order), NaN where none does."""
+    n, gh, gw = count.shape
     out = np.empty((n, 2, gh, gw), np.float32)
     nan = np.float32(np.nan)
     for f in range(n):
         for i in range(gh):
             for j in range(gw):
-                c = (f * gh + i) * gw + j
-                if count[c] == 0:
+                c = count[f, i, j]
+                if c == 0:
                     out[f, 0, i, j] = nan
                     out[f, 1, i, j] = nan
                 else:
-                    q = np.float64(count[c] * cell)
-                    out[f, 0, i, j] = np.float32(sum_x[c] / q)
-                    out[f, 1, i, j] = np.float32(sum_y[c] / q)
-    return out, absurd
+                    q = np.float64(c * 8)
+                    out[f, 0, i, j] = np.float32(sum_x[f, i, j] / q)
+                    out[f, 1, i, j] = np.float32(sum_y[f, i, j] / q)
+    return out
 
 
 @njit(cache=True, nogil=True)
 def fill_from_nearest_frame(raw):  # pragma: no cover
     """Step 3 of :mod:`mgmae.flow.codec`: each cell without a vector (NaN) takes the value of the
     same cell in the nearest frame that has one (the mean of both at equal distance, in float32);
-    0 where no frame has one. ``raw (n, 2, h, w)`` float32 -> a new array."""
+    0 where no frame has one. ``raw (n, 2, h, w)`` float32, filled in place and returned (safe:
+    a cell's sources are frames that have a vector there, which keep their values)."""
     n, _, h, w = raw.shape
-    out = np.empty_like(raw)
+    out = raw
     prev = np.empty(n, np.int64)
     nxt = np.empty(n, np.int64)
     two = np.float32(2.0)

@@ -49,7 +49,7 @@ import torch
 from av.sidedata.sidedata import Type as SideDataType
 
 from mgmae.flow.warp import _bounds
-from mgmae.kernels import chain_velocities, fill_from_nearest_frame, paint_vectors
+from mgmae.kernels import chain_velocities, fill_from_nearest_frame, finish_paint, paint_vectors
 
 __all__ = ["CELL", "CodecMotion", "ClipCodecFlow", "FrameRecord", "motion_vectors",
            "reference_distances", "packet_is_reference"]
@@ -201,27 +201,21 @@ class CodecMotion:
     def _paint(self, lo: int, hi: int, cells: tuple[int, int, int, int]) -> torch.Tensor:
         """Raw velocities of frames ``lo..hi`` on the ``cells`` box ``(y0, x0, y1, x1)``:
         ``(n, 2, y1 - y0, x1 - x0)``, NaN where no vector covers a cell (steps 1-2 of the module
-        docstring), every vector of the span painted in one pass."""
+        docstring), frame by frame, each frame's vectors read where PyAV holds them."""
         global _warned_absurd
         cy, cx, gh, gw = cells[0], cells[1], cells[2] - cells[0], cells[3] - cells[1]
         n = hi - lo + 1
-        parts = []
-        for i in range(lo, hi + 1):
+        count = np.zeros((n, gh, gw), np.int32)
+        sum_x, sum_y = np.zeros((n, gh, gw)), np.zeros((n, gh, gw))
+        H, W = self.size
+        absurd = 0
+        for i in range(lo, hi + 1):  # each frame's vectors read in place (no copy)
             r = self.records.get(i)
             if r is not None and r.vectors is not None and len(r.vectors):
                 past_d, future_d = self.distances.get(i, (None, None))
-                parts.append((i - lo, r.vectors, past_d or 0, future_d or 0))
-        if not parts:
-            return torch.full((n, 2, gh, gw), float("nan"))
-        dtype = parts[0][1].dtype  # (as bytes: numpy concatenates structured arrays slowly)
-        v = np.concatenate([np.ascontiguousarray(p[1]).view(np.uint8) for p in parts]).view(dtype)
-        part = np.repeat(np.arange(len(parts), dtype=np.int64), [len(p[1]) for p in parts])
-        H, W = self.size
-        out, absurd = paint_vectors(v["source"], v["w"], v["h"], v["dst_x"], v["dst_y"], v["motion_x"],
-                                    v["motion_y"], v["motion_scale"], part,
-                                    np.array([p[0] for p in parts], dtype=np.int64),
-                                    np.array([p[2] for p in parts], dtype=np.int64),
-                                    np.array([p[3] for p in parts], dtype=np.int64), cy, cx, n, gh, gw, H, W)
+                absurd += paint_vectors(r.vectors, i - lo, past_d or 0, future_d or 0, cy, cx, H, W,
+                                        count, sum_x, sum_y)
+        out = finish_paint(count, sum_x, sum_y)
         if absurd and not _warned_absurd:
             warnings.warn(f"{self.path}: {absurd} motion vectors longer than the frame were dropped "
                           "(further occurrences are not reported)", RuntimeWarning, stacklevel=3)
