@@ -236,6 +236,35 @@ def test_vector_export_decodes_the_same_frames_and_pixels(translated):
 
 
 
+def test_reading_vectors_leaves_no_frame_for_the_garbage_collector(translated):
+    """Decoded frames are freed as soon as the clip's motion is dropped: reading the vectors
+    creates no reference cycle (PyAV's cached frame.side_data does: frame -> container -> frame,
+    which kept every frame of a clip alive until a garbage collection)."""
+    import gc
+
+    import av
+
+    from mgmae.data.video import PyAVReader
+
+    _, path = translated
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # unreachable objects go to gc.garbage instead of being freed
+    try:
+        reader = PyAVReader(path, export_mvs=True)
+        reader.get_frames(list(range(20, 46, 2)))
+        assert reader.motion.num_vectors > 0
+        reader.close()
+        del reader
+        gc.collect()
+        cyclic = [o for o in gc.garbage if isinstance(o, av.VideoFrame)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cyclic == []
+
+
 def test_motion_vectors_are_pyavs_records(translated):
     """motion_vectors (a view with a dtype kept from the first call) gives exactly PyAV's
     to_ndarray() records, frame after frame, and None for frames without vectors (I frames)."""
