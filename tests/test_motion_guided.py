@@ -404,6 +404,24 @@ def test_propagate_numpy_and_torch_paths_agree(hole_filling, monkeypatch):
     assert torch.equal(fast[:, 3], init)
 
 
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_compiled_initial_map_is_the_max_of_the_bumps(stride):
+    """On the CPU the mix_gauss map is one compiled pass; it equals the torch formula bit for bit
+    (the max over k of gy[row] x gx[col] for the chosen patches) and peaks at those patches."""
+    m = build_masker("motion_guided", input_size=(4, 96, 128), patch_size=16, mask_ratio=0.75, flow="zero")
+    got = m.initial_map(3, 96, 128, torch.Generator().manual_seed(5), stride)
+    noise = torch.rand(3, 6 * 8, generator=torch.Generator().manual_seed(5))
+    idx = noise.topk(m.k_map, dim=1).indices.sort(dim=1).values
+    gy, gx = m._gauss_profiles(96 // stride, 128 // stride, stride, torch.device("cpu"))
+    ref = (gy[idx // 8][..., :, None] * gx[idx % 8][..., None, :]).amax(dim=1)
+    assert got.shape == (3, 96 // stride, 128 // stride) and torch.equal(got, ref)
+    c = 16 // stride  # each chosen patch's centre cell is a local peak of the map
+    for b in range(3):
+        for i in idx[b].tolist():
+            y, x = (i // 8) * c + c // 2, (i % 8) * c + c // 2
+            assert got[b, y, x] >= got[b].max() * 0.9
+
+
 def test_initial_map_on_a_device_equals_the_cpu_map():
     # "meta" is not enough to run the maths, so compare the explicit-device call with the default
     m = build_masker("motion_guided", input_size=(4, 64, 64), patch_size=16, mask_ratio=0.75, flow="zero")

@@ -13,7 +13,7 @@ call and NumPy's or torch's per-operation dispatch, not the arithmetic, is the c
   answers and on encoded clips of a known translation, ``tests/test_codec_flow.py``);
 * :func:`crop_resize_flow`: a view's crop / bilinear upsampling / flip of a small flow field
   (:func:`mgmae.data.transforms.apply_flow`), torch's formula, equal to it within float32 rounding
-  (``tests/test_transforms.py``).
+  (``tests/test_datasets.py``).
 
 Compiled on first use (a few seconds) and cached next to this file (``cache=True``; later
 processes load them in a fraction of a second); a DataLoader worker forked after the first use
@@ -225,30 +225,56 @@ def fill_from_nearest_frame(raw):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def chain_velocities(vel, src, dst, lo, bound_lo, top_x, top_y):  # pragma: no cover
+def chain_velocities(vel, src, dst, lo):  # pragma: no cover
     """Step 4 of :mod:`mgmae.flow.codec`: the flow of each pair ``(src[p], dst[p])`` (frames of
     the video, ``vel[0]`` is frame ``lo``), ``f += s * V_m(x + f)`` for each frame ``m`` on the
     way (``s = +-1`` the direction), each step read bilinearly at the displaced position with
-    border padding (:func:`warp_plane`; exact at integer positions). ``vel (n, 2, h, w)`` -> ``(P,
-    2, h, w)`` float32, in cells."""
+    border padding (:func:`warp_plane`'s operations, both channels at one position; exact at integer
+    positions). ``vel (n, 2, h, w)`` -> ``(P, 2, h, w)`` float32, in cells."""
     n, _, h, w = vel.shape
     P = src.shape[0]
     out = np.zeros((P, 2, h, w), np.float32)
-    vx = np.empty((h, w), np.float32)
-    vy = np.empty((h, w), np.float32)
-    valid = np.empty((h, w), np.bool_)
+    one, neg1 = np.float32(1.0), np.float32(-1.0)
+    size_x, size_y = np.float32(w), np.float32(h)
+    hi_x, hi_y = np.float32(w - 1), np.float32(h - 1)
     for p in range(P):
         step = 1 if dst[p] > src[p] else -1
         sign = np.float32(step)
         fx, fy = out[p, 0], out[p, 1]
-        for j in range(abs(dst[p] - src[p])):
-            m = src[p] - lo + j * step
-            warp_plane(vel[m, 0], fx, fy, True, bound_lo, top_x, top_y, vx, valid)
-            warp_plane(vel[m, 1], fx, fy, True, bound_lo, top_x, top_y, vy, valid)
+        for s in range(abs(dst[p] - src[p])):
+            m = src[p] - lo + s * step
+            vx, vy = vel[m, 0], vel[m, 1]
             for i in range(h):
-                for q in range(w):
-                    fx[i, q] = fx[i, q] + vx[i, q] * sign
-                    fy[i, q] = fy[i, q] + vy[i, q] * sign
+                yi = np.float32(i)
+                for j in range(w):
+                    # warp_plane's border-padded sample of both channels at one position
+                    px = fx[i, j] + np.float32(j)
+                    py = fy[i, j] + yi
+                    if not px >= neg1:
+                        px = neg1
+                    elif px > size_x:
+                        px = size_x
+                    if not py >= neg1:
+                        py = neg1
+                    elif py > size_y:
+                        py = size_y
+                    x0 = min(np.float32(np.floor(px)), hi_x)
+                    y0 = min(np.float32(np.floor(py)), hi_y)
+                    ax = np.float32(px - x0)
+                    ay = np.float32(py - y0)
+                    c0, r0 = int(x0), int(y0)
+                    c1, r1 = min(c0 + 1, w - 1), min(r0 + 1, h - 1)
+                    c0, r0 = max(c0, 0), max(r0, 0)
+                    gx = np.float32(one - ax)
+                    gy = np.float32(one - ay)
+                    top = np.float32(np.float32(vx[r0, c0] * gx) + np.float32(vx[r0, c1] * ax))
+                    bottom = np.float32(np.float32(vx[r1, c0] * gx) + np.float32(vx[r1, c1] * ax))
+                    sx = np.float32(np.float32(top * gy) + np.float32(bottom * ay))
+                    top = np.float32(np.float32(vy[r0, c0] * gx) + np.float32(vy[r0, c1] * ax))
+                    bottom = np.float32(np.float32(vy[r1, c0] * gx) + np.float32(vy[r1, c1] * ax))
+                    sy = np.float32(np.float32(top * gy) + np.float32(bottom * ay))
+                    fx[i, j] = fx[i, j] + sx * sign
+                    fy[i, j] = fy[i, j] + sy * sign
     return out
 
 
@@ -298,4 +324,25 @@ def crop_resize_flow(flow, top, left, height, width, out_h, out_w, flip, scale_x
                     row1 = np.float32(np.float32(src[r1, q0] * b0) + np.float32(src[r1, q1] * b1))
                     v = np.float32(np.float32(row0 * a0) + np.float32(row1 * a1))
                     out[k, c, i, out_w - 1 - j if flip else j] = np.float32(v * s)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def max_of_bumps(gy, gx, iy, ix):  # pragma: no cover
+    """The ``mix_gauss`` initial map: ``out[b, i, j] = max_k gy[iy[b, k], i] * gx[ix[b, k], j]``
+    (float32 products, the max of the separable bumps centred on the chosen patches), the same
+    floats as :meth:`mgmae.masking.motion_guided.MotionGuidedMasker.initial_map`'s torch path.
+    ``gy (h, hs)``, ``gx (w, ws)`` float32, ``iy``, ``ix`` ``(B, k)`` int64 -> ``(B, hs, ws)``."""
+    B, k = iy.shape
+    hs, ws = gy.shape[1], gx.shape[1]
+    out = np.zeros((B, hs, ws), np.float32)  # (bumps are > 0 or underflow to 0)
+    for b in range(B):
+        for q in range(k):
+            ry, rx = gy[iy[b, q]], gx[ix[b, q]]
+            for i in range(hs):
+                y = ry[i]
+                for j in range(ws):
+                    v = np.float32(y * rx[j])
+                    if v > out[b, i, j]:
+                        out[b, i, j] = v
     return out

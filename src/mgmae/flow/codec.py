@@ -48,7 +48,6 @@ import numpy as np
 import torch
 from av.sidedata.sidedata import SideDataContainer, Type as SideDataType
 
-from mgmae.flow.warp import _bounds
 from mgmae.kernels import chain_velocities, fill_from_nearest_frame, finish_paint, paint_vectors
 
 __all__ = ["CELL", "CodecMotion", "ClipCodecFlow", "FrameRecord", "motion_vectors",
@@ -78,7 +77,7 @@ _mv_dtype: np.dtype | None = None  # FFmpeg's AVMotionVector, as PyAV's first to
 def motion_vectors(frame) -> np.ndarray | None:
     """The MOTION_VECTORS side data of a PyAV frame as FFmpeg's structured array (None: none), a
     view of the side data (no copy). PyAV's ``to_ndarray`` builds its structured dtype on every
-    call (~0.7 ms per 16-frame clip in a loader worker); the first call's dtype is kept."""
+    call (~10 us per frame); the first call's dtype is kept."""
     global _mv_dtype
     # A container of our own, not frame.side_data: the frame caches that one and it points back
     # to the frame, a reference cycle that kept every decoded frame of a clip alive until the
@@ -254,8 +253,7 @@ class CodecMotion:
         hi = max(max(p) for p in pairs)
         vel = self.velocities(lo, hi, cells).numpy()  # [n, 2, h, w]
         return torch.from_numpy(chain_velocities(vel, np.array([s for s, _ in pairs], dtype=np.int64),
-                                                 np.array([d for _, d in pairs], dtype=np.int64), lo,
-                                                 *_bounds(gh, gw)))
+                                                 np.array([d for _, d in pairs], dtype=np.int64), lo))
 
 
 class ClipCodecFlow:
