@@ -26,49 +26,64 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _clamp(p, size):  # pragma: no cover
+    """torch's ``nan_to_num(nan=-1, posinf=size, neginf=-1)`` then ``clamp(-1, size)`` of a sample
+    coordinate (float32)."""
+    if not p >= np.float32(-1.0):  # (NaN too)
+        return np.float32(-1.0)
+    if p > np.float32(size):
+        return np.float32(size)
+    return p
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cell(p, size):  # pragma: no cover
+    """A sample coordinate in ``[-1, size]`` -> ``(k, a)``: its first cell ``k = min(floor(p), size
+    - 1)`` (-1 .. size - 1) and the weight ``a = p - k`` of cell ``k + 1`` (float32; exactly 0 at
+    integer positions)."""
+    k = min(np.float32(np.floor(p)), np.float32(size - 1))
+    return int(k), np.float32(p - k)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bilinear(src, r0, c0, ay, ax, border):  # pragma: no cover
+    """``src (H, W)`` at the taps ``r0 .. r0 + 1``, ``c0 .. c0 + 1`` with weights ``ay``, ``ax``: the
+    float32 operations of :func:`mgmae.flow.warp._bilinear_gather`, in its order; outside the plane
+    the edge value (``border``) or 0."""
+    h, w = src.shape
+    zero, one = np.float32(0.0), np.float32(1.0)
+    r1, c1 = r0 + 1, c0 + 1
+    if border:  # replicate the edge
+        r0, c0 = max(r0, 0), max(c0, 0)
+        r1, c1 = min(r1, h - 1), min(c1, w - 1)
+        v00, v01, v10, v11 = src[r0, c0], src[r0, c1], src[r1, c0], src[r1, c1]
+    else:  # zeros outside
+        v00 = src[r0, c0] if r0 >= 0 and c0 >= 0 else zero
+        v01 = src[r0, c1] if r0 >= 0 and c1 < w else zero
+        v10 = src[r1, c0] if r1 < h and c0 >= 0 else zero
+        v11 = src[r1, c1] if r1 < h and c1 < w else zero
+    gx = np.float32(one - ax)
+    top = np.float32(np.float32(v00 * gx) + np.float32(v01 * ax))
+    bottom = np.float32(np.float32(v10 * gx) + np.float32(v11 * ax))
+    return np.float32(np.float32(top * np.float32(one - ay)) + np.float32(bottom * ay))
+
+
 @njit(cache=True, nogil=True)
 def warp_plane(src, fx, fy, border, lo, top_x, top_y, out, valid):  # pragma: no cover (compiled)
     """One plane: ``out[p] = src(p + (fx, fy)[p])`` bilinear, ``valid[p]`` the validity of the
     sample point; the float32 operations of :func:`mgmae.flow.warp._bilinear_gather`, in its order. ``src``,
     ``fx``, ``fy``, ``out`` ``(H, W)`` float32, ``valid`` ``(H, W)`` bool."""
     h, w = src.shape
-    one, zero, neg1 = np.float32(1.0), np.float32(0.0), np.float32(-1.0)
-    size_x, size_y = np.float32(w), np.float32(h)
-    hi_x, hi_y = np.float32(w - 1), np.float32(h - 1)
     for i in range(h):
         yi = np.float32(i)
         for j in range(w):
             px = fx[i, j] + np.float32(j)
             py = fy[i, j] + yi
             valid[i, j] = px >= lo and px <= top_x and py >= lo and py <= top_y  # NaN: False
-            # nan_to_num(nan=-1, posinf=size, neginf=-1), clamp(-1, size)
-            if not px >= neg1:
-                px = neg1
-            elif px > size_x:
-                px = size_x
-            if not py >= neg1:
-                py = neg1
-            elif py > size_y:
-                py = size_y
-            x0 = min(np.float32(np.floor(px)), hi_x)
-            y0 = min(np.float32(np.floor(py)), hi_y)
-            ax = np.float32(px - x0)  # in [0, 1]; exactly 0 for integer positions
-            ay = np.float32(py - y0)
-            c0, r0 = int(x0), int(y0)  # the top-left corner, -1 .. size - 1
-            c1, r1 = c0 + 1, r0 + 1
-            if border:  # replicate the edge
-                c0, r0 = max(c0, 0), max(r0, 0)
-                c1, r1 = min(c1, w - 1), min(r1, h - 1)
-                v00, v01, v10, v11 = src[r0, c0], src[r0, c1], src[r1, c0], src[r1, c1]
-            else:  # zeros outside
-                v00 = src[r0, c0] if r0 >= 0 and c0 >= 0 else zero
-                v01 = src[r0, c1] if r0 >= 0 and c1 < w else zero
-                v10 = src[r1, c0] if r1 < h and c0 >= 0 else zero
-                v11 = src[r1, c1] if r1 < h and c1 < w else zero
-            gx = np.float32(one - ax)
-            top = np.float32(np.float32(v00 * gx) + np.float32(v01 * ax))
-            bottom = np.float32(np.float32(v10 * gx) + np.float32(v11 * ax))
-            out[i, j] = np.float32(np.float32(top * np.float32(one - ay)) + np.float32(bottom * ay))
+            c0, ax = _cell(_clamp(px, w), w)
+            r0, ay = _cell(_clamp(py, h), h)
+            out[i, j] = _bilinear(src, r0, c0, ay, ax, border)
 
 
 @njit(cache=True, nogil=True)
@@ -87,8 +102,7 @@ def propagate_backward(init, flows, base, order, pair, consist, lo, top_x, top_y
     one (``lo <= p <= top``, so no clamping applies) is interpolated (~25% less time than a warp
     followed by a filling pass)."""
     B, T, H, W = out.shape
-    one, zero = np.float32(1.0), np.float32(0.0)
-    hi_x, hi_y = np.float32(W - 1), np.float32(H - 1)
+    zero = np.float32(0.0)
     for b in range(B):
         out[b, base] = init[b]
         for k in range(order.shape[0]):
@@ -104,20 +118,9 @@ def propagate_backward(init, flows, base, order, pair, consist, lo, top_x, top_y
                     if not (px >= lo and px <= top_x and py >= lo and py <= top_y):  # (NaN: a hole)
                         dst[i, j] = init[b, i, j] if consist else zero
                         continue
-                    x0 = min(np.float32(np.floor(px)), hi_x)
-                    y0 = min(np.float32(np.floor(py)), hi_y)
-                    ax = np.float32(px - x0)
-                    ay = np.float32(py - y0)
-                    c0, r0 = int(x0), int(y0)  # -1 .. size - 1 (lo may be slightly below 0)
-                    c1, r1 = c0 + 1, r0 + 1
-                    v00 = src[r0, c0] if r0 >= 0 and c0 >= 0 else zero
-                    v01 = src[r0, c1] if r0 >= 0 and c1 < W else zero
-                    v10 = src[r1, c0] if r1 < H and c0 >= 0 else zero
-                    v11 = src[r1, c1] if r1 < H and c1 < W else zero
-                    gx = np.float32(one - ax)
-                    top = np.float32(np.float32(v00 * gx) + np.float32(v01 * ax))
-                    bottom = np.float32(np.float32(v10 * gx) + np.float32(v11 * ax))
-                    dst[i, j] = np.float32(np.float32(top * np.float32(one - ay)) + np.float32(bottom * ay))
+                    c0, ax = _cell(px, W)  # (in bounds: no clamping applies)
+                    r0, ay = _cell(py, H)
+                    dst[i, j] = _bilinear(src, r0, c0, ay, ax, False)
 
 
 @njit(cache=True, nogil=True)
@@ -234,9 +237,6 @@ def chain_velocities(vel, src, dst, lo):  # pragma: no cover
     n, _, h, w = vel.shape
     P = src.shape[0]
     out = np.zeros((P, 2, h, w), np.float32)
-    one, neg1 = np.float32(1.0), np.float32(-1.0)
-    size_x, size_y = np.float32(w), np.float32(h)
-    hi_x, hi_y = np.float32(w - 1), np.float32(h - 1)
     for p in range(P):
         step = 1 if dst[p] > src[p] else -1
         sign = np.float32(step)
@@ -246,33 +246,11 @@ def chain_velocities(vel, src, dst, lo):  # pragma: no cover
             vx, vy = vel[m, 0], vel[m, 1]
             for i in range(h):
                 yi = np.float32(i)
-                for j in range(w):
-                    # warp_plane's border-padded sample of both channels at one position
-                    px = fx[i, j] + np.float32(j)
-                    py = fy[i, j] + yi
-                    if not px >= neg1:
-                        px = neg1
-                    elif px > size_x:
-                        px = size_x
-                    if not py >= neg1:
-                        py = neg1
-                    elif py > size_y:
-                        py = size_y
-                    x0 = min(np.float32(np.floor(px)), hi_x)
-                    y0 = min(np.float32(np.floor(py)), hi_y)
-                    ax = np.float32(px - x0)
-                    ay = np.float32(py - y0)
-                    c0, r0 = int(x0), int(y0)
-                    c1, r1 = min(c0 + 1, w - 1), min(r0 + 1, h - 1)
-                    c0, r0 = max(c0, 0), max(r0, 0)
-                    gx = np.float32(one - ax)
-                    gy = np.float32(one - ay)
-                    top = np.float32(np.float32(vx[r0, c0] * gx) + np.float32(vx[r0, c1] * ax))
-                    bottom = np.float32(np.float32(vx[r1, c0] * gx) + np.float32(vx[r1, c1] * ax))
-                    sx = np.float32(np.float32(top * gy) + np.float32(bottom * ay))
-                    top = np.float32(np.float32(vy[r0, c0] * gx) + np.float32(vy[r0, c1] * ax))
-                    bottom = np.float32(np.float32(vy[r1, c0] * gx) + np.float32(vy[r1, c1] * ax))
-                    sy = np.float32(np.float32(top * gy) + np.float32(bottom * ay))
+                for j in range(w):  # both channels sampled at one position, border padding
+                    c0, ax = _cell(_clamp(fx[i, j] + np.float32(j), w), w)
+                    r0, ay = _cell(_clamp(fy[i, j] + yi, h), h)
+                    sx = _bilinear(vx, r0, c0, ay, ax, True)
+                    sy = _bilinear(vy, r0, c0, ay, ax, True)
                     fx[i, j] = fx[i, j] + sx * sign
                     fy[i, j] = fy[i, j] + sy * sign
     return out
