@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+CODEC_CELL = 8  # pixels per cell of the codec-flow grid (mgmae.flow.codec.CELL)
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _clamp(p, size):  # pragma: no cover
@@ -52,7 +54,7 @@ def _bilinear(src, r0, c0, ay, ax, border):  # pragma: no cover
     float32 operations of :func:`mgmae.flow.warp._bilinear_gather`, in its order; outside the plane
     the edge value (``border``) or 0."""
     h, w = src.shape
-    zero, one = np.float32(0.0), np.float32(1.0)
+    zero = np.float32(0.0)
     r1, c1 = r0 + 1, c0 + 1
     if border:  # replicate the edge
         r0, c0 = max(r0, 0), max(c0, 0)
@@ -63,6 +65,15 @@ def _bilinear(src, r0, c0, ay, ax, border):  # pragma: no cover
         v01 = src[r0, c1] if r0 >= 0 and c1 < w else zero
         v10 = src[r1, c0] if r1 < h and c0 >= 0 else zero
         v11 = src[r1, c1] if r1 < h and c1 < w else zero
+    return _mix(v00, v01, v10, v11, ay, ax)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(v00, v01, v10, v11, ay, ax):  # pragma: no cover
+    """The bilinear blend of four corner values (rows 0/1, columns 0/1) with weights ``ay``, ``ax``
+    of the second row / column: the float32 operations of :func:`mgmae.flow.warp._bilinear_gather`,
+    in its order."""
+    one = np.float32(1.0)
     gx = np.float32(one - ax)
     top = np.float32(np.float32(v00 * gx) + np.float32(v01 * ax))
     bottom = np.float32(np.float32(v10 * gx) + np.float32(v11 * ax))
@@ -134,7 +145,7 @@ def paint_vectors(vectors, frame, past, future, cy, cx, height, width, count, su
     velocity (pixels per frame, forward in time, float64) to the cells of its ``w x h`` block
     inside the box (:func:`finish_paint` turns them into means)."""
     _, gh, gw = count.shape
-    cell = 8
+    cell = CODEC_CELL
     zero = np.float32(0.0)
     absurd = 0
     for i in range(vectors.shape[0]):
@@ -181,7 +192,7 @@ def finish_paint(count, sum_x, sum_y):  # pragma: no cover
                     out[f, 0, i, j] = nan
                     out[f, 1, i, j] = nan
                 else:
-                    q = np.float64(c * 8)
+                    q = np.float64(c * CODEC_CELL)
                     out[f, 0, i, j] = np.float32(sum_x[f, i, j] / q)
                     out[f, 1, i, j] = np.float32(sum_y[f, i, j] / q)
     return out
@@ -258,13 +269,12 @@ def chain_velocities(vel, src, dst, lo):  # pragma: no cover
 
 @njit(cache=True, nogil=True)
 def _linear_taps(n_in, n_out, start):  # pragma: no cover
-    """Source taps of bilinear resizing ``n_in -> n_out`` with ``align_corners=False`` (torch's
-    ``upsample_bilinear2d`` without antialiasing): first/second index (offset by ``start``) and
-    their float32 weights per output position."""
+    """Bilinear resizing ``n_in -> n_out`` with ``align_corners=False`` (torch's
+    ``upsample_bilinear2d`` without antialiasing): per output position its two source taps
+    (offset by ``start``; the last one repeated at the edge) and the float32 weight of the second."""
     i0 = np.empty(n_out, np.int64)
     i1 = np.empty(n_out, np.int64)
-    w0 = np.empty(n_out, np.float32)
-    w1 = np.empty(n_out, np.float32)
+    lam = np.empty(n_out, np.float32)
     scale = np.float32(n_in) / np.float32(n_out)
     half, zero, one = np.float32(0.5), np.float32(0.0), np.float32(1.0)
     for j in range(n_out):
@@ -272,12 +282,10 @@ def _linear_taps(n_in, n_out, start):  # pragma: no cover
         if src < zero:
             src = zero
         k = min(int(np.floor(src)), n_in - 1)
-        lam = min(max(np.float32(src - np.float32(k)), zero), one)
+        lam[j] = min(max(np.float32(src - np.float32(k)), zero), one)
         i0[j] = start + k
-        i1[j] = start + k + (1 if k < n_in - 1 else 0)
-        w0[j] = np.float32(one - lam)
-        w1[j] = lam
-    return i0, i1, w0, w1
+        i1[j] = start + min(k + 1, n_in - 1)
+    return i0, i1, lam
 
 
 @njit(cache=True, nogil=True)
@@ -287,20 +295,18 @@ def crop_resize_flow(flow, top, left, height, width, out_h, out_w, flip, scale_x
     mirrored left-right if ``flip``, channel 0 times ``scale_x`` and channel 1 times ``scale_y``
     (float32; the caller negates ``scale_x`` on a flip): ``(N, 2, out_h, out_w)``."""
     n = flow.shape[0]
-    y0, y1, wy0, wy1 = _linear_taps(height, out_h, top)
-    x0, x1, wx0, wx1 = _linear_taps(width, out_w, left)
+    y0, y1, ay = _linear_taps(height, out_h, top)
+    x0, x1, ax = _linear_taps(width, out_w, left)
     out = np.empty((n, 2, out_h, out_w), np.float32)
     for k in range(n):
         for c in range(2):
             s = scale_x if c == 0 else scale_y
             src = flow[k, c]
             for i in range(out_h):
-                r0, r1, a0, a1 = y0[i], y1[i], wy0[i], wy1[i]
+                r0, r1, a = y0[i], y1[i], ay[i]
                 for j in range(out_w):
-                    q0, q1, b0, b1 = x0[j], x1[j], wx0[j], wx1[j]
-                    row0 = np.float32(np.float32(src[r0, q0] * b0) + np.float32(src[r0, q1] * b1))
-                    row1 = np.float32(np.float32(src[r1, q0] * b0) + np.float32(src[r1, q1] * b1))
-                    v = np.float32(np.float32(row0 * a0) + np.float32(row1 * a1))
+                    q0, q1 = x0[j], x1[j]
+                    v = _mix(src[r0, q0], src[r0, q1], src[r1, q0], src[r1, q1], a, ax[j])
                     out[k, c, i, out_w - 1 - j if flip else j] = np.float32(v * s)
     return out
 

@@ -48,12 +48,13 @@ import numpy as np
 import torch
 from av.sidedata.sidedata import SideDataContainer, Type as SideDataType
 
-from mgmae.kernels import chain_velocities, fill_from_nearest_frame, finish_paint, paint_vectors
+from mgmae.kernels import (CODEC_CELL, chain_velocities, fill_from_nearest_frame, finish_paint,
+                           paint_vectors)
 
 __all__ = ["CELL", "CodecMotion", "ClipCodecFlow", "FrameRecord", "motion_vectors",
            "reference_distances", "packet_is_reference"]
 
-CELL = 8  # pixels per cell of the codec-flow grid (FFmpeg's finest H.264 motion block)
+CELL = CODEC_CELL  # pixels per cell of the codec-flow grid (8: FFmpeg's finest H.264 motion block)
 
 _warned_absurd = False
 
