@@ -27,16 +27,21 @@ def _free_port() -> int:
 
 
 def signal_run(args: list[str], log: Path, sig: int, after_lines: int = 2,
-               timeout: float = 120) -> tuple[int, str]:
+               timeout: float = 120, group: bool = False) -> tuple[int, str]:
     """Start ``python -m mgmae *args``, send ``sig`` once its ``log`` (log.jsonl) has
-    ``after_lines`` records, and return its exit status and output."""
+    ``after_lines`` records, and return its exit status and output. ``group``: the child leads a
+    process group of its own and the signal goes to the whole group (loader workers included), as
+    SLURM's scancel, ``timeout`` and ``kill -TERM -PGID`` deliver it."""
     proc = subprocess.Popen([sys.executable, "-m", "mgmae", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=group,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.time() + timeout
     while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= after_lines):
         time.sleep(0.2)
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
 

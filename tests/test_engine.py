@@ -91,6 +91,23 @@ def test_sigterm_saves_a_resume_point_and_exits_with_the_preemption_code(tmp_pat
     assert "resume" in out
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_to_the_whole_process_group_saves_and_the_run_resumes_exactly(tmp_path, sig):
+    """A cluster's preemption signals every process of the job, loader workers included: the
+    workers must not die first (the main process would crash on their deaths and save nothing).
+    Held-out check: the resumed run ends with the weights of a run never interrupted."""
+    extra = ["train.max_steps=40", "train.num_workers=2", "masking.name=motion_guided", "data.img_size=64"]
+    args = ["pretrain", *TINY, f"train.output_dir={tmp_path}", "train.run_name=cut", *extra]
+    rc, out = signal_run(args, tmp_path / "cut" / "log.jsonl", sig, after_lines=3, group=True)
+    assert rc == 75, out[-3000:]
+    assert "Traceback" not in out and "killed by signal" not in out, out[-3000:]
+    step = ckpt.load_checkpoint(tmp_path / "cut" / "checkpoint-last.pth")["step"]
+    assert 2 <= step < 40
+    resumed = pretrain(cfg_for(tmp_path, "cut", *extra, "train.resume=auto"))
+    full = pretrain(cfg_for(tmp_path, "full", *extra))
+    assert_same(weights(full), weights(resumed))
+
+
 def test_non_finite_loss_is_skipped_then_stops(tmp_path, monkeypatch):
     import mgmae.engine.pretrain as eng
 

@@ -1,4 +1,15 @@
-"""DataLoader construction with reproducible per-worker seeding, and workers that keep their memory."""
+"""DataLoader construction: reproducible per-worker seeding, workers that keep their memory, and
+workers that leave preemption to the training process.
+
+Preemption as clusters deliver it (SLURM's scancel and requeue, ``timeout``, ``kill -TERM -PGID``,
+torchrun forwarding a signal to each rank's process group) reaches every process of a run, loader
+workers included. PyTorch's workers die on SIGTERM, and the training process then fails on their
+deaths instead of saving its resume point. So workers ignore SIGTERM, SIGUSR1 and SIGINT: they are
+forked with those signals blocked (:class:`Loader`), and ignore them before unblocking
+(:func:`seed_worker`), so no signal reaches a worker in between. The training process catches the
+signal, finishes its step, saves and shuts its workers down (docs/reliability.md). A worker whose
+parent is gone exits on its own (PyTorch's watchdog).
+"""
 
 from __future__ import annotations
 
@@ -59,12 +70,32 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    # Ctrl-C reaches the whole process group: the training process saves a checkpoint and stops
-    # its workers itself; a worker dying on SIGINT first would break the batch it is loading.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C and a cluster's SIGTERM/SIGUSR1 reach the whole process group: the training process
+    # saves a checkpoint and stops its workers itself; a worker dying first would crash it.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (blocked since the fork: Loader)
     keep_freed_memory()  # (inherited from the main process when forked; spawned workers set it here)
     # No cv2.setNumThreads here: changing OpenCV's thread pool in a forked child whose parent already
     # used it deadlocks (seen in CI).
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class Loader(torch.utils.data.DataLoader):
+    """A DataLoader whose worker processes start with :data:`STOP_SIGNALS` blocked (they inherit
+    the signal mask of the thread that forks them), until :func:`seed_worker` makes them ignore
+    those signals. A signal that arrives meanwhile waits for the training process, as pending."""
+
+    def __iter__(self):
+        if self.num_workers == 0:
+            return super().__iter__()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def build_loader(dataset, batch_size: int, *, num_workers: int = 0, seed: int = 0, shuffle: bool = True,
@@ -75,7 +106,7 @@ def build_loader(dataset, batch_size: int, *, num_workers: int = 0, seed: int = 
     # Workers are re-created each epoch (persistent_workers=False by default) so that their seeds,
     # drawn from ``g``, make every epoch a pure function of (seed, epoch): exact resume.
     persistent_workers = bool(persistent_workers) and num_workers > 0
-    return torch.utils.data.DataLoader(
+    return Loader(
         dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
         num_workers=num_workers, collate_fn=collate, drop_last=drop_last, generator=g,
         worker_init_fn=seed_worker, pin_memory=pin_memory, persistent_workers=persistent_workers,

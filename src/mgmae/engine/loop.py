@@ -397,6 +397,11 @@ class Stepper:
     def _reset(self) -> None:
         self.micro, self.loss_acc, self.clips, self.finite = 0, 0.0, 0, True
 
+    def discard(self) -> None:
+        """Drop the micro-batches accumulated since the last update (a stop mid-step)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self._reset()
+
     def backward(self, compute_loss: Callable[[], torch.Tensor], clips: int) -> bool:
         self.micro += 1
         sync = self.micro == self.accum
@@ -498,13 +503,30 @@ def train_epoch(loader, dataset, batch_loss: Callable[[dict], tuple[Callable[[],
     (:func:`check_preempt`). Stops at ``total_steps``."""
     losses: list[float] = []
     t_data = time.time()
-    for batch in loader:
-        if hasattr(dataset, "update_failures"):  # unreadable files seen by the workers
-            dataset.update_failures(batch)
-        compute_loss, clips = batch_loss(batch)
-        t_compute = time.time()
-        if not stepper.backward(compute_loss, clips=clips):
-            continue
+    batches = iter(loader)
+    while True:
+        try:  # (a loader whose worker died raises here or, through SIGCHLD, anywhere before the update)
+            batch = next(batches, None)
+            if batch is None:
+                break
+            if hasattr(dataset, "update_failures"):  # unreadable files seen by the workers
+                dataset.update_failures(batch)
+            compute_loss, clips = batch_loss(batch)
+            t_compute = time.time()
+            if not stepper.backward(compute_loss, clips=clips):
+                continue
+        except RuntimeError as e:
+            if signals.caught is None or "DataLoader worker" not in str(e) or info.enabled:
+                raise
+            # Stopping already: a worker that died of the same signal (SIGKILL after a grace period,
+            # or a signal from outside the process group) is part of stopping. The step in progress
+            # is dropped; the resume point is the last finished step.
+            stepper.discard()
+            log.write(f"[mgmae] a loader worker died while stopping on signal {signals.caught} ({e})")
+            check_preempt(signals, pos.step, stop_at_step, info, device,
+                          lambda: saver.save("checkpoint-last.pth", pos.epoch, pos.step, pos.steps_in_epoch),
+                          log)
+            raise
         cur_lr = lr_at_step(pos.step)
         cur_wd = wd_at_step(pos.step) if wd_at_step is not None else None
         res = stepper.update(pos.step, cur_lr, t_data, cur_wd)
