@@ -357,3 +357,63 @@ def test_finetune_resume_checks_the_number_of_classes(tmp_path):
     with pytest.raises(ValueError, match="finetune.num_classes=8"):
         finetune(other, "scratch", progress=False)
     np.testing.assert_equal((tmp_path / "ft" / "checkpoint-last.pth").is_file(), True)
+
+
+# ----------------------------------------------------------------- errors raised in loader workers
+def _videos(tmp_path: Path, n: int = 4, frames: int = 24, labels: bool = False) -> list[str]:
+    from mgmae.data.video import write_video
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):  # a blocky texture moving right by 1 px per frame: the codec sees motion
+        tex = np.kron(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))
+        clip = np.stack([np.roll(tex, t, axis=1)[16:48, 16:48] for t in range(frames)])
+        path = write_video(tmp_path / f"ok{i}.mp4", clip)
+        out.append(f"{path} {i % 2}" if labels else path)
+    return out
+
+
+@pytest.mark.parametrize("row", ["pretrain_missing", "finetune_missing", "codec_without_vectors"])
+def test_errors_raised_in_loader_workers_are_the_same_one_line(tmp_path, capsys, row):
+    """With loader workers (train.num_workers=2) the user reads the line the main process would
+    print with num_workers=0: the original message naming the file, not PyTorch's wrapper."""
+    from mgmae.data.video import write_video
+
+    missing = tmp_path / "gone.mp4"
+    out = [f"train.output_dir={tmp_path}/runs", "train.run_name=r", "train.num_workers=2"]
+    lst = tmp_path / "list.txt"
+    if row == "pretrain_missing":
+        lst.write_text("\n".join([*_videos(tmp_path), str(missing)]) + "\n")
+        argv = ["pretrain", *TINY, *out, f"data.train_list={lst}", "data.max_fail_frac=0.1"]
+        want = [str(missing), "could not be read"]
+    elif row == "finetune_missing":
+        lst.write_text("\n".join([*_videos(tmp_path, labels=True), f"{missing} 1"]) + "\n")
+        argv = ["finetune", "scratch", *FT[:1], "data.img_size=16", "finetune.batch_size=4",
+                "finetune.warmup_epochs=0", "train.tensorboard=false", *out, f"data.train_list={lst}",
+                f"data.val_list={lst}", "data.max_fail_frac=0.1", "finetune.epochs=1", "--quiet"]
+        want = [str(missing), "could not be read"]
+    else:
+        intra = write_video(tmp_path / "intra.avi", np.zeros((24, 32, 32, 3), np.uint8), codec="mjpeg",
+                            pix_fmt="yuvj420p")
+        lst.write_text("\n".join([*_videos(tmp_path)] + [intra] * 4) + "\n")
+        argv = ["pretrain", *TINY, *out, f"data.train_list={lst}", "masking.name=motion_guided",
+                "flow.name=codec"]
+        want = [intra, "flow.fallback=dis"]
+    cmd = argv[0]
+    assert main(argv) == 2
+    line = one_error_line(capsys, cmd)
+    assert "DataLoader worker" not in line and "Caught" not in line and "Traceback" not in line, line
+    for w in want:
+        assert w in line, line
+
+
+def test_worker_message_unwraps_pytorchs_text():
+    from mgmae.commands import worker_message
+
+    text = ("Caught DatasetFailureError in DataLoader worker process 1.\nOriginal Traceback (most recent "
+            "call last):\n  File \"x.py\", line 1, in f\n    raise E('inner')\nKeyError: 'k'\n\nDuring "
+            "handling of the above exception, another exception occurred:\n\nTraceback (most recent call "
+            "last):\n  File \"y.py\", line 2, in g\nmgmae.data.datasets.DatasetFailureError: 2 of 3 videos "
+            "could not be read\n  /a.mp4: file not found\n")
+    assert worker_message(text) == "2 of 3 videos could not be read\n  /a.mp4: file not found"
+    assert worker_message("an ordinary message") is None

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -37,11 +38,31 @@ def debugging(argv: Sequence[str] = ()) -> bool:
     return "--debug" in argv or os.environ.get("MGMAE_DEBUG", "") not in ("", "0")
 
 
+_WORKER = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def worker_message(msg: str) -> str | None:
+    """The original message of an error raised in a DataLoader worker, from the text PyTorch
+    re-raises in the main process (``Caught X in DataLoader worker process N. Original Traceback
+    ... X: message``); None when ``msg`` is not such a text."""
+    m = _WORKER.match(msg)
+    if m is None:
+        return None
+    # the last exception printed is the one raised (earlier ones are its context)
+    last = None
+    for last in re.finditer(rf"^(?:[\w.]+\.)?{re.escape(m.group(1))}(?:: |$)", msg, re.MULTILINE):
+        pass
+    return msg[last.end():].strip() if last is not None else None
+
+
 def one_line(e: BaseException) -> str:
-    """The message of ``e`` without Python's decorations (KeyError quotes, OSError errno)."""
+    """The message of ``e`` without Python's decorations (KeyError quotes, OSError errno), and
+    without PyTorch's when ``e`` was raised in a loader worker: the user reads the same line
+    whether ``train.num_workers`` is 0 or not."""
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         return f"{e.filename}: {e.strerror}"
     msg = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+    msg = worker_message(msg) or msg
     return msg or type(e).__name__
 
 

@@ -5,8 +5,9 @@ Preemption as clusters deliver it (SLURM's scancel and requeue, ``timeout``, ``k
 torchrun forwarding a signal to each rank's process group) reaches every process of a run, loader
 workers included. PyTorch's workers die on SIGTERM, and the training process then fails on their
 deaths instead of saving its resume point. So workers ignore SIGTERM, SIGUSR1 and SIGINT: they are
-forked with those signals blocked (:class:`Loader`), and ignore them before unblocking
-(:func:`seed_worker`), so no signal reaches a worker in between. The training process catches the
+forked with those signals blocked (:class:`Loader`) and keep them from PyTorch's handlers
+(:func:`leave_stop_signals_to_the_parent`), so no signal reaches a worker in between; PyTorch can
+still end a worker with its own SIGTERM. The training process catches the
 signal, finishes its step, saves and shuts its workers down (docs/reliability.md). A worker whose
 parent is gone exits on its own (PyTorch's watchdog).
 """
@@ -17,6 +18,7 @@ import ctypes
 import os
 import random
 import signal
+import threading
 
 import numpy as np
 import torch
@@ -70,17 +72,40 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    # Ctrl-C and a cluster's SIGTERM/SIGUSR1 reach the whole process group: the training process
-    # saves a checkpoint and stops its workers itself; a worker dying first would crash it.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (blocked since the fork: Loader)
+    leave_stop_signals_to_the_parent()
     keep_freed_memory()  # (inherited from the main process when forked; spawned workers set it here)
     # No cv2.setNumThreads here: changing OpenCV's thread pool in a forked child whose parent already
     # used it deadlocks (seen in CI).
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def leave_stop_signals_to_the_parent() -> None:
+    """In a loader worker: Ctrl-C and a cluster's SIGTERM/SIGUSR1 reach the whole process group,
+    and the training process saves a checkpoint and stops its workers itself; a worker dying first
+    would crash it. SIGINT is ignored. SIGTERM and SIGUSR1 stay blocked (since the fork,
+    :class:`Loader`) and one thread takes them with ``sigwaitinfo``, which names the sender: a
+    SIGTERM from the parent is PyTorch stopping a worker that did not finish (``terminate()``), and
+    ends the worker as PyTorch's own handler does; from anyone else, it is ignored. Without
+    ``sigwaitinfo`` (not Linux) SIGTERM keeps PyTorch's handler."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        return
+    waited = {signal.SIGTERM, signal.SIGUSR1}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)  # (already blocked when forked by Loader)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    parent = os.getppid()
+
+    def take():
+        while True:
+            info = signal.sigwaitinfo(waited)
+            if info.si_signo == signal.SIGTERM and info.si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=take, name="mgmae-stop-signals", daemon=True).start()
 
 
 class Loader(torch.utils.data.DataLoader):
