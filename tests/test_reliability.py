@@ -417,3 +417,46 @@ def test_worker_message_unwraps_pytorchs_text():
             "could not be read\n  /a.mp4: file not found\n")
     assert worker_message(text) == "2 of 3 videos could not be read\n  /a.mp4: file not found"
     assert worker_message("an ordinary message") is None
+
+
+@pytest.mark.parametrize("command", ["eval", "linprobe", "extract"])
+def test_unreadable_test_videos_over_the_limit_stop_under_it_are_counted(tmp_path, capsys, command):
+    """1 of 3 videos missing: over data.max_fail_frac (default 0.05) one line and exit 2, never a
+    score on the rest; under it (0.5) the result says how many were left out, in print and JSON."""
+    cfg = load_config(None, FT)
+    clf = ckpt.save_checkpoint(tmp_path / "clf.pth", model=load_model_free(), config=cfg.to_dict(),
+                               kind="classify", extra={"class_names": ["a", "b", "c"]})
+    missing = tmp_path / "gone.mp4"
+    lst = tmp_path / "test.txt"
+    lst.write_text("\n".join([*_videos(tmp_path, n=2, labels=True), f"{missing} 1"]) + "\n")
+    common = ["train.num_workers=2", "--quiet"]
+    if command == "eval":
+        argv = ["eval", str(clf), f"data.test_list={lst}", "-o", str(tmp_path / "ev"), *common]
+    elif command == "linprobe":
+        argv = ["linprobe", str(clf), *FT[:2], f"data.train_list={lst}", f"data.val_list={lst}",
+                f"train.output_dir={tmp_path}/lp", "train.run_name=lp", "finetune.linprobe_epochs=2",
+                *common]
+    else:
+        argv = ["extract", str(clf), str(lst), "-o", str(tmp_path / "feats"), *common]
+    assert main(argv) == 2
+    line = one_error_line(capsys, command)
+    assert "1 of 3 videos could not be read" in line and str(missing) in line, line
+    assert "max_fail_frac" in line
+    if command == "eval":
+        assert not (tmp_path / "ev" / "metrics.json").exists()
+    if command == "extract":  # (a second run into the same folder would resume the first)
+        argv[argv.index("-o") + 1] = str(tmp_path / "feats2")
+    assert main([*argv, "data.max_fail_frac=0.5"]) == 0
+    out = capsys.readouterr().out
+    if command == "eval":
+        assert "1 of 3 videos unreadable, not scored" in out, out
+        metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+        assert metrics["num_unreadable"] == 1 and metrics["unreadable"] == [str(missing)]
+        assert metrics["num_videos"] == 2
+    elif command == "linprobe":
+        assert "1 train videos unreadable, left out" in out and "1 val videos unreadable" in out, out
+        res = json.loads((tmp_path / "lp" / "lp" / "result.json").read_text())
+        assert res["unreadable_val"] == [str(missing)] and res["num_val"] == 2 and res["num_train"] == 2
+    else:
+        assert "1 unreadable" in out, out
+        assert str(missing) in (tmp_path / "feats2" / "failed.csv").read_text()

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from mgmae.commands import add_common_flags, check_keys_apply, check_output, command
 from mgmae.config import Config, apply_overrides, load_config, validate
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
-from mgmae.data.datasets import ListFileError, build_dataset
+from mgmae.data.datasets import DatasetFailureError, ListFileError, build_dataset
 from mgmae.engine.checkpoint import load_checkpoint
 from mgmae.engine.distributed import cleanup, init_distributed
 from mgmae.engine.loop import autocast_dtype
@@ -227,14 +227,34 @@ def predict_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 8, dev
     return out
 
 
+def check_unreadable(unreadable: list[str], total: int, max_fail_frac: float | None,
+                     reasons: dict[str, str] | None = None,
+                     consequence: str = "so no accuracy on the rest is reported") -> None:
+    """Raise :class:`DatasetFailureError` (one line for the user, the first files named) when more
+    than ``max_fail_frac`` of ``total`` videos are ``unreadable``: a result on what is left would
+    be a different test set's. None: any share is accepted (and reported by the caller)."""
+    if max_fail_frac is None or not unreadable or len(unreadable) <= max_fail_frac * total:
+        return
+    reasons = reasons or {}
+    examples = "; ".join(f"{p}: {reasons.get(p, 'unreadable')}" for p in unreadable[:3])
+    more = f"; ... and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+    raise DatasetFailureError(
+        f"{len(unreadable)} of {total} videos could not be read ({examples}{more}), more than "
+        f"data.max_fail_frac={max_fail_frac:g}, {consequence}; fix or remove them (`mgmae data "
+        f"check LIST`), or raise data.max_fail_frac to accept a partial result")
+
+
 def evaluate(model: torch.nn.Module, dataset, *, batch_size: int = 8, device="cpu",
              num_workers: int = 0, dtype: torch.dtype | None = None, out_dir: str | Path | None = None,
              class_names: list[str] | None = None, progress: bool = True,
-             extra: dict[str, Any] | None = None, info=None) -> EvalResult:
+             extra: dict[str, Any] | None = None, info=None,
+             max_fail_frac: float | None = None) -> EvalResult:
     """Multi-view evaluation of ``model`` on ``dataset`` (its test mode decides the views);
     ``batch_size`` counts videos. With ``out_dir`` the metrics, predictions, scores and the
     confusion matrix are written there (:attr:`EvalResult.files`; by rank 0 under
-    ``torch.distributed``, where every rank must call this)."""
+    ``torch.distributed``, where every rank must call this). Unreadable videos are not scored:
+    more than ``max_fail_frac`` of them is an error (:func:`check_unreadable`); fewer are counted
+    in ``metrics["num_unreadable"]`` and listed in ``metrics["unreadable"]``."""
     V = views_of(dataset)
     scores, labels, indices = predict_dataset(model, dataset, batch_size=batch_size, device=device,
                                               num_workers=num_workers, dtype=dtype,
@@ -242,10 +262,14 @@ def evaluate(model: torch.nn.Module, dataset, *, batch_size: int = 8, device="cp
     K = scores.shape[1]
     metrics = classification_metrics(scores, labels, K)
     metrics.update(num_views=V, num_classes=K, num_predicted=int(len(labels)), **(extra or {}))
+    metrics["num_unreadable"] = 0
     if len(indices) < len(dataset):
         paths = video_paths(dataset)
         missing = sorted(set(range(len(dataset))) - set(indices.tolist()))
+        check_unreadable([paths[i] for i in missing], len(dataset), max_fail_frac,
+                         getattr(dataset, "failures", {}))
         metrics["unreadable"] = [paths[i] for i in missing]
+        metrics["num_unreadable"] = len(missing)
         if info is None or info.is_main:
             print(f"[mgmae] warning: {len(missing)} of {len(dataset)} videos could not be read and "
                   f"are not scored (listed in metrics.json 'unreadable')")
@@ -438,7 +462,8 @@ def _evaluate_checkpoint(checkpoint, cfg, split, out_dir, views, batch_size, pro
                         num_workers=cfg.train.num_workers,
                         dtype=autocast_dtype(cfg.train.amp, device), out_dir=out_dir,
                         class_names=names, progress=progress, info=info,
-                        extra={"checkpoint": str(checkpoint), "data": str(source), "split": split})
+                        extra={"checkpoint": str(checkpoint), "data": str(source), "split": split},
+                        max_fail_frac=cfg.data.max_fail_frac)
     except FloatingPointError as e:
         raise FloatingPointError(f"{checkpoint}: {e}") from None
 
@@ -460,8 +485,10 @@ def _stored_extra(checkpoint) -> dict | None:
 
 
 def format_metrics(m: dict[str, Any]) -> str:
+    skipped = (f"; {m['num_unreadable']} of {m['num_videos'] + m['num_unreadable']} videos unreadable, "
+               f"not scored" if m.get("num_unreadable") else "")
     return (f"top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  mean class acc "
-            f"{m['mean_class_acc']:.2f}%  ({m['num_videos']} videos x {m.get('num_views', 1)} views)")
+            f"{m['mean_class_acc']:.2f}%  ({m['num_videos']} videos x {m.get('num_views', 1)} views{skipped})")
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -43,7 +43,7 @@ from mgmae.commands import add_common_flags, check_keys_apply, check_output, com
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
 from mgmae.data.datasets import VideoDataset, VideoEntry, parse_list, scan_folder
 from mgmae.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from mgmae.engine.evaluate import config_for_checkpoint, stored_checkpoint, views_of
+from mgmae.engine.evaluate import check_unreadable, config_for_checkpoint, stored_checkpoint, views_of
 from mgmae.engine.loop import autocast_dtype, resolve_device
 from mgmae.models.build import build_encoder, is_scratch
 
@@ -326,6 +326,9 @@ def extract(pretrained: str | Path | None, videos: str, out_dir: str | Path, cfg
     if padded:
         print(f"[mgmae] {len(padded)} videos shorter than one window (e.g. {padded[0]}): one window "
               f"each, padded as data.pad={cfg.data.pad}")
+    check_unreadable(failed, len(todo), cfg.data.max_fail_frac, getattr(dataset, "failures", {}),
+                     f"so the extraction is incomplete (the {new} readable ones are kept in {out}, "
+                     f"the failures listed in {failed_path.name})")
     return res
 
 

@@ -28,8 +28,8 @@ from torch import nn
 from mgmae.commands import add_common_flags, check_keys_apply, command, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.data import build_loader, uses_synthetic
-from mgmae.engine.evaluate import (EvalResult, build_eval_dataset, check_labels,
-                                   classification_metrics, views_of, write_eval_outputs)
+from mgmae.engine.evaluate import (EvalResult, build_eval_dataset, check_labels, check_unreadable,
+                                   classification_metrics, video_paths, views_of, write_eval_outputs)
 from mgmae.engine.extract import iter_features
 from mgmae.engine.loop import autocast_dtype, resolve_device
 from mgmae.models.build import (SCRATCH, build_encoder, classifier_name, is_scratch,
@@ -56,17 +56,28 @@ class LinearProbe(nn.Module):
 
 @torch.no_grad()
 def compute_features(encoder: nn.Module, dataset, cfg: Config, device, dtype=None,
-                     progress: bool = True, desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """Mean-pooled features ``(N, D)`` (averaged over each video's views) and labels ``(N,)``."""
+                     progress: bool = True,
+                     desc: str = "features") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Mean-pooled features ``(N, D)`` (averaged over each video's views), labels ``(N,)`` and the
+    paths of the unreadable videos, which have no row (a replacement video never stands in for
+    one). More than ``data.max_fail_frac`` of them is an error
+    (:func:`~mgmae.engine.evaluate.check_unreadable`)."""
     V = views_of(dataset)
     loader = build_loader(dataset, max(1, 2 * cfg.finetune.batch_size // V),
                           num_workers=cfg.train.num_workers, shuffle=False, drop_last=False,
                           pin_memory=torch.device(device).type == "cuda")
-    feats, labels = [], []
-    for f, y, _, _ in iter_features(encoder, loader, device, V, dtype, progress=progress, desc=desc):
+    feats, labels, indices = [], [], []
+    for f, y, i, _ in iter_features(encoder, loader, device, V, dtype, progress=progress, desc=desc):
         feats.append(f)
         labels.append(y)
-    return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int64)
+        indices.append(i)
+    x, y, idx = np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int64), \
+        np.concatenate(indices)
+    keep = idx == np.arange(len(idx))  # row r is video r unless the dataset replaced it
+    unreadable = [p for p, k in zip(video_paths(dataset), keep) if not k]
+    check_unreadable(unreadable, len(keep), cfg.data.max_fail_frac, getattr(dataset, "failures", {}),
+                     f"so no probe is trained or scored on the rest ({desc})")
+    return x[keep], y[keep], unreadable
 
 
 def train_probe(x_train: np.ndarray, y_train: np.ndarray, num_classes: int, *, bn: bool = True,
@@ -134,6 +145,8 @@ class LinprobeResult:
     seconds: float
     feature_seconds: float
     files: dict[str, str] = field(default_factory=dict)
+    unreadable_train: list[str] = field(default_factory=list)  # videos without a feature row
+    unreadable_val: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,10 +191,13 @@ def linprobe(cfg: Config, pretrained: str | Path | None, *, progress: bool = Tru
           f"({len(train_set)} videos), val {val_src or 'none'}; device {device}; run dir {run_dir}")
 
     t_feat = time.time()
-    x_tr, y_tr = compute_features(encoder, train_set, cfg, device, dtype, progress, "train features")
+    x_tr, y_tr, bad_tr = compute_features(encoder, train_set, cfg, device, dtype, progress,
+                                          "train features")
     x_va = y_va = None
+    bad_va: list[str] = []
     if val_set is not None:
-        x_va, y_va = compute_features(encoder, val_set, cfg, device, dtype, progress, "val features")
+        x_va, y_va, bad_va = compute_features(encoder, val_set, cfg, device, dtype, progress,
+                                              "val features")
     t_feat = time.time() - t_feat
     keep = y_tr >= 0
     log_path = run_dir / "log.jsonl"
@@ -196,7 +212,9 @@ def linprobe(cfg: Config, pretrained: str | Path | None, *, progress: bool = Tru
         if x_va is not None:
             scores = probe_scores(probe, x_va)
             val_m = classification_metrics(scores, y_va, K)
-            ev = EvalResult(val_m, scores, y_va, np.arange(len(y_va)))
+            val_m.update(num_unreadable=len(bad_va), unreadable=bad_va)
+            readable = [i for i, p in enumerate(video_paths(val_set)) if p not in set(bad_va)]
+            ev = EvalResult(val_m, scores, y_va, np.asarray(readable, np.int64))
             files.update(write_eval_outputs(run_dir / "val", ev, val_set, names))
         fh.write(json.dumps({"summary": {"train_acc1": train_m["top1"],
                                          "val_acc1": val_m["top1"] if val_m else None}}) + "\n")
@@ -207,13 +225,16 @@ def linprobe(cfg: Config, pretrained: str | Path | None, *, progress: bool = Tru
     res = LinprobeResult(str(run_dir), str(pretrained or SCRATCH), train_m["top1"],
                          val_m["top1"] if val_m else None, val_m["top5"] if val_m else None,
                          int(keep.sum()), 0 if y_va is None else int(len(y_va)),
-                         int(x_tr.shape[1]), round(time.time() - t0, 1), round(t_feat, 1), files)
+                         int(x_tr.shape[1]), round(time.time() - t0, 1), round(t_feat, 1), files,
+                         bad_tr, bad_va)
     (run_dir / "result.json").write_text(json.dumps(res.to_dict(), indent=1) + "\n")
     files["result"] = str(run_dir / "result.json")
     val_txt = (f"val top-1 {res.val_acc1:.2f}%, top-5 {res.val_acc5:.2f}%" if val_m
                else "no validation data")
+    bad = "".join(f", {len(v)} {k} videos unreadable, left out" for k, v in
+                  (("train", bad_tr), ("val", bad_va)) if v)
     print(f"[mgmae] linear probe: train top-1 {res.train_acc1:.2f}%, {val_txt} "
-          f"({res.num_train} train videos, dim {res.dim}; features {t_feat:.0f} s, "
+          f"({res.num_train} train videos, dim {res.dim}{bad}; features {t_feat:.0f} s, "
           f"total {res.seconds:.0f} s)")
     return res
 
