@@ -460,3 +460,55 @@ def test_unreadable_test_videos_over_the_limit_stop_under_it_are_counted(tmp_pat
     else:
         assert "1 unreadable" in out, out
         assert str(missing) in (tmp_path / "feats2" / "failed.csv").read_text()
+
+
+# ----------------------------------------------------------------------- unusable videos are said
+def test_an_image_named_like_a_video_is_not_a_one_frame_video(tmp_path):
+    import cv2
+
+    from mgmae.data.video import VideoError, open_video
+
+    png = tmp_path / "picture.mp4"
+    cv2.imwrite(str(tmp_path / "p.png"), np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "p.png").rename(png)
+    with pytest.raises(VideoError, match=r"picture\.mp4: a single PNG image, not a video"):
+        open_video(png)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_short_videos_are_counted_and_said_and_pad_error_refuses_them(tmp_path, capsys, caplog, workers):
+    """data.num_frames=4 at stride 2 spans 7 frames: a 2-frame video is padded, said once (naming
+    the file), counted in the summary; data.pad=error makes it an error naming the file. Unreadable
+    videos' replacements are counted across loader workers."""
+    from mgmae.data.video import write_video
+
+    short = write_video(tmp_path / "two.mp4", np.zeros((2, 32, 32, 3), np.uint8))
+    missing = tmp_path / "gone.mp4"
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join([*_videos(tmp_path, n=6), short, str(missing)]) + "\n")
+    args = ["pretrain", *TINY, f"train.output_dir={tmp_path}/runs", "train.run_name=r",
+            f"data.train_list={lst}", f"train.num_workers={workers}", "data.max_fail_frac=0.2",
+            "train.epochs=2"]
+    assert main(args) == 0
+    said = [r.getMessage() for r in caplog.records if "fewer than one clip needs" in r.getMessage()]
+    assert len(said) == 1 and short in said[0] and "2 frames" in said[0] and "7" in said[0], said
+    lines = (tmp_path / "runs" / "r" / "log.jsonl").read_text().splitlines()
+    summary = json.loads(lines[-1])["summary"]
+    assert summary["data_short"] == 1 and summary["data_unreadable"] == 1
+    assert summary["data_replaced"] == 2  # gone.mp4 is drawn once per epoch: 2 epochs
+    assert "1 videos shorter than one clip" in capsys.readouterr().out
+    assert main([*args, "train.run_name=strict", "data.pad=error"]) == 2
+    line = one_error_line(capsys, "pretrain")
+    assert short in line and "data.pad=error" in line and "2 frames" in line, line
+
+
+def test_data_check_counts_the_frame_stride(tmp_path, capsys):
+    from mgmae.data.video import write_video
+
+    five = write_video(tmp_path / "five.mp4", np.zeros((5, 32, 32, 3), np.uint8))
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{five}\n")
+    # 4 frames at stride 2 span 7 frames: a 5-frame video is too short (it passed as >= 4 before)
+    assert main(["data", "check", str(lst), "data.num_frames=4", "data.sampling_rate=2", "--quiet"]) == 1
+    assert "too short: 5 frames" in capsys.readouterr().out
+    assert main(["data", "check", str(lst), "data.num_frames=4", "data.sampling_rate=1", "--quiet"]) == 0

@@ -63,7 +63,7 @@ class DataConfig:
     backend: str = "pyav"  # video decoder: pyav | torchcodec | decord | frames (a directory is always frames)
     frame_template: str = "img_{:05d}.jpg"  # frame folders: file names, {} = frame number
     frame_start_index: int = 1  # frame folders: the number of the first frame (img_00001.jpg: 1)
-    pad: str = "loop"  # a video shorter than a clip: loop | repeat_last
+    pad: str = "loop"  # a video shorter than a clip (num_frames x sampling_rate): loop | repeat_last (counted and reported) | error
     max_fail_frac: float = 0.05  # stop when more than this share of the videos cannot be read
     max_tries: int = 10  # replacements tried for one unreadable video before giving up
     # built-in synthetic data
@@ -417,7 +417,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 _CHOICES = {
     "data.list_format": ("auto", "path", "path_label", "path_frames_label", "path_start_frames"),
     "data.backend": ("pyav", "torchcodec", "decord", "frames"),
-    "data.pad": ("loop", "repeat_last"),
+    "data.pad": ("loop", "repeat_last", "error"),
     "model.pos_embed": ("sincos_1d", "sincos_3d"),
     "data.dataset": ("auto", "synthetic", "list", "folder"),
     "data.sampling": ("dense", "segment"),

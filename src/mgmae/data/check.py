@@ -3,7 +3,8 @@
 Every entry of a list file (or folder-per-class tree) is opened with the same reader the training
 uses; its first and last frames are decoded (``--full``: every frame), frame folders are checked
 for missing images. Bad files (missing, unreadable, truncated, shorter than ``--min-frames``, by
-default the config's ``data.num_frames``) are listed with the reason; frame counts, durations,
+default the frames one clip spans: ``(data.num_frames - 1) * data.sampling_rate + 1`` for dense
+sampling, ``data.num_frames`` for segment sampling) are listed with the reason; frame counts, durations,
 frame rates and resolutions are summarised.
 Exit status 1 when any file is bad, 2 when the list itself cannot be read.
 """
@@ -170,8 +171,9 @@ def format_report(rep: dict, max_bad: int = 50) -> str:
 def cli_main(argv: list[str]) -> int:
     """``mgmae data check [LIST] [-c CONFIG] [key=value ...] [--min-frames N] [--json out.json] ...``;
     returns the exit status (0 all good, 1 bad files, 2 the list cannot be read). Like every
-    command it reads a config: ``data.root`` (``--root`` is an alias), ``data.num_frames`` (the
-    default of ``--min-frames``) and, without ``LIST``, ``data.train_list``."""
+    command it reads a config: ``data.root`` (``--root`` is an alias), ``data.num_frames``,
+    ``data.sampling_rate`` and ``data.sampling`` (the default of ``--min-frames``: the frames one
+    clip spans) and, without ``LIST``, ``data.train_list``."""
     from mgmae.config import load_config
 
     ap = argparse.ArgumentParser(prog="mgmae data check", description=__doc__.split("\n\n")[0])
@@ -181,7 +183,9 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--backend", default=None, choices=("pyav", "torchcodec", "decord", "frames"),
                     help="alias of data.backend")
     ap.add_argument("--min-frames", type=int, default=None,
-                    help="shorter videos count as bad (default: data.num_frames)")
+                    help="shorter videos count as bad (default: the frames one clip spans, "
+                         "(data.num_frames - 1) x data.sampling_rate + 1; data.num_frames for "
+                         "segment sampling)")
     ap.add_argument("--full", action="store_true", help="decode every frame (slow, thorough)")
     ap.add_argument("--workers", type=int, default=1, help="parallel processes")
     ap.add_argument("--template", default=None, help="alias of data.frame_template (frame folder file names)")
@@ -200,7 +204,11 @@ def cli_main(argv: list[str]) -> int:
     source = pos[0] if pos else cfg.data.train_list
     if not source:
         raise ValueError("give the list to check (mgmae data check LIST) or set data.train_list")
-    min_frames = cfg.data.num_frames if args.min_frames is None else args.min_frames
+    from mgmae.data.sampling import frames_needed
+
+    d = cfg.data
+    min_frames = (frames_needed(d.num_frames, d.sampling_rate, d.sampling) if args.min_frames is None
+                  else args.min_frames)
     if args.json:
         check_output(args.json, "--json", directory=False)
     rep = check_dataset(source, root=cfg.data.root, backend=cfg.data.backend, min_frames=min_frames,

@@ -34,14 +34,15 @@ import torch
 
 from mgmae.commands import MgmaeError
 from mgmae.data.pipeline import make_views, sample_seed
-from mgmae.data.sampling import (PADS, clip_indices, dense_indices, segment_indices,
+from mgmae.data.sampling import (PADS, clip_indices, dense_indices, frames_needed, segment_indices,
                                  test_clip_starts, window_starts)
 from mgmae.data.transforms import (CropParams, multiscale_crop_params, random_resized_crop_params,
                                    spatial_crop_params)
 from mgmae.data.video import (BACKENDS, VIDEO_EXTENSIONS, TruncatedVideoError, VideoError,
                               open_video)
 
-__all__ = ["VideoEntry", "ListFileError", "DatasetFailureError", "CodecFlowError", "parse_list", "scan_folder",
+__all__ = ["VideoEntry", "ListFileError", "DatasetFailureError", "CodecFlowError", "ShortVideoError",
+           "parse_list", "scan_folder",
            "load_entries", "VideoDataset", "build_dataset", "skipped_from_batch"]
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class DatasetFailureError(MgmaeError, RuntimeError):
 
 class CodecFlowError(MgmaeError, RuntimeError):
     """``flow.name=codec`` met a video without motion vectors and no ``flow.fallback`` is set."""
+
+
+class ShortVideoError(MgmaeError, ValueError):
+    """A video too short for one clip while ``data.pad=error``."""
 
 
 # ----------------------------------------------------------------------------------- list files
@@ -309,14 +314,14 @@ def _as_entry(e) -> VideoEntry:
 
 
 # ---------------------------------------------------------------------------------- the dataset
-def skipped_from_batch(batch_or_skipped) -> dict[str, str]:
-    """``{path: reason}`` from a collated batch's ``"skipped"`` field (nested lists of
-    ``(path, reason)`` pairs, repeated once per view by the collate function)."""
-    items = batch_or_skipped.get("skipped", []) if isinstance(batch_or_skipped, dict) else batch_or_skipped
-    out: dict[str, str] = {}
+def _path_pairs(items, kind=str) -> dict:
+    """``{path: value}`` from nested lists of ``(path, value)`` pairs (``value`` of type ``kind``),
+    as collate repeats them once per view."""
+    out: dict = {}
 
     def walk(x):
-        if isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(v, str) for v in x):
+        if (isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str)
+                and isinstance(x[1], kind) and not isinstance(x[1], bool)):
             out.setdefault(x[0], x[1])
         elif isinstance(x, (tuple, list)):
             for v in x:
@@ -324,6 +329,13 @@ def skipped_from_batch(batch_or_skipped) -> dict[str, str]:
 
     walk(items)
     return out
+
+
+def skipped_from_batch(batch_or_skipped) -> dict[str, str]:
+    """``{path: reason}`` from a collated batch's ``"skipped"`` field (nested lists of
+    ``(path, reason)`` pairs, repeated once per view by the collate function)."""
+    items = batch_or_skipped.get("skipped", []) if isinstance(batch_or_skipped, dict) else batch_or_skipped
+    return _path_pairs(items, str)
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -340,8 +352,11 @@ class VideoDataset(torch.utils.data.Dataset):
     ``padded`` (a video shorter than one window).
 
     ``index`` is the index of the video actually returned (a replacement's, if the requested one
-    failed). ``skipped`` lists the files this call found unreadable, for the main process to
-    aggregate from DataLoader workers (:meth:`update_failures`); it is empty on healthy data.
+    failed). ``skipped`` lists the files this call found unreadable, ``replaced`` counts the
+    replacements it made and ``short`` lists ``(path, frames)`` of videos too short for one clip
+    (padded as ``pad`` says; ``pad="error"`` raises :class:`ShortVideoError` instead), for the main
+    process to aggregate from DataLoader workers (:meth:`update_failures`); they are empty (0) on
+    healthy data or where this process counted them itself.
 
     ``augment``: a fine-tuning hook ``(frames uint8 (T, H, W, 3), CropParams, rng) -> (C, T, h, w)``
     used instead of the plain crop (e.g. :class:`mgmae.data.transforms.VideoAugment`); not
@@ -409,7 +424,9 @@ class VideoDataset(torch.utils.data.Dataset):
         self.num_classes = len(self.class_names) if self.class_names else max(max(labels) + 1, 0)
         self.failures: dict[str, str] = {}  # path -> reason, this process (+ what was merged in)
         self.truncated: dict[str, int] = {}  # path -> decodable frames (recovered, not failures)
-        self.num_skipped = 0  # replacement events in this process
+        self.short: dict[str, int] = {}  # path -> frames, videos too short for a clip (padded)
+        self._new_short: list[tuple[str, int]] = []  # found by this item (a worker's report)
+        self.num_skipped = 0  # replacement events (this process + what workers reported)
         self.epoch: int | None = None  # see set_epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -465,6 +482,29 @@ class VideoDataset(torch.utils.data.Dataset):
         for p, r in found.items():
             if self._record(p, r, announce=False):
                 log.debug("video reported unreadable by a worker: %s", r)
+        if is_batch:
+            self.num_skipped += int(skipped.get("replaced", 0))  # (summed over the batch by collate)
+            for p, n in _path_pairs(skipped.get("short", []), int).items():
+                self._record_short(p, n)
+
+    def _record_short(self, path: str, frames: int) -> bool:
+        """Count a video too short for one clip; the first one of the run is said (the rest are in
+        :meth:`failure_report` and the end-of-run summary)."""
+        if path in self.short:
+            return False
+        self.short[path] = int(frames)
+        if len(self.short) == 1:
+            log.warning("%s has %d frames, fewer than one clip needs (%s); its clips are padded "
+                        "(data.pad=%s). Such videos are counted in the end-of-run summary; "
+                        "data.pad=error makes them an error", path, frames, self._need_text(), self.pad)
+        return True
+
+    def _need_text(self) -> str:
+        need = frames_needed(self.num_frames, self.sampling_rate, self.sampling)
+        if self.sampling == "segment":
+            return f"{need}: data.num_frames={self.num_frames} segments"
+        return (f"{need}: data.num_frames={self.num_frames} frames data.sampling_rate="
+                f"{self.sampling_rate} apart")
 
     def failure_report(self) -> dict:
         """What this process knows: ``{"num_videos", "num_failed", "fraction", "num_skipped",
@@ -473,7 +513,8 @@ class VideoDataset(torch.utils.data.Dataset):
         n = len(self.failures)
         return {"num_videos": len(self.entries), "num_failed": n, "fraction": n / len(self.entries),
                 "num_skipped": self.num_skipped, "failures": dict(self.failures),
-                "truncated": dict(self.truncated)}
+                "truncated": dict(self.truncated), "num_short": len(self.short),
+                "short": dict(self.short)}
 
     # ---------------------------------------------------------------- loading
     def _index_lists(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -505,6 +546,7 @@ class VideoDataset(torch.utils.data.Dataset):
         computes flow from pixels), and each clip's frame indices."""
         with self._open(entry) as video:
             for attempt in range(2):
+                self._check_length(entry.path, video.num_frames)
                 lists = self._index_lists(video.num_frames, rng)
                 try:
                     frames = video.get_frames(np.concatenate(lists))
@@ -521,6 +563,20 @@ class VideoDataset(torch.utils.data.Dataset):
                     return clips, [None] * len(clips), lists
                 return clips, self._codec_flows(entry, video, lists), lists
         raise AssertionError("unreachable")
+
+    def _check_length(self, path: str, n: int) -> None:
+        """A video too short for one clip: an error with ``pad="error"``, else counted (said at the
+        first one; from a loader worker, through the item's ``short`` field)."""
+        if n >= frames_needed(self.num_frames, self.sampling_rate, self.sampling):
+            return
+        if self.pad == "error":
+            raise ShortVideoError(f"{path}: {n} frames, fewer than one clip needs ({self._need_text()}) "
+                                  f"and data.pad=error; data.pad=loop or repeat_last pads such videos")
+        if torch.utils.data.get_worker_info() is None:
+            self._record_short(path, n)
+        elif path not in self.short:  # the training process counts and says it (update_failures)
+            self.short[path] = n
+            self._new_short.append((path, n))
 
     def check_codec_flow(self, tries: int = 3) -> None:
         """Decode the first frames of the first readable video (of ``tries``) and raise
@@ -562,6 +618,8 @@ class VideoDataset(torch.utils.data.Dataset):
         else:  # a pure function of (seed, epoch, index): independent of workers, ranks, resume
             rng = np.random.default_rng(sample_seed(self.seed, self.epoch, int(index)))
         skipped: list[tuple[str, str]] = []
+        self._new_short: list[tuple[str, int]] = []
+        replaced = 0
         i = int(index)
         for attempt in range(self.max_tries + 1):
             entry = self.entries[i]
@@ -573,7 +631,7 @@ class VideoDataset(torch.utils.data.Dataset):
                     reason = e.reason if isinstance(e, VideoError) else f"{type(e).__name__}: {e}"
                     if self._record(entry.path, reason):
                         skipped.append((entry.path, reason))
-            self.num_skipped += 1
+            replaced += 1
             i = self._replacement(int(index), attempt)
         else:
             raise DatasetFailureError(f"no readable video after {self.max_tries + 1} tries starting "
@@ -583,7 +641,11 @@ class VideoDataset(torch.utils.data.Dataset):
         item = {"video": video}
         if mask is not None:
             item["mask"] = mask
-        item.update(label=entry.label, index=i, skipped=skipped)
+        if torch.utils.data.get_worker_info() is None:
+            self.num_skipped += replaced
+            replaced = 0  # (counted here; a worker's count travels with the item)
+        item.update(label=entry.label, index=i, skipped=skipped, replaced=replaced,
+                    short=self._new_short)
         if self.window_stride is not None:  # one view per window: its start frame, and padding
             item.update(starts=[int(ix[0]) for ix in lists],
                         padded=bool((np.diff(lists[0]) != self.sampling_rate).any()))

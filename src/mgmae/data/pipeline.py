@@ -52,14 +52,21 @@ def _cat(vals: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(vals, out=vals[0].new(storage).resize_(shape))
 
 
+# per-batch counts: summed over the batch's samples, not repeated per view
+SUMMED = ("replaced",)
+
+
 def collate(samples: list[dict]) -> dict:
     """Stack samples whose ``video`` is ``(S, C, T, H, W)``; the ``S`` views become batch rows and
-    per-video fields (labels, indices) are repeated ``S`` times."""
+    per-video fields (labels, indices) are repeated ``S`` times; the counts of :data:`SUMMED` are
+    summed over the batch."""
     out: dict = {}
     S = samples[0]["video"].shape[0]
     for key in samples[0]:
         vals = [s[key] for s in samples]
-        if isinstance(vals[0], torch.Tensor) and vals[0].ndim >= 1 and vals[0].shape[0] == S and key in (
+        if key in SUMMED:
+            out[key] = sum(int(v) for v in vals)
+        elif isinstance(vals[0], torch.Tensor) and vals[0].ndim >= 1 and vals[0].shape[0] == S and key in (
                 "video", "mask"):
             out[key] = _cat(vals)  # [B*S, ...]
         elif isinstance(vals[0], (int, float, bool, np.integer, np.floating)):

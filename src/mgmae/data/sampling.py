@@ -8,8 +8,10 @@
   for testing (:func:`segment_indices`); temporal test views shift that place within the segment.
 
 Videos shorter than a dense clip are padded by looping (``pad="loop"``: 0 2 4 6 8 0 2 4) or by
-repeating the last frame (``pad="repeat_last"``: 0 2 4 6 8 9 9 9, what VideoMAE does). Segment
-sampling needs no padding: segments shorter than one frame simply repeat frames.
+repeating the last frame (``pad="repeat_last"``: 0 2 4 6 8 9 9 9, what VideoMAE does);
+``pad="error"`` makes such a video an error instead (the dataset checks it with
+:func:`frames_needed` before sampling). Segment sampling needs no padding: segments shorter than
+one frame simply repeat frames (the dataset still counts such videos as short).
 
 All functions return ``int64`` arrays of 0-based indices, each in ``[0, num_total)``.
 """
@@ -18,9 +20,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PADS", "clip_indices", "dense_indices", "segment_indices", "test_clip_starts", "window_starts"]
+__all__ = ["PADS", "clip_indices", "dense_indices", "frames_needed", "segment_indices",
+           "test_clip_starts", "window_starts"]
 
-PADS = ("loop", "repeat_last")
+PADS = ("loop", "repeat_last", "error")
+
+
+def frames_needed(num_frames: int, rate: int = 1, sampling: str = "dense") -> int:
+    """The frames a video needs for one clip without padding or repeated frames: the span of a
+    dense clip, ``(num_frames - 1) * rate + 1`` (16 frames at stride 2: 31), or ``num_frames``
+    for segment sampling (one frame per segment)."""
+    return num_frames if sampling == "segment" else (num_frames - 1) * rate + 1
 
 
 def _check(num_total: int, num_frames: int, rate: int = 1) -> None:
@@ -39,6 +49,9 @@ def clip_indices(start: int, num_total: int, num_frames: int, rate: int = 1,
     idx = int(start) + np.arange(num_frames, dtype=np.int64) * rate
     if idx[-1] < num_total:
         return idx
+    if pad == "error":
+        raise ValueError(f"a clip of {num_frames} frames {rate} apart needs "
+                         f"{frames_needed(num_frames, rate)} frames, the video has {num_total} (pad='error')")
     if pad == "loop":
         return idx % num_total
     return np.minimum(idx, num_total - 1)

@@ -180,6 +180,11 @@ class PyAVReader(VideoReader):
         c = self._container
         if not c.streams.video:
             raise VideoError(self.path, "no video stream")
+        fmt = c.format.name or ""
+        if fmt.endswith("_pipe") or fmt in ("image2", "image2pipe"):  # png_pipe, jpeg_pipe, ...
+            kind = fmt.removesuffix("_pipe").upper() if fmt.endswith("_pipe") else "image"
+            raise VideoError(self.path, f"a single {kind} image, not a video (FFmpeg reads it as the "
+                                        f"{fmt} format); a frame folder is a directory of images")
         s = self._stream = c.streams.video[0]
         self._configure(s)
         rate = s.average_rate or s.guessed_rate or s.base_rate

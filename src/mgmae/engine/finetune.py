@@ -45,7 +45,7 @@ from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classificat
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
                                check_resumable, encoder_check, load_resume, run_directory,
-                               run_distributed, summarize, train_epoch, truncate_log)
+                               data_report, run_distributed, summarize, train_epoch, truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
 from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
                                 sync_model_config)
@@ -399,7 +399,8 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                        num_workers=t.num_workers, dtype=dtype, out_dir=run_dir / "test",
                        class_names=names, progress=progress, info=info,
                        extra={"checkpoint": checkpoints.get("best", str(final)),
-                              "data": str(test_source), "best_epoch": best_epoch})
+                              "data": str(test_source), "best_epoch": best_epoch},
+                       max_fail_frac=cfg.data.max_fail_frac)
         test_metrics = res.metrics
         say(f"[mgmae] test ({test_source}, best model of epoch {best_epoch}): "
             f"{format_metrics(res.metrics)}")
@@ -416,11 +417,14 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     summary.update(best_acc1=best_acc1, best_epoch=best_epoch,
                    test_acc1=test_metrics["top1"] if test_metrics else None,
                    test_acc5=test_metrics["top5"] if test_metrics else None)
+    summary.update(data_report(train_set))
     with log.path.open("a") as fh:
         fh.write(json.dumps({"summary": summary}) + "\n")
     _plot_curves(log.path, run_dir / "curves.png")
     (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     print(f"[mgmae] {summary['message']}")
+    if "data_message" in summary:
+        print(f"[mgmae] {summary['data_message']}")
     files = {"config": run_dir / "config.yaml", "log": log.path, **checkpoints,
              "curves": run_dir / "curves.png", "result": run_dir / "result.json"}
     if test_metrics:

@@ -305,6 +305,29 @@ class ScalarSinks:
         self.tb = self.wandb = None
 
 
+def data_report(dataset) -> dict:
+    """The training data's faults for the end-of-run summary (what this process saw, workers'
+    reports merged): ``data_unreadable`` videos skipped, ``data_replaced`` samples answered by
+    another video, ``data_short`` videos shorter than one clip (padded), and a ``data_message``
+    line when any of them is not 0. Empty for datasets that cannot fail (synthetic)."""
+    if not hasattr(dataset, "failure_report"):
+        return {}
+    r = dataset.failure_report()
+    out = {"data_unreadable": r["num_failed"], "data_replaced": r["num_skipped"],
+           "data_short": r.get("num_short", 0)}
+    said = []
+    if r["num_failed"] or r["num_skipped"]:
+        said.append(f"{r['num_failed']} of {r['num_videos']} videos unreadable, skipped "
+                    f"({r['num_skipped']} samples replaced by other videos)")
+    if out["data_short"]:
+        example = next(iter(r["short"].items()))
+        said.append(f"{out['data_short']} videos shorter than one clip, padded (data.pad="
+                    f"{getattr(dataset, 'pad', '?')}; e.g. {example[0]}: {example[1]} frames)")
+    if said:
+        out["data_message"] = "data: " + "; ".join(said)
+    return out
+
+
 def summarize(losses: list[float], seconds: float) -> dict:
     if not losses:
         return {"message": "no steps were run", "seconds": seconds}

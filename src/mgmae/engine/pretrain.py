@@ -20,7 +20,7 @@ from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler
 from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
-                               check_resumable, encoder_check, load_resume, run_directory,
+                               check_resumable, data_report, encoder_check, load_resume, run_directory,
                                run_distributed, set_cpu_threads, summarize, train_epoch,
                                truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
@@ -207,6 +207,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     if not main:
         return run_dir
     summary = summarize(losses, time.time() - t_start)
+    summary.update(data_report(dataset))
     if fsdp:  # checks and pictures from an unsharded copy (rank 0 alone cannot run a sharded model)
         model = build_model(cfg).to(device)
         model.load_state_dict(ckpt.load_checkpoint(final, map_location=device)["model"])
@@ -219,7 +220,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     with log.path.open("a") as f:
         f.write(json.dumps({"summary": summary}) + "\n")
     print(f"[mgmae] {summary['message']}")
-    for key in ("baseline_message", "encoder_message"):
+    for key in ("data_message", "baseline_message", "encoder_message"):
         if key in summary:
             print(f"[mgmae] {summary[key]}")
     artefacts = write_pictures(model, _first(clips, t.vis_clips), run_dir)
@@ -246,6 +247,8 @@ def _end_of_epoch(saver: ckpt.CheckpointSaver, epoch, step, epoch_losses, datase
     report = dataset.failure_report() if hasattr(dataset, "failure_report") else {}
     skipped = (f", {report['num_failed']} unreadable files skipped so far ({report['num_skipped']} samples "
                f"replaced)" if report.get("num_failed") else "")
+    if report.get("num_short"):
+        skipped += f", {report['num_short']} videos shorter than one clip (padded)"
     tqdm.write(f"[mgmae] epoch {epoch}: loss {mean:.4f}, step {step}/{total_steps}, "
                f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min{skipped}")
 
