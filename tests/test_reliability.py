@@ -512,3 +512,35 @@ def test_data_check_counts_the_frame_stride(tmp_path, capsys):
     assert main(["data", "check", str(lst), "data.num_frames=4", "data.sampling_rate=2", "--quiet"]) == 1
     assert "too short: 5 frames" in capsys.readouterr().out
     assert main(["data", "check", str(lst), "data.num_frames=4", "data.sampling_rate=1", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("row", ["masks_of_a_picture", "binary_list", "every_video_missing",
+                                 "short_codec_clip"])
+def test_errors_name_the_real_cause(tmp_path, capsys, row):
+    import cv2
+
+    from mgmae.data.video import write_video
+
+    out = [f"train.output_dir={tmp_path}/runs", "train.run_name=r"]
+    lst = tmp_path / "list.txt"
+    if row in ("masks_of_a_picture", "binary_list"):
+        pic = tmp_path / ("picture.png" if row == "masks_of_a_picture" else "picture.dat")
+        cv2.imwrite(str(tmp_path / "p.png"), np.zeros((16, 16, 3), np.uint8))
+        (tmp_path / "p.png").rename(pic)
+        argv = ["masks", str(pic), "-o", str(tmp_path / "m")]
+        want = "is a single image" if row == "masks_of_a_picture" else "not a text file, so not a list file"
+    elif row == "every_video_missing":  # (it said: lower the batch size)
+        lst.write_text(f"{tmp_path / 'a.mp4'}\n{tmp_path / 'b.mp4'}\n")
+        argv = ["pretrain", *TINY, *out, f"data.train_list={lst}"]
+        want = "none of the 2 videos of the list exists"
+    else:  # (it said: gives no motion vectors)
+        tex = np.kron(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8),
+                      np.ones((4, 4, 1), np.uint8))
+        two = write_video(tmp_path / "two.mp4", np.stack([tex, np.roll(tex, 1, axis=1)]))
+        lst.write_text(f"{two}\n" * 4)
+        argv = ["pretrain", *TINY, *out, f"data.train_list={lst}", "masking.name=motion_guided",
+                "flow.name=codec"]
+        want = "has only 2 frames (one clip needs 7"
+    assert main(argv) == 2
+    line = one_error_line(capsys, argv[0])
+    assert want in line, line

@@ -157,6 +157,12 @@ def load_clips(source: str, *, num_frames: int = 16, stride: int = 2, clips: int
         raise FileNotFoundError(f"no such video, folder or list file: {source!r} (or use the word 'synthetic')")
     if (os.path.isfile(source) and source.lower().endswith(VIDEO_EXTENSIONS)) or _is_frame_folder(source):
         return _video_clips(source, num_frames, stride, clips, backend, codec)
+    from mgmae.data.video import IMAGE_EXTENSIONS
+
+    if os.path.isfile(source) and source.lower().endswith(IMAGE_EXTENSIONS):
+        raise ValueError(f"{source} is a single image; mgmae masks takes a video, a frame folder "
+                         f"(a directory of the video's images), a folder of videos, a list file or "
+                         f"'synthetic'")
     paths = _dataset_videos(source, root)
     if not paths:
         raise ValueError(f"{source!r}: no videos found")

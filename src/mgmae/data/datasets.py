@@ -115,8 +115,16 @@ def parse_list(path, root: str | None = None, fmt: str = "auto",
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"list file not found: {path}")
-    with open(path, encoding="utf-8-sig") as f:
-        rows = [(n, line.strip()) for n, line in enumerate(f, 1)]
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            rows = [(n, line.strip()) for n, line in enumerate(f, 1)]
+    except UnicodeDecodeError:
+        from mgmae.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+        kind = ("an image" if path.lower().endswith(IMAGE_EXTENSIONS) else "not a text file")
+        raise ListFileError(path, 0, f"{kind}, so not a list file (one video per line); videos are "
+                            f"files ending in {', '.join(VIDEO_EXTENSIONS)}, frame folders are "
+                            f"directories of images") from None
     rows = [(n, s) for n, s in rows if s and not s.startswith("#")]
     if not rows:
         raise ListFileError(path, 0, "no entries (empty list file)")
@@ -599,7 +607,11 @@ class VideoDataset(torch.utils.data.Dataset):
         motion = getattr(video, "motion", None)
         if motion is not None and motion.num_vectors > 0:
             return [ClipCodecFlow(motion, idx) for idx in lists]
+        short = video.num_frames < frames_needed(self.num_frames, self.sampling_rate, self.sampling)
         why = ("is a frame folder" if video.__class__.__name__ == "FrameFolderReader" else
+               f"has only {video.num_frames} frames (one clip needs {self._need_text()}) and its "
+               f"codec stored no motion vectors in them (e.g. an intra frame and a copy)"
+               if motion is not None and short else
                "gives no motion vectors (an all-intra or MJPEG stream, or a codec FFmpeg exports "
                "none for)" if motion is not None else
                f"is read by the {self.backend!r} backend, which exports no motion vectors (use pyav)")

@@ -44,8 +44,9 @@ from mgmae.engine.distributed import DistInfo, ResumableSampler, env_info
 from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classification_metrics,
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
-                               check_resumable, encoder_check, load_resume, run_directory,
-                               data_report, run_distributed, summarize, train_epoch, truncate_log)
+                               check_any_video_exists, check_resumable, data_report, encoder_check,
+                               load_resume, run_directory, run_distributed, summarize, train_epoch,
+                               truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
 from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
                                 sync_model_config)
@@ -241,6 +242,7 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
                                seed=t.seed, batch_size=f.batch_size, multiple=f.batch_size * accum)
     steps_per_epoch = sampler.per_rank // (f.batch_size * accum)
     if steps_per_epoch == 0:
+        check_any_video_exists(train_set)
         raise ValueError(f"the training set has {len(train_set)} videos, fewer than one optimizer "
                          f"step needs (finetune.batch_size={f.batch_size} x accum_steps={accum} x "
                          f"{info.world_size} ranks); lower the batch size")

@@ -305,6 +305,15 @@ class ScalarSinks:
         self.tb = self.wandb = None
 
 
+def check_any_video_exists(dataset) -> None:
+    """For a dataset too small for one step: when none of its files exists, that is the cause to
+    say (not the batch size). Cheap: only called on datasets smaller than one batch."""
+    entries = getattr(dataset, "entries", None)
+    if entries and not any(os.path.exists(e.path) for e in entries):
+        raise FileNotFoundError(f"none of the {len(entries)} videos of the list exists (e.g. "
+                                f"{entries[0].path}); check the paths, or data.root for relative ones")
+
+
 def data_report(dataset) -> dict:
     """The training data's faults for the end-of-run summary (what this process saw, workers'
     reports merged): ``data_unreadable`` videos skipped, ``data_replaced`` samples answered by

@@ -20,7 +20,7 @@ from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler
 from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
-                               check_resumable, data_report, encoder_check, load_resume, run_directory,
+                               check_any_video_exists, check_resumable, data_report, encoder_check, load_resume, run_directory,
                                run_distributed, set_cpu_threads, summarize, train_epoch,
                                truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
@@ -112,6 +112,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
                                batch_size=t.batch_size, multiple=t.batch_size * accum)
     steps_per_epoch = sampler.per_rank // (t.batch_size * accum)
     if steps_per_epoch == 0:
+        check_any_video_exists(dataset)
         raise ValueError(f"the dataset has {len(dataset)} videos, fewer than one optimizer step needs "
                          f"(train.batch_size={t.batch_size} x accum_steps={accum} x {info.world_size} "
                          f"ranks); lower the batch size")
