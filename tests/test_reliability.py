@@ -544,3 +544,29 @@ def test_errors_name_the_real_cause(tmp_path, capsys, row):
     assert main(argv) == 2
     line = one_error_line(capsys, argv[0])
     assert want in line, line
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_a_finished_run_resumed_with_another_config_is_refused_and_left_as_it_was(tmp_path, capsys, command):
+    """It printed 'no steps were run' and rewrote config.yaml, the config inside the final
+    checkpoint and the log's summary."""
+    if command == "pretrain":
+        argv = ["pretrain", *TINY, f"train.output_dir={tmp_path}", "train.run_name=r", "train.max_steps=2"]
+    else:
+        argv = ["finetune", "scratch", *FT, f"train.output_dir={tmp_path}", "train.run_name=r",
+                "train.max_steps=2", "--quiet"]
+    assert main(argv) == 0
+    run = tmp_path / "r"
+    files = sorted(p for p in run.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    capsys.readouterr()
+    other = "train.batch_size=2" if command == "pretrain" else "finetune.batch_size=2"
+    assert main([*argv, other, "--resume", "auto"]) == 2
+    line = one_error_line(capsys, command)
+    assert "finished run" in line and "batch_size=4 (now 2)" in line, line
+    assert sorted(p for p in run.rglob("*") if p.is_file()) == files
+    assert all(p.read_bytes() == before[p] for p in files)
+    # the run's own config: nothing to run, nothing rewritten, exit 0
+    assert main([*argv, "--resume", "auto"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert all(p.read_bytes() == before[p] for p in files)

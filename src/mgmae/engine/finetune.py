@@ -45,7 +45,7 @@ from mgmae.engine.evaluate import (build_eval_dataset, check_labels, classificat
                                    evaluate, format_metrics, predict_dataset, views_of)
 from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
                                check_any_video_exists, check_resumable, data_report, encoder_check,
-                               load_resume, run_directory, run_distributed, summarize, train_epoch,
+                               finished_run, load_resume, run_directory, run_distributed, summarize, train_epoch,
                                truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
 from mgmae.models.build import (SCRATCH, build_classifier, classifier_name, is_scratch,
@@ -232,9 +232,6 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
         check_resumable(state, cfg, resume, "classify", keys=RESUME_KEYS)
         if not state.get("optimizer"):
             raise ValueError(f"{resume} is not a fine-tuning resume point (no optimizer state)")
-    if main:
-        cfg.save(run_dir / "config.yaml")
-        (run_dir / "classes.json").write_text(json.dumps(names, indent=1))
 
     # optimisation
     accum = t.accum_steps
@@ -249,6 +246,11 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
     loader = build_loader(train_set, f.batch_size, num_workers=t.num_workers, seed=t.seed,
                           sampler=sampler, pin_memory=device.type == "cuda")
     total_steps = t.max_steps or f.epochs * steps_per_epoch
+    if state is not None and finished_run(state, cfg, resume, total_steps, main):
+        return _stored_result(run_dir, pretrained, state)
+    if main:
+        cfg.save(run_dir / "config.yaml")
+        (run_dir / "classes.json").write_text(json.dumps(names, indent=1))
     total_epochs = math.ceil(total_steps / steps_per_epoch)
     eff_videos = f.batch_size * accum * info.world_size
     lr = f.lr if f.lr is not None else f.blr * eff_videos / 256
@@ -433,6 +435,23 @@ def _finetune(cfg: Config, pretrained, info: DistInfo, device: torch.device, pro
         files["test"] = run_dir / "test"
     print("[mgmae] wrote:\n" + "".join(f"  {k:<11} {v}\n" for k, v in files.items()), end="")
     return result
+
+
+def _stored_result(run_dir: Path, pretrained, state: dict) -> FinetuneResult:
+    """A finished run's result, read back (``result.json``, else its checkpoint's record)."""
+    path = run_dir / "result.json"
+    if path.is_file():
+        try:
+            return FinetuneResult(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            pass
+    extra = state.get("extra") or {}
+    history = list(extra.get("history") or [])
+    return FinetuneResult(run_dir=str(run_dir), pretrained=str(pretrained or SCRATCH),
+                          best_acc1=extra.get("best_acc1"), best_epoch=extra.get("best_epoch"),
+                          final_val_acc1=history[-1].get("val_acc1") if history else None, test=None,
+                          epochs=state["epoch"], steps=state["step"], seconds=0.0,
+                          checkpoints={}, history=history)
 
 
 def _extra(model, names, pretrained, best_acc1, best_epoch, history=None, ema=None,

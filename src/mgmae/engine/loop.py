@@ -242,6 +242,34 @@ def check_resumable(state: dict, cfg, path: Path, kind: str, keys: tuple[str, ..
                          f"or start a new run (another train.run_name)")
 
 
+# keys that say where and how a run is carried out, not what it computes
+NOT_COMPARED = ("train.resume", "train.output_dir", "train.run_name", "train.num_workers")
+
+
+def finished_run(state: dict, cfg, path: Path, total_steps: int, main: bool = True) -> bool:
+    """Resuming a run whose ``state`` already holds ``total_steps`` steps: there is nothing to run,
+    so nothing may be rewritten (config.yaml, the final checkpoint, the log's summary). Returns
+    True (and says so) when ``cfg`` is the run's own config; a config that differs in anything but
+    :data:`NOT_COMPARED` is refused with a ValueError naming the keys, since none of it would be
+    applied. False when steps are left to run (a longer schedule continues the run)."""
+    if state["step"] < total_steps:
+        return False
+    old, new = flatten(state.get("config") or {}), flatten(cfg.to_dict())
+    diff = [f"{k}={old[k]!r} (now {new[k]!r})" for k in sorted(old.keys() & new.keys())
+            if k not in NOT_COMPARED and old[k] != new[k]]
+    if diff:
+        raise ValueError(f"{path.parent} is a finished run ({state['step']} of {total_steps} steps) and "
+                         f"this config differs from its own in {', '.join(diff)}; nothing would run "
+                         f"with it, so nothing is rewritten. Start a new run for these settings "
+                         f"(another train.run_name), or raise train.epochs / train.max_steps to "
+                         f"train this one longer")
+    if main:
+        print(f"[mgmae] {path.parent} is already finished ({state['step']} of {total_steps} steps; "
+              f"{path.name}): nothing to run, nothing rewritten (train longer with a larger "
+              f"train.epochs or train.max_steps)")
+    return True
+
+
 def truncate_log(path: Path, step: int, resumed_from: Path) -> None:
     """Before a resumed run appends to ``log.jsonl``: drop the records of steps after ``step``
     (they are redone) and the old end-of-run summary, then mark the resume, so the log stays one

@@ -20,7 +20,8 @@ from mgmae.data import build_loader, build_pretrain_dataset
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import DistInfo, ResumableSampler
 from mgmae.engine.loop import (Position, Signals, StepLog, Stepper, autocast_dtype,
-                               check_any_video_exists, check_resumable, data_report, encoder_check, load_resume, run_directory,
+                               check_any_video_exists, check_resumable, data_report, encoder_check,
+                               finished_run, load_resume, run_directory,
                                run_distributed, set_cpu_threads, summarize, train_epoch,
                                truncate_log)
 from mgmae.engine.optim import build_optimizer, lr_at, weight_decay_schedule
@@ -86,8 +87,6 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     resume, state = load_resume(run_dir, t.resume, map_location=device)
     if state is not None:
         check_resumable(state, cfg, resume, "pretrain")
-    if main:
-        cfg.save(run_dir / "config.yaml")
 
     model = build_model(cfg)
     if t.init_from and state is None:  # a resume point wins: a requeued run continues, not restarts
@@ -101,8 +100,6 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     masker = masker_from_config(cfg, patch)
     in_loader = cfg.masking.where == "loader"
     dataset, class_names = build_pretrain_dataset(cfg, masker if in_loader else None)
-    if class_names and main:
-        (run_dir / "classes.json").write_text(json.dumps(list(class_names), indent=1))
 
     decode_patterns = None  # VideoMAE V2's running-cell decoder mask (checked before any step)
     if cfg.masking.decoder_mask == "run_cell":
@@ -119,6 +116,12 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
     loader = build_loader(dataset, t.batch_size, num_workers=t.num_workers, seed=t.seed, sampler=sampler,
                           pin_memory=device.type == "cuda")
     total_steps = t.max_steps or t.epochs * steps_per_epoch
+    if state is not None and finished_run(state, cfg, resume, total_steps, main):
+        return run_dir
+    if main:
+        cfg.save(run_dir / "config.yaml")
+        if class_names:
+            (run_dir / "classes.json").write_text(json.dumps(list(class_names), indent=1))
     eff_videos = t.batch_size * accum * info.world_size
     lr = t.lr if t.lr is not None else t.blr * eff_videos / 256
     warmup_steps = int(t.warmup_epochs * steps_per_epoch)
