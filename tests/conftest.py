@@ -27,12 +27,15 @@ def _free_port() -> int:
 
 
 def signal_run(args: list[str], log: Path, sig: int, after_lines: int = 2,
-               timeout: float = 120, group: bool = False) -> tuple[int, str]:
+               timeout: float = 120, group: bool = False, nproc: int = 0) -> tuple[int, str]:
     """Start ``python -m mgmae *args``, send ``sig`` once its ``log`` (log.jsonl) has
     ``after_lines`` records, and return its exit status and output. ``group``: the child leads a
     process group of its own and the signal goes to the whole group (loader workers included), as
-    SLURM's scancel, ``timeout`` and ``kill -TERM -PGID`` deliver it."""
-    proc = subprocess.Popen([sys.executable, "-m", "mgmae", *args], stdout=subprocess.PIPE,
+    SLURM's scancel, ``timeout`` and ``kill -TERM -PGID`` deliver it. ``nproc``: under torchrun
+    with that many processes (torchrun forwards the signal to each rank's process group)."""
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_port", str(_free_port())] if nproc else [sys.executable])
+    proc = subprocess.Popen([*launch, "-m", "mgmae", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=group,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.time() + timeout

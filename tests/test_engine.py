@@ -108,6 +108,33 @@ def test_signal_to_the_whole_process_group_saves_and_the_run_resumes_exactly(tmp
     assert_same(weights(full), weights(resumed))
 
 
+def test_group_sigterm_during_finetuning_saves_a_resume_point(tmp_path):
+    args = ["finetune", "scratch", "data.num_frames=4", "data.img_size=16", "data.synthetic_videos=16",
+            "finetune.synthetic_val_videos=4", "finetune.batch_size=4", "finetune.warmup_epochs=0",
+            "train.tensorboard=false", "train.num_workers=2", "finetune.epochs=200",
+            f"train.output_dir={tmp_path}", "train.run_name=ft", "--quiet"]
+    rc, out = signal_run(args, tmp_path / "ft" / "log.jsonl", signal.SIGTERM, after_lines=3, group=True)
+    assert rc == 75, out[-3000:]
+    assert "Traceback" not in out and "killed by signal" not in out, out[-3000:]
+    assert ckpt.load_checkpoint(tmp_path / "ft" / "checkpoint-last.pth")["step"] >= 2
+
+
+def test_group_sigterm_under_torchrun_saves_on_every_rank_and_the_run_resumes(tmp_path, torchrun):
+    """torchrun forwards the signal to each rank's process group (rank + its loader workers): the
+    ranks agree to stop, rank 0 writes the resume point, each rank exits 75 (torchrun itself then
+    reports the signal it got and exits 1: its own behaviour), and --resume auto continues."""
+    common = [*TINY, f"train.output_dir={tmp_path}", "train.run_name=ddp", "train.batch_size=2",
+              "masking.name=tube", "train.num_workers=1"]
+    rc, out = signal_run(["pretrain", *common, "train.max_steps=400"], tmp_path / "ddp" / "log.jsonl",
+                         signal.SIGTERM, after_lines=3, group=True, nproc=2)
+    assert "killed by signal" not in out and "stopped on signal 15" in out, out[-3000:]
+    step = ckpt.load_checkpoint(tmp_path / "ddp" / "checkpoint-last.pth")["step"]
+    assert 2 <= step < 400
+    res = torchrun(2, "pretrain", *common, f"train.max_steps={step + 2}", "--resume", "auto")
+    assert f"at step {step}" in res.stdout, res.stdout[-2000:]
+    assert ckpt.load_checkpoint(tmp_path / "ddp" / "checkpoint-final.pth")["step"] == step + 2
+
+
 def test_non_finite_loss_is_skipped_then_stops(tmp_path, monkeypatch):
     import mgmae.engine.pretrain as eng
 
