@@ -99,18 +99,19 @@ def test_data_check_takes_config_and_overrides(tmp_path, capsys):
     lst = _clip_list(tmp_path, 10)
     root = str(tmp_path / "vids")
     # relative paths resolve against data.root (or its old flag, --root)
-    assert main(["data", "check", str(lst), f"data.root={root}", "data.num_frames=8", "--quiet"]) == 0
+    assert main(["data", "check", str(lst), f"data.root={root}", "data.num_frames=8",
+                 "data.sampling_rate=1", "--quiet"]) == 0
     assert "all 1 videos readable with >= 8 frames" in capsys.readouterr().out
     assert main(["data", "check", str(lst), "--root", root, "--min-frames", "8", "--quiet"]) == 0
     capsys.readouterr()
-    # the minimum length is the config's clip length unless --min-frames says otherwise
-    assert main(["data", "check", str(lst), f"data.root={root}", "--quiet"]) == 1  # 10 < 16 frames
+    # the minimum length is the span of the config's clip unless --min-frames says otherwise
+    assert main(["data", "check", str(lst), f"data.root={root}", "--quiet"]) == 1  # 10 < 31 frames
     assert "too short: 10 frames" in capsys.readouterr().out
     assert main(["data", "check", str(lst), f"data.root={root}", "--min-frames", "4", "--quiet"]) == 0
     capsys.readouterr()
     # the list can come from the config (data.train_list), and the recipe from -c
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"data:\n  train_list: {lst}\n  root: {root}\n  num_frames: 8\n")
+    recipe.write_text(f"data:\n  train_list: {lst}\n  root: {root}\n  num_frames: 8\n  sampling_rate: 1\n")
     assert main(["data", "check", "-c", str(recipe), "--quiet"]) == 0
     assert "all 1 videos readable with >= 8 frames" in capsys.readouterr().out
     # mistakes are one line naming the culprit
