@@ -64,6 +64,8 @@ DELEGATED = {
                  "fine-tune a pre-trained encoder: mgmae finetune PRETRAINED|scratch [-c CFG] [key=value ...]"),
     "eval": ("mgmae.engine.evaluate", "multi-view evaluation: mgmae eval CHECKPOINT data.test_list=..."),
     "linprobe": ("mgmae.engine.linprobe", "linear probe on frozen features: mgmae linprobe PRETRAINED"),
+    "probe": ("mgmae.engine.probe", "attentive (or linear) probe of a frozen encoder: mgmae probe "
+                                    "PRETRAINED|scratch [--head attentive|linear] [-c CFG] [key=value ...]"),
     "extract": ("mgmae.engine.extract", "features per video: mgmae extract PRETRAINED VIDEOS -o feats/"),
     "study": ("mgmae.experiments.study", "masking study on synthetic data: mgmae study -c study_small [key=value ...] [--quick]"),
 }

@@ -115,6 +115,7 @@ NOT_FOR = {
     "pretrain": ("finetune.",),
     "finetune": ("masking.", "flow.", "train.init_from"),
     "linprobe": ("masking.", "flow.", "train.init_from"),
+    "probe": ("masking.", "flow.", "train.init_from"),
     "eval": ("masking.", "flow.", "train.init_from"),
     "extract": ("masking.", "flow.", "train.init_from"),
 }

@@ -224,6 +224,28 @@ class FinetuneConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """Frozen evaluation with a trained head (``mgmae probe``): the encoder's weights never change;
+    its tokens (no pooling) feed an attentive head, or its pooled features a linear one. Defaults
+    follow V-JEPA's attentive probe (one query, one cross-attention block, the encoder's heads,
+    AdamW lr 1e-3, weight decay 0.01); docs/probe.md says why and what each evaluation measures."""
+
+    head: str = "attentive"  # attentive (cross-attention over all tokens) | linear (pooled features)
+    depth: int = 1  # attentive: blocks; depth - 1 self-attention blocks over the tokens, then the cross-attention
+    num_heads: int | None = None  # attentive: attention heads; null: the encoder's
+    num_queries: int = 1  # attentive: learnable query tokens (averaged before the classifier)
+    mlp_ratio: float = 4.0  # attentive: hidden width of the blocks' MLP, x the token width
+    epochs: int = 20  # passes over the training videos
+    batch_size: int = 32  # videos per probe step
+    lr: float = 1e-3  # AdamW peak lr (cosine to 0 after warmup)
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.01  # not on biases, norms and the queries
+    label_smoothing: float = 0.0
+    cache_gb: float = 4.0  # keep the frozen tokens in memory (float16) when they fit this; else recompute each epoch
+    test_views: bool = True  # score the validation videos with finetune.test_num_segment x test_num_crop views (as mgmae eval)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -231,6 +253,7 @@ class Config:
     flow: FlowConfig = field(default_factory=FlowConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
@@ -418,6 +441,7 @@ _CHOICES = {
     "data.list_format": ("auto", "path", "path_label", "path_frames_label", "path_start_frames"),
     "data.backend": ("pyav", "torchcodec", "decord", "frames"),
     "data.pad": ("loop", "repeat_last", "error"),
+    "probe.head": ("attentive", "linear"),
     "model.pos_embed": ("sincos_1d", "sincos_3d"),
     "data.dataset": ("auto", "synthetic", "list", "folder"),
     "data.sampling": ("dense", "segment"),
@@ -468,6 +492,19 @@ def validate(cfg: Config) -> None:
     if cfg.data.max_tries < 0 or cfg.data.frame_start_index < 0:
         raise ValueError("config keys 'data.max_tries' and 'data.frame_start_index' must be >= 0, got "
                          f"{cfg.data.max_tries} and {cfg.data.frame_start_index}")
+    pr = cfg.probe
+    for key in ("depth", "num_queries", "epochs", "batch_size"):
+        v = getattr(pr, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"config key 'probe.{key}' must be an integer >= 1, got {v!r}")
+    if pr.num_heads is not None and (isinstance(pr.num_heads, bool) or not isinstance(pr.num_heads, int)
+                                     or pr.num_heads < 1):
+        raise ValueError(f"config key 'probe.num_heads' must be an integer >= 1 or null (the encoder's), "
+                         f"got {pr.num_heads!r}")
+    if not (pr.lr > 0 and pr.weight_decay >= 0 and pr.cache_gb >= 0 and pr.warmup_epochs >= 0
+            and 0 <= pr.label_smoothing < 1 and pr.mlp_ratio > 0):
+        raise ValueError("config keys probe.lr and probe.mlp_ratio must be > 0, probe.weight_decay, "
+                         "probe.cache_gb and probe.warmup_epochs >= 0, probe.label_smoothing in [0, 1)")
     if "{" not in cfg.data.frame_template:
         raise ValueError(f"config key 'data.frame_template' = {cfg.data.frame_template!r} needs a {{}} "
                          "field for the frame number, e.g. img_{:05d}.jpg")

@@ -23,7 +23,7 @@ from mgmae.engine.finetune import FinetuneResult, finetune
 from mgmae.experiments.stats import PairedTest, mean_std, paired_ttest
 from mgmae.models.build import SCRATCH, build_encoder, classifier_name, sync_model_config
 
-__all__ = ["compare_scratch", "comparison_table"]
+__all__ = ["compare_probes", "compare_scratch", "comparison_table"]
 
 
 def compare_scratch(cfg: Config, pretrained: str | Path, *, seeds: int = 1,
@@ -154,3 +154,54 @@ def _by_epoch_verdict(by_epoch: list[dict[str, Any]]) -> list[str]:
 
 def _fmt(v) -> str:
     return "   n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.2f}%"
+
+
+def compare_probes(cfg: Config, pretrained: str | Path, *, seeds: int = 1, scratch: bool = False,
+                   progress: bool = True) -> dict[str, Any]:
+    """``mgmae probe CK [--seeds N] [--compare-scratch]``: the probe ``cfg.probe.head`` of
+    ``pretrained`` for ``train.seed``, ``+1``, ... (a new head initialisation and data order
+    each time) and, with ``scratch``, of a random encoder of the same architecture with the same
+    seed; the paired t-test of the per-seed val top-1 differences. Returns the results and the
+    table; ``<output_dir>/<run name>-probe.json`` holds the numbers."""
+    from mgmae.engine.probe import ProbeResult, probe
+
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    head = cfg.probe.head
+    base = cfg.train.run_name or f"probe-{head}-{classifier_name(cfg)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    kinds = [("pretrained", pretrained, cfg)]
+    if scratch:
+        scratch_cfg = copy.deepcopy(cfg)
+        sync_model_config(scratch_cfg, build_encoder(pretrained, cfg))
+        kinds.append(("scratch", SCRATCH, scratch_cfg))
+    seed_list = [cfg.train.seed + i for i in range(seeds)]
+    results: dict[str, list[ProbeResult]] = {k: [] for k, _, _ in kinds}
+    for seed in seed_list:
+        for kind, src, kind_cfg in kinds:
+            c = copy.deepcopy(kind_cfg)
+            c.train.seed = seed
+            c.train.run_name = f"{base}-{kind}-s{seed}"
+            print(f"[mgmae] ===== {head} probe, {kind} (seed {seed}): {src} =====")
+            results[kind].append(probe(c, src, progress=progress))
+    acc = {k: [r.val_acc1 if r.val_acc1 is not None else r.train_acc1 for r in v] for k, v in results.items()}
+    which = "val" if results["pretrained"][0].val_acc1 is not None else "train"
+    rows = [f"[mgmae] {head} probe of {pretrained}, {which} top-1 over seeds {', '.join(map(str, seed_list))}:"]
+    stats: dict[str, Any] = {"seeds": seed_list, "head": head, "acc1": acc}
+    for kind in results:
+        m, s, n = mean_std(acc[kind])
+        rows.append(f"  {kind:<10} " + "  ".join(f"{a:6.2f}%" for a in acc[kind])
+                    + (f"   mean {m:.2f} +/- {s:.2f}" if n > 1 else ""))
+        stats[f"{kind}_mean"], stats[f"{kind}_std"] = m, s
+    if scratch:
+        n_val = results["pretrained"][0].num_val or results["pretrained"][0].num_train
+        best = _paired(acc["pretrained"], acc["scratch"], 100 / n_val if n_val else 0.0)
+        stats.update(difference=best["difference"],
+                     paired_ttest=best["test"].to_dict() if best["test"] else None)
+        rows.append(f"  -> pre-trained {'beats' if best['difference'] > 0 else 'does NOT beat'} scratch by "
+                    f"{best['difference']:+.2f} points; {_describe(best['test'], n_val)}")
+    table = "\n".join(rows)
+    summary = Path(cfg.train.output_dir) / f"{base}-probe.json"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps({**stats, **{k: [r.to_dict() for r in v] for k, v in results.items()},
+                                   "table": table}, indent=1) + "\n")
+    return {**results, "seeds": seed_list, "table": table, "summary": str(summary)}

@@ -30,6 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgmae.config import Config, flatten
+from mgmae.config import Config, ProbeConfig, flatten
 from mgmae.data import SyntheticDataset, SyntheticVideos
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.evaluate import classification_metrics
@@ -74,6 +75,7 @@ _HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.syn
                 "data.frame_start_index": 1, "data.pad": "loop", "data.max_fail_frac": 0.05,
                 "data.max_tries": 10, "train.init_from": None, "train.weight_decay_end": None,
                 "finetune.weight_decay_end": None}
+_HASH_UNLESS.update({f"probe.{f.name}": f.default for f in dataclasses.fields(ProbeConfig)})
 # keys whose default changed without changing what runs: hashed as the old default
 _HASH_AS = {("flow.iters", None): 6}  # null = the model's standard, 6 for raft_small (the old default)
 
