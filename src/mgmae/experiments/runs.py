@@ -45,6 +45,7 @@ from mgmae.engine.evaluate import classification_metrics
 from mgmae.engine.extract import pooled_features
 from mgmae.engine.finetune import finetune
 from mgmae.engine.linprobe import probe_scores, train_probe
+from mgmae.engine.probe import Tokens, score, train_attentive
 from mgmae.engine.pretrain import build_model, masker_from_config, pretrain
 from mgmae.experiments.plan import LABELS, NUM_CLASSES, Plan, Strategy
 from mgmae.masking.metrics import tracking_rate
@@ -74,15 +75,22 @@ _HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.syn
                 "data.backend": "pyav", "data.frame_template": "img_{:05d}.jpg",
                 "data.frame_start_index": 1, "data.pad": "loop", "data.max_fail_frac": 0.05,
                 "data.max_tries": 10, "train.init_from": None, "train.weight_decay_end": None,
-                "finetune.weight_decay_end": None}
+                "finetune.weight_decay_end": None, "masking.direction": None}
 _HASH_UNLESS.update({f"probe.{f.name}": f.default for f in dataclasses.fields(ProbeConfig)})
 # keys whose default changed without changing what runs: hashed as the old default
-_HASH_AS = {("flow.iters", None): 6}  # null = the model's standard, 6 for raft_small (the old default)
+_HASH_AS = {("flow.iters", None): 6,  # null = the model's standard, 6 for raft_small (the old default)
+            ("masking.visible_count", None): "tube", ("masking.exposure", None): "scaled"}
 
 
 def _hashed_keys(cfg: Config) -> dict[str, Any]:
     """The flattened config entries that identify a run (see ``_NO_HASH``, ``_HASH_UNLESS``)."""
     flat = {k: _HASH_AS.get((k, v), v) if v is None else v for k, v in flatten(cfg.to_dict()).items()}
+    if flat.get("masking.official_compat"):  # the switch: the official masks (not its old meaning)
+        flat["masking.official_compat"] = "official masks"
+    elif flat.get("masking.direction") is not None:
+        # before masking.direction existed, official_compat=true meant the official direction
+        # alone (and false the corrected one): hashed as then, so cached runs stay valid
+        flat["masking.official_compat"] = flat.pop("masking.direction") == "official"
     return {k: v for k, v in flat.items()
             if k not in _NO_HASH and not (k in _HASH_UNLESS and v == _HASH_UNLESS[k])}
 
@@ -183,6 +191,14 @@ def _features(encoder, x: torch.Tensor, batch: int = 32) -> np.ndarray:
     encoder.eval()
     return torch.cat([pooled_features(encoder, x[i:i + batch]).float()
                       for i in range(0, len(x), batch)]).numpy()
+
+
+@torch.no_grad()
+def _tokens(encoder, x: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """The frozen encoder's tokens ``(N, n_tokens, D)`` of clips ``x``, as float16 (the probe's cache)."""
+    encoder.eval()
+    return torch.cat([encoder.forward_features(x[i:i + batch]).to(torch.float16)
+                      for i in range(0, len(x), batch)])
 
 
 @torch.no_grad()
@@ -530,6 +546,41 @@ class Study:
         self._step(f"linear probe {enc_key}", rec["seconds"], cached, accs + ";")
         return rec
 
+    # ------------------------------------------------------------------ attentive probe
+    def attentive_key(self, enc_key: str, seed: int) -> str:
+        cfg = self.plan.config()
+        settings = [enc_key, dataclasses.asdict(cfg.probe), cfg.data.synthetic_videos,
+                    self.plan.eval_videos, cfg.data.synthetic_seed, seed]
+        return f"ap-{enc_key}-{_hash(settings)}"
+
+    def attentive(self, enc_key: str, checkpoint: str, seed: int) -> dict[str, Any]:
+        """The attentive probe (:mod:`mgmae.engine.probe`) of the frozen encoder on the centre
+        views the linear probe uses: trained on the training videos, top-1 on the held-out ones."""
+        cfg = self.plan.config()
+        cfg.train.seed = seed
+        key = self.attentive_key(enc_key, seed)
+
+        def compute() -> dict[str, Any]:
+            data = self.eval_data()
+            torch.manual_seed(seed)
+            encoder = build_encoder(checkpoint, cfg)
+            t_tr, t_ev = _tokens(encoder, data.train_x), _tokens(encoder, data.eval_x)
+            rec = {"key": key, "encoder": enc_key, "seed": seed, "tokens": list(t_tr.shape[1:])}
+            for lab in self.plan.labels:
+                K = NUM_CLASSES[lab]
+                train = Tokens(t_tr, data.train_y[lab], encoder.num_heads)
+                head, hist = train_attentive(train, K, cfg, seed=seed, progress=False)
+                tr = classification_metrics(score(head, train), data.train_y[lab], K)
+                ev = classification_metrics(score(head, Tokens(t_ev, data.eval_y[lab])), data.eval_y[lab], K)
+                rec[lab] = {"train_acc1": tr["top1"], "acc1": ev["top1"], "acc5": ev["top5"],
+                            "loss_end": hist[-1]["loss"]}
+            return rec
+
+        rec, cached = self._cached(key, compute)
+        accs = ", ".join(f"{lab} {rec[lab]['acc1']:.1f}%" for lab in self.plan.labels)
+        self._step(f"attentive probe {enc_key}", rec["seconds"], cached, accs + ";")
+        return rec
+
     # ------------------------------------------------------------------ fine-tuning
     def _finetune_cfg(self, enc_key: str, seed: int, label: str) -> tuple[Config, str]:
         p = self.plan
@@ -620,9 +671,9 @@ class Study:
         maskers = len(p.strategies) + sum(len(a.variants) for a in p.ablations)
         n_main = sum(kind == "main" for kind, *_ in runs)
         n_abl = len(runs) - n_main
-        per_encoder = 2 + len(p.labels)  # pre-train, linear probe, fine-tunes
-        abl = 2 + (len(p.labels) if p.ablation_finetune else 0)
-        scratch = len(p.seeds) * (1 + len(p.labels))
+        per_encoder = 3 + len(p.labels)  # pre-train, linear probe, attentive probe, fine-tunes
+        abl = 3 + (len(p.labels) if p.ablation_finetune else 0)
+        scratch = len(p.seeds) * (2 + len(p.labels))
         return maskers + n_main * per_encoder + n_abl * abl + scratch
 
     def tasks(self) -> list[tuple[str, str]]:
@@ -640,6 +691,7 @@ class Study:
         for seed in p.seeds:
             scratch = f"{SCRATCH}-s{seed}"
             out.append((f"linear probe {scratch}", self.linprobe_key(scratch, seed)))
+            out.append((f"attentive probe {scratch}", self.attentive_key(scratch, seed)))
             out += [(f"fine-tune {scratch} on {lab} labels", self._finetune_cfg(scratch, seed, lab)[1])
                     for lab in p.labels]
             for kind, s, v, sd in runs:
@@ -654,7 +706,8 @@ class Study:
                        finetune: bool) -> list[tuple[str, str]]:
         enc = self.pretrain_key(s, seed, v)
         name = self.masker_name(s, v)
-        out = [(f"pre-train {name} seed {seed}", enc), (f"linear probe {enc}", self.linprobe_key(enc, seed))]
+        out = [(f"pre-train {name} seed {seed}", enc), (f"linear probe {enc}", self.linprobe_key(enc, seed)),
+               (f"attentive probe {enc}", self.attentive_key(enc, seed))]
         out += [(f"fine-tune {enc} on {lab} labels", self._finetune_cfg(enc, seed, lab)[1])
                 for lab in (self.plan.labels if finetune else ())]
         return out + [(f"reconstruction loss {enc}", self.recon_key(enc, maskers))]
@@ -698,7 +751,8 @@ class Study:
         for a in p.ablations:
             for v in a.variants:
                 self.masks(p.strategy(p.ablation_reference), v)
-        records: dict[str, Any] = {"pretrain": [], "linprobe": [], "finetune": [], "recon": []}
+        records: dict[str, Any] = {"pretrain": [], "linprobe": [], "attentive": [], "finetune": [],
+                                   "recon": []}
         busy: list[Busy] = []
 
         def unit(fn, *args, **kw) -> None:  # a run and the runs that need it; left to its claimant
@@ -712,6 +766,7 @@ class Study:
             # baseline: no pre-training
             scratch = f"{SCRATCH}-s{seed}"
             unit(_append, records["linprobe"], self.linprobe, scratch, SCRATCH, seed)
+            unit(_append, records["attentive"], self.attentive, scratch, SCRATCH, seed)
             for lab in p.labels:
                 unit(_append, records["finetune"], self.finetune, scratch, SCRATCH, seed, lab)
             for s in p.strategies:
@@ -736,6 +791,7 @@ class Study:
         records["pretrain"].append(pt)
         enc = pt["key"]
         records["linprobe"].append(self.linprobe(enc, pt["checkpoint"], seed))
+        records["attentive"].append(self.attentive(enc, pt["checkpoint"], seed))
         for lab in self.plan.labels if finetune else ():
             records["finetune"].append(self.finetune(enc, pt["checkpoint"], seed, lab))
         records["recon"].append({"pretrain": enc, "loss": self.heldout_loss(pt, maskers)})
