@@ -13,7 +13,7 @@ import torch
 from mgmae.cli import main
 from mgmae.config import load_config
 from mgmae.engine.linprobe import train_probe
-from mgmae.engine.probe import AttentiveProbe, TokenSource, train_attentive
+from mgmae.engine.probe import AttentiveProbe, Tokens, TokenSource, train_attentive
 from mgmae.engine.pretrain import pretrain
 
 TINY = ["data.synthetic_videos=24", "data.num_frames=4", "data.img_size=32", "train.tensorboard=false",
@@ -28,24 +28,6 @@ def test_the_probe_does_not_depend_on_token_order():
     x = torch.randn(5, 12, 16)
     torch.testing.assert_close(head(x), head(x[:, torch.randperm(12)]), atol=1e-5, rtol=0)
     assert head(x).shape == (5, 3)
-
-
-class _Tokens:
-    """A stand-in for TokenSource: tokens in memory, one view per video."""
-
-    def __init__(self, x, y):
-        self.x, self.labels, self.V, self.dim = x, y, 1, x.shape[-1]
-        self.device = torch.device("cpu")
-        self.encoder = type("E", (), {"num_heads": 2})()
-
-    def __len__(self):
-        return len(self.labels)
-
-    def batches(self, batch_size, generator=None):
-        order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
-        for i in range(0, len(self), batch_size):
-            sel = order[i:i + batch_size]
-            yield self.x[sel], torch.from_numpy(self.labels[sel.numpy()])
 
 
 def _pooling_blind_tokens(n: int, seed: int):
@@ -65,7 +47,7 @@ def test_the_attentive_probe_reads_what_mean_pooling_loses():
     cfg = load_config(None, ["probe.epochs=30", "probe.batch_size=32", "probe.lr=3e-3"])
     x, y = _pooling_blind_tokens(512, 0)
     xv, yv = _pooling_blind_tokens(256, 1)
-    head, history = train_attentive(_Tokens(x, y), 2, cfg, seed=0, progress=False)
+    head, history = train_attentive(Tokens(x, y, num_heads=2), 2, cfg, seed=0, progress=False)
     acc = (head(xv).argmax(1).numpy() == yv).mean()
     lin, _ = train_probe(x.mean(1).numpy(), y, 2, epochs=30, seed=0)
     lin_acc = (lin(xv.mean(1)).argmax(1).numpy() == yv).mean()

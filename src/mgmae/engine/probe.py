@@ -37,8 +37,8 @@ from mgmae.engine.loop import autocast_dtype, resolve_device
 from mgmae.models.build import SCRATCH, build_encoder, classifier_name, is_scratch
 from mgmae.models.vit import Block
 
-__all__ = ["AttentiveProbe", "CrossAttentionBlock", "ProbeResult", "TokenSource", "probe",
-           "train_attentive"]
+__all__ = ["AttentiveProbe", "CrossAttentionBlock", "ProbeResult", "TokenSource", "Tokens", "probe",
+           "score", "train_attentive"]
 
 
 class CrossAttentionBlock(nn.Module):
@@ -167,6 +167,31 @@ class TokenSource:
 
 
 # ----------------------------------------------------------------------------- training
+class Tokens:
+    """Tokens already in memory (``(n, N, D)``, one view per video) with their labels: the source
+    :func:`train_attentive` and :func:`score` read when the clips were encoded elsewhere (the
+    study encodes its rendered clips once for every label kind)."""
+
+    V = 1
+
+    def __init__(self, tokens: torch.Tensor, labels: np.ndarray, num_heads: int | None = None,
+                 device: str | torch.device = "cpu"):
+        self.tokens, self.labels = tokens, np.asarray(labels, dtype=np.int64)
+        self.dim, self.device = tokens.shape[-1], torch.device(device)
+        self.encoder = type("Encoder", (), {"num_heads": num_heads or max(1, self.dim // 64)})()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None):
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        for i in range(0, n, batch_size):
+            sel = order[i:i + batch_size]
+            yield (self.tokens[sel].to(self.device, torch.float32),
+                   torch.from_numpy(self.labels[sel.numpy()]))
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
