@@ -117,10 +117,10 @@ def test_one_patch_per_slice_translation_moves_visible_set_both_sides(base_frame
     assert ((vis.reshape(GRID[0], -1).sum(1)) == vis[b].sum()).all()
 
 
-def test_official_compat_moves_the_mask_against_the_motion_before_the_base():
+def test_official_direction_moves_the_mask_against_the_motion_before_the_base():
     """The official code's flow direction before the base frame, reproduced on purpose: there the
     visible set moves one patch per slice the *wrong* way (it would fail the test above)."""
-    m = mg(init_map="token_rand", base_frame="middle", official_compat=True, flow=None, hole_filling="zero")
+    m = mg(init_map="token_rand", base_frame="middle", direction="official", flow=None, hole_filling="zero")
     masks = m.mask_views(frames_of(), [center_crop_params(S, S, S)], flow_fn=translation_flow(P / TS),
                          generator=torch.Generator().manual_seed(0))
     vis = ~masks[0].reshape(GRID)
@@ -185,7 +185,7 @@ def test_tracking_on_synthetic_ground_truth_beats_tube_and_official_order():
     tracks worse on those slices."""
     videos = SyntheticVideos(24, T, S, seed=3, num_distractors=(1, 1))
     tube = build_masker("tube", input_size=(T, S, S), patch_size=P, tubelet_size=TS, mask_ratio=0.75)
-    ours, compat = mg(flow=None), mg(flow=None, official_compat=True)
+    ours, compat = mg(flow=None), mg(flow=None, direction="official")
     res = {"tube": [0, 0], "ours": [0, 0], "ours_before": [0, 0], "compat_before": [0, 0]}
     before = list(range(T // 2 // TS))
     p = center_crop_params(S, S, S)
@@ -349,7 +349,7 @@ _PINNED = [
     (dict(init_map="pixel_rand", map_stride=4), "bf854685d0471d92"),
     (dict(init_map="mix_gauss", exposure_chance=0.7), "5a07e4c99f2e39ad"),
     (dict(init_map="mix_gauss", topk_on_all=True, warp="forward", hole_filling="zero"), "1323cc0642bb799a"),
-    (dict(init_map="mix_gauss", base_frame="random", official_compat=True), "a978c84796c2c588"),
+    (dict(init_map="mix_gauss", base_frame="random", direction="official"), "a978c84796c2c588"),
 ]
 
 

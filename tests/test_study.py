@@ -79,7 +79,7 @@ def test_recipe_parses_in_both_modes():
     assert set(groups) == {"base_frame", "init_map", "warp", "mask_ratio", "flow_size"}
     assert {"flow.size": 32} in groups["flow_size"]
     official = full.strategy("motion_guided_official").overrides
-    assert official["masking.official_compat"] is True
+    assert official["masking.direction"] == "official"  # the direction alone, not the official masks
     assert load_plan(RECIPE, seeds=5).seeds == [0, 1, 2, 3, 4]
 
 
@@ -99,17 +99,36 @@ def test_new_config_keys_at_their_old_behaviour_keep_cached_runs():
     """Keys added after studies were cached (model.pos_embed) change a run's hash only when set to
     something other than the behaviour from before, so existing caches stay valid."""
     from mgmae.config import Config, flatten
-    from mgmae.experiments.runs import _HASH_UNLESS, _NO_HASH, _cfg_hash, _hash
+    from mgmae.experiments.runs import _HASH_AS, _HASH_UNLESS, _NO_HASH, _cfg_hash, _hash
 
     cfg = Config()
     flat = flatten(cfg.to_dict())
     for key, old_behaviour in _HASH_UNLESS.items():  # each new key's default is the old behaviour
-        assert key not in flat or flat[key] == old_behaviour, key
+        assert key not in flat or _HASH_AS.get((key, flat[key]), flat[key]) == old_behaviour, key
     old = {k: v for k, v in flat.items() if k not in _NO_HASH and k not in _HASH_UNLESS}
     old["flow.iters"] = 6  # its old default; null (the model's standard) means the same
     assert _cfg_hash(cfg, "x") == _hash([old, "x"])
     cfg.model.pos_embed = "sincos_3d"
     assert _cfg_hash(cfg, "x") != _hash([old, "x"])
+
+
+def test_the_official_direction_hashes_as_official_compat_did():
+    """masking.direction=official is what masking.official_compat=true meant before the switch
+    gave the official masks (issue 32): it hashes as that did, so the study's cached
+    'official direction' runs stay valid; the switch itself hashes as something new."""
+    from mgmae.config import Config
+    from mgmae.experiments.runs import _hashed_keys
+
+    before = {**_hashed_keys(Config()), "masking.official_compat": True}
+    direction = Config()
+    direction.masking.direction = "official"
+    assert _hashed_keys(direction) == before
+    corrected = Config()
+    corrected.masking.direction = "corrected"
+    assert _hashed_keys(corrected) == _hashed_keys(Config())
+    switch = Config()
+    switch.masking.official_compat = True
+    assert _hashed_keys(switch)["masking.official_compat"] == "official masks"
 
 
 def test_statistics_helpers(tmp_path):

@@ -87,11 +87,19 @@ class MaskingConfig:
     hole_filling: str = "consist"  # what fills the map where the warp samples outside the frame
     topk_on_all: bool = False  # motion_guided: top-k over the whole clip instead of per slice
     exposure_chance: float = 0.0  # motion_guided: official code's random exposure of masked cubes
-    official_compat: bool = False  # motion_guided: the official code's flow direction before the base frame
+    # motion_guided: the official MGMAE code's masks, one switch (its count, bumps, exposure, full
+    # map, direction and warp at the border; docs/design.md section 3); false: ours, corrected
+    official_compat: bool = False
+    # motion_guided: flow direction before the base frame, corrected (the mask follows the motion) |
+    # official (the official code's, against the motion); null: official_compat decides
+    direction: str | None = None
     # motion_guided: visible cubes per slice, tube (hw - int(hw * ratio), VideoMAE's: 20 of 196) |
-    # official (int(hw * (1 - ratio)), the official MGMAE code's: 19 of 196)
-    visible_count: str = "tube"
-    exposure: str = "scaled"  # motion_guided: exposure noise, scaled (by the scores' std) | official (N(0, 1))
+    # official (int(hw * (1 - ratio)), the official MGMAE code's: 19 of 196); null: tube, or
+    # official with official_compat
+    visible_count: str | None = None
+    # motion_guided: exposure noise, scaled (by the scores' std) | official (N(0, 1)); null: scaled,
+    # or official with official_compat
+    exposure: str | None = None
     # motion_guided: mix_gauss bump width in pixels (null: patch_size / 3; the official code's is
     # patch / sqrt(2), 11.3 for 16-pixel patches)
     gauss_sigma: float | None = None
@@ -484,9 +492,24 @@ def _choices() -> dict[str, Any]:
 def validate(cfg: Config) -> None:
     """Reject impossible values early, naming the key, the value and what is allowed."""
     flat = flatten(cfg.to_dict())
+    if cfg.masking.official_compat:  # the official masks: a key set otherwise contradicts the switch
+        from mgmae.masking import official_conflicts  # light: no torch
+
+        k = cfg.masking
+        clash = official_conflicts(visible_count=k.visible_count, exposure=k.exposure,
+                                   gauss_sigma=k.gauss_sigma, map_stride=k.map_stride, warp=k.warp)
+        if clash:
+            name, value, what = clash[0]
+            fix = "set masking.warp=backward" if name == "warp" else f"leave masking.{name} unset (null)"
+            raise ValueError(f"masking.{name}={value} contradicts masking.official_compat=true, which uses "
+                             f"{what}: {fix}, or drop masking.official_compat")
+    from mgmae.masking import MOTION_GUIDED_AUTO  # light: no torch
+
     for key, allowed in _choices().items():
-        if flat[key] not in allowed:
-            raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}")
+        auto = key.startswith("masking.") and key[len("masking."):] in MOTION_GUIDED_AUTO  # null allowed
+        if flat[key] not in allowed and not (auto and flat[key] is None):
+            raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}"
+                             f"{' or null (masking.official_compat decides)' if auto else ''}")
     if not 0.0 <= cfg.data.max_fail_frac <= 1.0:
         raise ValueError(f"config key 'data.max_fail_frac' must be in [0, 1], got {cfg.data.max_fail_frac}")
     if cfg.data.max_tries < 0 or cfg.data.frame_start_index < 0:

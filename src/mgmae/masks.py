@@ -262,7 +262,8 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
                 flow_size: int | None = None, flow_options: dict | None = None, gt_flow: Callable | None = None,
                 num_frames: int | None = None, img_size: int = 224, patch_size: int = 16, tubelet_size: int = 2,
                 mask_ratio: float = 0.9, base_frame: str = "middle", init_map: str = "mix_gauss",
-                warp: str = "backward", official_compat: bool = False, seed: int = 0,
+                warp: str = "backward", official_compat: bool = False, direction: str | None = None,
+                seed: int = 0,
                 display_size: int | None = None, label: str = "", estimator=None) -> tuple[list, list, dict]:
     """Rows for one clip: ``(long_rows, short_rows, info)``, each row ``(title, uint8 (T, S, S, 3))``
     (``long_rows`` titled for the PNG strip, ``short_rows`` for the narrower GIF columns).
@@ -308,7 +309,7 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
     from mgmae.masking.motion_guided import MotionGuidedMasker
 
     mg = MotionGuidedMasker(**common, flow=None, base_frame=base_frame, init_map=init_map, warp=warp,
-                            official_compat=official_compat)
+                            official_compat=official_compat, direction=direction)
     g = torch.Generator().manual_seed(seed)
     base = mg.base_index(g)
     pairs = mg.flow_pairs(base)
@@ -359,7 +360,8 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
     inp = _stamp(inp, base_stamps)
     long_rows.append((f"input: {label}" if label else "input", inp))
     short_rows.append(("input", inp))
-    compat = ", official direction" if official_compat else ""
+    compat = (", official masks" if official_compat else "") + (
+        f", {mg.direction} direction" if official_compat == (mg.direction == "corrected") else "")
     add(f"motion-guided masking ({flow_name} flow{compat}): {k} of {hw} cubes visible per "
         f"{tubelet_size}-frame slice, {moved:.0%} of them moved off the base frame's places",
         "motion-guided", _masked(rgb, mask, mg.grid, patch_size, tubelet_size))
@@ -380,7 +382,8 @@ ALIASES = {"masker": "masking.name", "flow": "flow.name", "flow_size": "flow.siz
            "img_size": "data.img_size", "tubelet_size": "model.tubelet_size",
            "mask_ratio": "masking.mask_ratio", "base_frame": "masking.base_frame",
            "init_map": "masking.init_map", "warp": "masking.warp",
-           "official_compat": "masking.official_compat", "stride": "data.sampling_rate",
+           "official_compat": "masking.official_compat", "direction": "masking.direction",
+           "stride": "data.sampling_rate",
            "seed": "train.seed", "root": "data.root"}
 BASE = ["model.name=mae_vit_base_patch16", "data.img_size=224"]
 
@@ -414,7 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     alias("--init-map", "masking.init_map", choices=MOTION_GUIDED_CHOICES["init_map"])
     alias("--warp", "masking.warp", choices=MOTION_GUIDED_CHOICES["warp"])
     alias("--official-compat", "masking.official_compat", action="store_true",
-          help="use the official code's flow direction before the base frame (to see its effect)")
+          help="the official MGMAE code's masks (docs/design.md section 3)")
+    alias("--direction", "masking.direction", choices=MOTION_GUIDED_CHOICES["direction"],
+          help="the flow direction before the base frame alone: official = the official code's "
+               "(to see its effect)")
     p.add_argument("--clips", type=int, default=4, help="clips per video (or videos of a dataset)")
     alias("--stride", "data.sampling_rate", type=int, help="frame sampling rate")
     alias("--seed", "train.seed", type=int)
@@ -500,6 +506,7 @@ def run(a) -> list[Path]:
             gt_flow=clip.flow_fn if a.flow in ("gt", "codec") else None, num_frames=a.num_frames, img_size=a.img_size,
             patch_size=a.patch_size, tubelet_size=a.tubelet_size, mask_ratio=a.mask_ratio,
             base_frame=a.base_frame, init_map=a.init_map, warp=a.warp, official_compat=a.official_compat,
+            direction=a.direction,
             seed=a.seed * 100003 + i, display_size=a.display_size, label=clip.label)
         png = out / f"{clip.name}.png"
         save_panels(long_rows, png, None, frame_step=a.frame_step)

@@ -52,7 +52,8 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
     if f.name == "codec":  # flows come with the decoded clips; pixels only for the fallback
         flow = f.fallback
     stride = k.map_stride
-    if stride is None and f.name == "codec":  # blocky flow: a 4-px map tracks as well (bench/codec_flow.py)
+    # blocky flow: a 4-px map tracks as well (bench/codec_flow.py); official_compat: 1
+    if stride is None and f.name == "codec" and not k.official_compat:
         stride = max(1, patch_size // 4)
     flow_options = {"size": f.size}
     if flow == "dis":
@@ -64,7 +65,7 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
                         hole_filling=k.hole_filling, topk_on_all=k.topk_on_all,
                         exposure_chance=k.exposure_chance, official_compat=k.official_compat,
                         map_stride=stride, visible_count=k.visible_count, exposure=k.exposure,
-                        gauss_sigma=k.gauss_sigma)
+                        gauss_sigma=k.gauss_sigma, direction=k.direction)
 
 
 def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["backward_warp", "forward_splat", "resize_flow", "coords_grid", "short_side_size"]
+__all__ = ["backward_warp", "forward_splat", "official_backward_warp", "resize_flow", "coords_grid",
+           "short_side_size"]
 
 # How far (in pixels) a sample point may lie outside [0, W-1] x [0, H-1] and still count as valid.
 # Flow that went through floating-point resizing lands a hair outside the frame on the border;
@@ -120,6 +121,32 @@ def backward_warp(x_dst: Tensor, flow_src_to_dst: Tensor, padding: str = "zeros"
         grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1)  # (N, H, W, 2)
         warped = F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
     return warped.to(out_dtype), valid
+
+
+def official_backward_warp(x_dst: Tensor, flow_src_to_dst: Tensor) -> Tensor:
+    """The official MGMAE code's backward warp (``BackWarp`` in its flow_utils/softsplat.py), as
+    a rule: ``(N, C, H, W)`` on ``src``'s grid, no validity mask. Used only by the motion-guided
+    masker's ``official_compat``; :func:`backward_warp` is the correct warp.
+
+    * **Flow scale.** The grid is ``linspace(-1, 1, W)`` plus ``flow / (W / 2)`` (y: ``H``) and
+      ``grid_sample`` reads it with ``align_corners=True``, whose unit is ``(W - 1) / 2``: pixel
+      ``p`` samples ``x_dst`` at ``p + flow * (W - 1) / W`` (x; y with ``H``), not ``p + flow``.
+    * **Border.** Bilinear with zero padding: in the one-pixel band outside the frame
+      (``-1 < x < 0`` or ``W - 1 < x < W``) a sample is faded towards 0 by the outside taps, and
+      only a sample with all four taps outside is exactly 0 (the official code's "hole").
+
+    The same float operations as the official code (the grid built from ``linspace`` and the
+    division, then ``grid_sample``), so on the same device the same values."""
+    what = "official_backward_warp"
+    _check_image(x_dst, what, "x_dst")
+    n, _, h, w = x_dst.shape
+    _check_flow(flow_src_to_dst, n, h, w, what)
+    x = x_dst if x_dst.is_floating_point() else x_dst.float()
+    f = flow_src_to_dst.to(device=x.device, dtype=x.dtype)
+    gx = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, w) + f[:, 0] / (w / 2.0)
+    gy = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, h, 1) + f[:, 1] / (h / 2.0)
+    grid = torch.stack([gx, gy], dim=-1)  # [N, H, W, 2]: x, y in [-1, 1] at the frame's corner pixels
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def _bilinear_gather(x: Tensor, px: Tensor, py: Tensor, padding: str) -> Tensor:

@@ -29,7 +29,35 @@ MOTION_GUIDED_CHOICES: dict[str, tuple[str, ...]] = {
     "hole_filling": ("consist", "zero"),
     "visible_count": ("tube", "official"),
     "exposure": ("scaled", "official"),
+    "direction": ("corrected", "official"),
 }
+# options that may be left unset (None): then official_compat decides (docs/design.md section 3)
+MOTION_GUIDED_AUTO = ("visible_count", "exposure", "direction")
+
+
+def official_conflicts(*, visible_count: str | None = None, exposure: str | None = None,
+                       gauss_sigma: float | None = None, map_stride: int | None = None,
+                       warp: str = "backward",
+                       patch_size: int | None = None) -> list[tuple[str, object, str]]:
+    """The motion-guided options that contradict ``official_compat=True`` (the official MGMAE
+    code's masks, which sets each of them itself): ``[(option, value, what the switch uses)]``.
+    Unset options (None) never contradict; ``direction`` never does (``corrected`` with the
+    switch gives the official masks with only the direction before the base frame corrected).
+    ``gauss_sigma`` agrees only when it is ``patch_size / sqrt(2)`` (to 1e-9; unknown patch size:
+    never)."""
+    out = []
+    if visible_count not in (None, "official"):
+        out.append(("visible_count", visible_count, "official: int(hw * (1 - ratio)), 19 of 196"))
+    if exposure not in (None, "official"):
+        out.append(("exposure", exposure, "official: unscaled N(0, 1)"))
+    if map_stride not in (None, 1):
+        out.append(("map_stride", map_stride, "1: the full-resolution map"))
+    if gauss_sigma is not None and not (patch_size and abs(gauss_sigma - patch_size / 2 ** 0.5)
+                                        <= 1e-9 * gauss_sigma):
+        out.append(("gauss_sigma", gauss_sigma, "exp(-((x - m) / patch)^2), i.e. patch / sqrt(2) exactly"))
+    if warp == "forward":
+        out.append(("warp", warp, "backward (the official forward warp never runs: it calls torch.oes)"))
+    return out
 
 
 def cells_skipped(ratio: float) -> int:
@@ -68,5 +96,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mgmae.masking' has no attribute {name!r}")
 
 
-__all__ = ["MOTION_GUIDED_CHOICES", "Masker", "MotionGuidedMasker", "RandomMasker", "TubeMasker",
-           "build_masker", "cells_skipped", "list_maskers", "num_visible_per_slice", "register_masker"]
+__all__ = ["MOTION_GUIDED_AUTO", "MOTION_GUIDED_CHOICES", "Masker", "MotionGuidedMasker", "RandomMasker",
+           "TubeMasker",
+           "build_masker", "cells_skipped", "list_maskers", "num_visible_per_slice", "official_conflicts",
+           "register_masker"]

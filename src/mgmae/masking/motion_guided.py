@@ -25,15 +25,24 @@ Options (one line each):
 * ``exposure_chance``: probability of adding N(0, std(scores)^2) noise to the cube scores of one
   random slice (``exposure="scaled"``); ``exposure="official"``: as the official code's
   ``--exposure_chance`` flag, unscaled N(0, 1) (in pixel-sum units) on one random slice of every
-  clip, every call, whenever ``exposure_chance > 0``.
+  clip, every call, whenever ``exposure_chance > 0``. None: ``scaled`` (``official`` with
+  ``official_compat``).
 * ``visible_count``: ``tube`` (``hw - int(hw * ratio)``, VideoMAE's, the same as tube masks: 20 of
   196 at 0.9) | ``official`` (``int(hw * (1 - ratio))``, the official MGMAE code's: 19 of 196).
-  Zero flow gives tube masking only with ``tube``.
+  Zero flow gives tube masking only with ``tube``. None: ``tube`` (``official`` with ``official_compat``).
 * ``gauss_sigma``: width of the ``mix_gauss`` bumps in pixels (default ``patch_size / 3``; the
   official code's ``exp(-((x - m) / 16) ** 2)`` is ``16 / sqrt(2)`` = 11.3 for 16-pixel patches).
-* ``official_compat``: reproduce the official code's flow direction before the base frame
-  (``flow(t+1, t)`` with backward warping, which moves the mask *against* the motion). Off by
-  default; it exists so the effect can be measured.
+* ``direction``: the flow direction before the base frame: ``corrected`` (``flow(t, t+1)``, the
+  mask follows the motion) | ``official`` (the official code's ``flow(t+1, t)`` with backward
+  warping, which moves the mask *against* the motion; it exists so the effect can be measured
+  alone). None: ``corrected`` (``official`` with ``official_compat``).
+* ``official_compat``: the official MGMAE code's masks, one switch (docs/design.md section 3): its
+  visible count, exposure, bumps ``exp(-((x - m) / p)^2)`` divided by the map's maximum, the
+  full-resolution map, its direction before the base frame, and its warp
+  (:func:`mgmae.flow.warp.official_backward_warp`: flow scaled by ``(W - 1) / W``, a faded
+  one-pixel band at the border, holes = exact zeros refilled from the initial map), ``topk(sorted=False)``.
+  An option set to a value that contradicts it is a ValueError naming both (``direction`` may
+  still be ``corrected``). Maps are propagated by the torch path (not the compiled kernel).
 * ``map_stride``: pixels per map cell. The map only decides the cubes' scores, so steps 2-4 can run
   on a coarser grid: ``s`` gives an ``(H/s, W/s)`` map, the flow sampled at the cells' centres and
   divided by ``s`` (it is in pixels; sampling keeps motion boundaries sharp, averaging blurred them
@@ -55,7 +64,7 @@ import torch
 import torch.nn.functional as F
 
 from mgmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from mgmae.masking import MOTION_GUIDED_CHOICES
+from mgmae.masking import MOTION_GUIDED_AUTO, MOTION_GUIDED_CHOICES, official_conflicts
 from mgmae.masking.base import Masker, num_visible_per_slice, topk_mask
 
 
@@ -75,16 +84,32 @@ class MotionGuidedMasker(Masker):
                  topk_on_all: bool = False, exposure_chance: float = 0.0,
                  official_compat: bool = False, flow_options: dict | None = None,
                  gauss_sigma: float | None = None, map_stride: int | None = None,
-                 visible_count: str = "tube", exposure: str = "scaled", seed: int | None = None):
+                 visible_count: str | None = None, exposure: str | None = None,
+                 direction: str | None = None, seed: int | None = None):
         super().__init__(input_size, patch_size, tubelet_size, mask_ratio, seed)
         if self.input_size[0] < 2:
             raise ValueError(f"motion-guided masking needs clips of at least 2 frames, got T={self.input_size[0]}")
         for k, v in (("base_frame", base_frame), ("init_map", init_map), ("warp", warp),
                      ("hole_filling", hole_filling), ("visible_count", visible_count),
-                     ("exposure", exposure)):
-            _check_choice(k, v)
+                     ("exposure", exposure), ("direction", direction)):
+            if v is not None or k not in MOTION_GUIDED_AUTO:
+                _check_choice(k, v)
         if gauss_sigma is not None and not gauss_sigma > 0:
             raise ValueError(f"masking.gauss_sigma must be > 0 (pixels) or null, got {gauss_sigma}")
+        self.official_compat = bool(official_compat)
+        if self.official_compat:  # the official code's masks: every option it decides, or a clash
+            clash = official_conflicts(visible_count=visible_count, exposure=exposure,
+                                       gauss_sigma=gauss_sigma, map_stride=map_stride, warp=warp,
+                                       patch_size=patch_size)
+            if clash:
+                name, value, what = clash[0]
+                fix = "warp='backward'" if name == "warp" else f"{name} unset (None)"
+                raise ValueError(f"motion_guided: {name}={value!r} contradicts official_compat=True, which "
+                                 f"uses {what}: leave {fix}, or drop official_compat")
+            visible_count, exposure, map_stride = "official", "official", 1
+        visible_count = visible_count or "tube"
+        exposure = exposure or "scaled"
+        self.direction = direction or ("official" if self.official_compat else "corrected")
         if map_stride is None:
             map_stride = max(1, patch_size // 8)
         if map_stride < 1 or patch_size % map_stride:
@@ -100,8 +125,9 @@ class MotionGuidedMasker(Masker):
         self.hole_filling = hole_filling
         self.topk_on_all = topk_on_all
         self.exposure_chance = exposure_chance
-        self.official_compat = official_compat
-        self.gauss_sigma = gauss_sigma if gauss_sigma is not None else patch_size / 3.0
+        # the official bumps exp(-((x - m) / p)^2) have sigma = p / sqrt(2) (and are computed so)
+        default_sigma = patch_size / 2 ** 0.5 if self.official_compat else patch_size / 3.0
+        self.gauss_sigma = gauss_sigma if gauss_sigma is not None else default_sigma
         self.visible_count, self.exposure = visible_count, exposure
         # the initial map's bumps: VideoMAE's tube count (20 of 196 at 0.9), drawn as TubeMasker
         # draws its visible set; the visible cubes kept per slice: the same, or with
@@ -116,11 +142,13 @@ class MotionGuidedMasker(Masker):
 
     def __repr__(self) -> str:
         flow = self.flow_spec if isinstance(self.flow_spec, str) or self.flow_spec is None else "callable"
+        odd = self.official_compat == (self.direction == "corrected")  # a direction the switch does not imply
         return (f"MotionGuidedMasker(input_size={self.input_size}, patch_size={self.patch_size}, "
                 f"mask_ratio={self.mask_ratio}, flow={flow}, base_frame={self.base_frame}, "
                 f"init_map={self.init_map}, warp={self.warp}, hole_filling={self.hole_filling}"
                 f"{f', map_stride={self.map_stride}' if self.map_stride > 1 else ''}"
-                f"{', official_compat' if self.official_compat else ''}"
+                f"{', official masks' if self.official_compat else ''}"
+                f"{f', {self.direction} direction' if odd else ''}"
                 f"{', flow weights: RANDOM WEIGHTS (meaningless masks)' if self._random_flow() else ''})")
 
     def _random_flow(self) -> bool:
@@ -166,7 +194,7 @@ class MotionGuidedMasker(Masker):
             nb = t - 1 if t > base else t + 1  # the neighbour already known
             if self.warp == "forward":
                 pairs.append((nb, t))  # splat the neighbour's map forward along flow(nb, t)
-            elif t < base and self.official_compat:
+            elif t < base and self.direction == "official":
                 pairs.append((nb, t))  # the official code's direction: flow(t+1, t)
             else:
                 pairs.append((t, nb))
@@ -207,16 +235,37 @@ class MotionGuidedMasker(Masker):
             noise = torch.rand(batch, hs * ws, generator=generator)
             n_vis = int(hs * ws * (1 - self.mask_ratio))
             vis = ~topk_mask(noise, max(1, n_vis))
-            return vis.to(device, non_blocking=True).float().reshape(batch, hs, ws)
+            return self._official_floor(vis.to(device, non_blocking=True).float().reshape(batch, hs, ws))
         # the visible patches, drawn exactly as TubeMasker draws them (the top-k of the noise)
         noise = torch.rand(batch, h * w, generator=generator)  # [B, h*w]
         if self.init_map == "token_rand":
             m = (~topk_mask(noise, self.k_map)).to(device, non_blocking=True).float().reshape(batch, h, w)
             c = p // stride
-            return m.repeat_interleave(c, 1).repeat_interleave(c, 2)  # [B, hs, ws]
+            return self._official_floor(m.repeat_interleave(c, 1).repeat_interleave(c, 2))  # [B, hs, ws]
         # mix_gauss: max over Gaussian bumps centred on the chosen patches (the max does not
         # depend on their order; sorted: row-major, as the visible set's nonzero() gave them)
         idx = noise.topk(self.k_map, dim=1).indices.sort(dim=1).values.to(device, non_blocking=True)  # [B, k]
+        return self.bump_map(idx, hs, ws, stride, device)
+
+    def bump_map(self, idx: torch.Tensor, hs: int, ws: int, stride: int = 1,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+        """The ``mix_gauss`` map ``(B, hs, ws)`` of the bumps on patches ``idx (B, k)`` (row-major
+        patch indices, on ``device``): the max of the bumps. With ``official_compat`` as the
+        official code computes it: ``exp(-(((y - my) / p)^2 + ((x - mx) / p)^2))``, the sum in the
+        exponent (the max of the exponentials is the exponential of the smallest sum), divided by
+        its maximum per clip; ``exp`` then runs on ``device``, so its last bit may differ between
+        devices, as the official code's does."""
+        w = self.grid[2]
+        device = torch.device("cpu") if device is None else torch.device(device)
+        if self.official_compat:
+            ay, bx = self._gauss_profiles(hs, ws, stride, device)  # [h, hs], [w, ws]: squared terms
+            iy, ix = idx // w, idx % w  # [B, k]
+            least = None
+            for j in range(idx.shape[1]):
+                e = ay[iy[:, j]][:, :, None] + bx[ix[:, j]][:, None, :]  # [B, hs, ws]
+                least = e if least is None else torch.minimum(least, e)
+            m = torch.exp(-least)
+            return m / m.amax(dim=(1, 2), keepdim=True)
         gy, gx = self._gauss_profiles(hs, ws, stride, device)  # [h, hs], [w, ws]
         if device.type == "cpu":  # (a loader worker: one compiled pass instead of ~10 operators)
             from mgmae.kernels import max_of_bumps
@@ -226,10 +275,17 @@ class MotionGuidedMasker(Masker):
         bumps = gy[idx // w][..., :, None] * gx[idx % w][..., None, :]  # [B, k, hs, ws]
         return bumps.amax(dim=1)  # [B, hs, ws]
 
+    def _official_floor(self, m: torch.Tensor) -> torch.Tensor:
+        """The official code's 0/1 maps (token_rand, pixel_rand) hold 1e-8 instead of 0, so that its
+        exact-zero hole test finds only the warp's holes (no change without ``official_compat``)."""
+        return m.clamp_min_(1e-8) if self.official_compat else m
+
     def _gauss_profiles(self, hs: int, ws: int, stride: int, device: torch.device):
         """The separable bump profiles ``gy (h, hs)``, ``gx (w, ws)``: computed on the CPU (the same
-        floats on every device), copied once per device and kept."""
-        key = (hs, ws, stride, float(self.gauss_sigma), str(device))
+        floats on every device), copied once per device and kept. With ``official_compat`` the
+        terms in the exponent instead, ``((x - m) / p)^2`` (sigma = p / sqrt(2)), as the official
+        code computes them (see :meth:`bump_map`)."""
+        key = (hs, ws, stride, float(self.gauss_sigma), self.official_compat, str(device))
         cache = self.__dict__.setdefault("_profiles", {})
         if key not in cache:
             p, (_, h, w) = self.patch_size, self.grid
@@ -237,18 +293,23 @@ class MotionGuidedMasker(Masker):
             xs = (torch.arange(ws, dtype=torch.float32) + 0.5) * stride
             cy = (torch.arange(h, dtype=torch.float32) + 0.5) * p  # patch centres
             cx = (torch.arange(w, dtype=torch.float32) + 0.5) * p
-            gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [h, hs]
-            gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [w, ws]
+            if self.official_compat:
+                gy = ((ys[None, :] - cy[:, None]) / p) ** 2  # [h, hs]
+                gx = ((xs[None, :] - cx[:, None]) / p) ** 2  # [w, ws]
+            else:
+                gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [h, hs]
+                gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * self.gauss_sigma**2))  # [w, ws]
             cache[key] = (gy.to(device, non_blocking=True), gx.to(device, non_blocking=True))
         return cache[key]
 
     def propagate(self, init: torch.Tensor, flows: torch.Tensor, base: int) -> torch.Tensor:
         """Carry ``init (B, H, W)`` from ``base`` to every frame: ``(B, T, H, W)``.
         ``flows (B, P, 2, H, W)`` are ordered as :meth:`flow_pairs`."""
-        from mgmae.flow.warp import backward_warp, forward_splat
+        from mgmae.flow.warp import backward_warp, forward_splat, official_backward_warp
 
         T = self.input_size[0]
-        if self.warp == "backward" and _numpy_ok(init, flows):  # the loader's small CPU maps
+        if self.warp == "backward" and not self.official_compat and _numpy_ok(init, flows):
+            # the loader's small CPU maps (the official rule always takes the torch path below)
             return torch.from_numpy(self._propagate_numpy(init.numpy(), flows.numpy(), base))
         init1 = init.unsqueeze(1)  # [B, 1, H, W]
         maps: list[torch.Tensor | None] = [None] * T
@@ -256,6 +317,10 @@ class MotionGuidedMasker(Masker):
         for t, k in zip(*self._propagation_order(base)):
             nb = t - 1 if t > base else t + 1
             f = flows[:, k]  # [B, 2, H, W]
+            if self.official_compat:  # the official warp: faded border band, holes are exact zeros
+                m = official_backward_warp(maps[nb], f)
+                maps[t] = torch.where(m == 0, init1, m) if self.hole_filling == "consist" else m
+                continue
             if self.warp == "forward":
                 m, weight = forward_splat(maps[nb], f)
                 valid = weight > 0
@@ -292,14 +357,25 @@ class MotionGuidedMasker(Masker):
         order = list(range(base + 1, T)) + list(range(base - 1, -1, -1))
         return order, [t if t < base else t - 1 for t in order]
 
+    def cube_scores(self, maps: torch.Tensor) -> torch.Tensor:
+        """``maps (B, T, H', W')`` -> each cube's score ``(B, t, h*w)``: the sum of the map over
+        its ``tubelet x patch x patch`` pixels (or cells)."""
+        B = maps.shape[0]
+        t, h, w = self.grid
+        ts, p = self.tubelet_size, maps.shape[-1] // self.grid[2]  # map cells per patch side
+        if self.official_compat:  # summed in the official code's order: each cube's values in a row
+            cubes = maps.reshape(B, t, ts, h, p, w, p).permute(0, 1, 3, 5, 2, 4, 6)  # [B, t, h, w, ts, p, p]
+            scores = cubes.reshape(B, t, h, w, ts * p * p).sum(-1)  # [B, t, h, w]
+        else:
+            scores = maps.reshape(B, t, ts, h, p, w, p).sum(dim=(2, 4, 6))  # [B, t, h, w]
+        return scores.reshape(B, t, h * w).float()
+
     def select(self, maps: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """``maps (B, T, H', W')`` (pixels, or cells of :attr:`map_stride`) -> mask ``(B, N)``:
         cube scores, then top-k visible."""
         B = maps.shape[0]
         t, h, w = self.grid
-        ts, p = self.tubelet_size, maps.shape[-1] // self.grid[2]  # map cells per patch side
-        scores = maps.reshape(B, t, ts, h, p, w, p).sum(dim=(2, 4, 6))  # [B, t, h, w]
-        scores = scores.reshape(B, t, h * w).float()  # on the maps' device: top-k there too
+        scores = self.cube_scores(maps)  # [B, t, h*w], on the maps' device: top-k there too
         if self.exposure_chance > 0 and self.exposure == "official":
             # the official code: every call, one random slice per clip, unscaled N(0, 1) on its
             # scores; theirs sum the map over pixels, ours over cells of map_stride^2 pixels
@@ -319,9 +395,12 @@ class MotionGuidedMasker(Masker):
             add[rows, sl[hit]] = noise[hit]
             std = scores.flatten(1).std(1)  # [B]
             scores = scores + add.to(scores.device, non_blocking=True) * std[:, None, None]
+        # ties: torch.topk decides; the official code calls it with sorted=False, which may keep
+        # another of equal scores, so the official rule does too
+        select = _topk_unsorted if self.official_compat else topk_mask
         if self.topk_on_all:
-            return topk_mask(scores.reshape(B, -1), self.k * t)  # [B, N]
-        return topk_mask(scores.reshape(B * t, h * w), self.k).reshape(B, t * h * w)  # [B, N]
+            return select(scores.reshape(B, -1), self.k * t)  # [B, N]
+        return select(scores.reshape(B * t, h * w), self.k).reshape(B, t * h * w)  # [B, N]
 
     # ------------------------------------------------------------------ entry points
     def masks_from_flows(self, flows: torch.Tensor, base: int,
@@ -423,6 +502,13 @@ class MotionGuidedMasker(Masker):
             f = apply_flow(flows, q)  # [P, 2, out_h/s, out_w/s] in map cells
             out.append(self.masks_from_flows(f.unsqueeze(0), base, generator, on_map=True)[0])
         return torch.stack(out)  # [S, N]
+
+
+def _topk_unsorted(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`topk_mask` with ``topk(sorted=False)``, the official code's call (the same set but
+    for ties among equal scores, which the two calls may break differently)."""
+    idx = scores.topk(k, dim=1, sorted=False).indices  # [B, k]
+    return torch.ones_like(scores, dtype=torch.bool).scatter_(1, idx, False)
 
 
 def _numpy_ok(*tensors: torch.Tensor) -> bool:
