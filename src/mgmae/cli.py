@@ -2,8 +2,10 @@
 convert|config|study ...``.
 
 Every command that reads a config takes it the same way: ``-c RECIPE`` (a path or a packaged
-recipe's name) then ``key=value`` overrides. Commands are imported when they run, so ``mgmae
---help`` and ``mgmae config --keys`` import no torch (tests/test_cli.py).
+recipe's name) and ``key=value`` overrides, in any order with the options. Commands are imported
+when they run, so ``mgmae --help`` and ``mgmae config --keys`` import no torch
+(tests/test_cli.py), and a command's config is checked before its module is imported
+(:mod:`mgmae.precheck`): a config error costs a fraction of a second, not the import of torch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mgmae.commands import add_common_flags, add_config_args, check_keys_apply, command
+from mgmae.commands import (add_common_flags, add_config_args, check_keys_apply, command, debugging,
+                            one_line, show_progress, USER_ERRORS)
 
 
 def _load(args):
@@ -21,26 +24,27 @@ def _load(args):
 
 
 def cmd_pretrain(args) -> int:
-    from mgmae.engine.pretrain import pretrain
-
     check_keys_apply("pretrain", args.overrides)
-    cfg = _load(args)
+    cfg = _load(args)  # before the engine is imported: a config error costs no torch import
     if args.resume:
         cfg.train.resume = args.resume
     from mgmae.engine.loop import Preempted
+    from mgmae.engine.pretrain import pretrain
 
     try:
-        pretrain(cfg)
+        pretrain(cfg, progress=show_progress(args.quiet), quiet=args.quiet)
     except Preempted as e:
         return e.code
     return 0
 
 
 def cmd_config(args) -> int:
-    from mgmae.config import list_recipes, valid_keys
+    from mgmae.config import list_recipes
 
     if args.keys:
-        print("\n".join(valid_keys()))
+        from mgmae.keydocs import format_keys
+
+        print(format_keys(_load(args) if args.config or args.overrides else None))
         return 0
     if args.list:
         recipes = list_recipes()
@@ -79,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pre-train a video MAE (no arguments: the built-in demo)")
     add_config_args(p)
     p.add_argument("--resume", help="checkpoint path, or 'auto' for the newest valid one in the run dir")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no epoch lines: the run's summary, warnings and errors")
     add_common_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -88,11 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved config (--keys: every valid key; --list: "
                                       "the packaged recipes)")
     add_config_args(p)
-    p.add_argument("--keys", action="store_true", help="print every valid key")
+    p.add_argument("--keys", action="store_true",
+                   help="print every valid key with its default (with -c / key=value: its value "
+                        "there) and what it means")
     p.add_argument("--list", action="store_true", help="print the packaged recipes (names for -c)")
     add_common_flags(p, checkpoints=False)
     p.set_defaults(func=cmd_config)
     return parser
+
+
+def _check_early(name: str, argv: list[str]) -> int:
+    """The config of ``mgmae NAME argv``, checked before the command's module (torch, timm, the
+    engine) is imported (:mod:`mgmae.precheck`): 2 and the command's one-line error, or 0."""
+    from mgmae.precheck import check_early
+
+    try:
+        check_early(name, argv)
+    except USER_ERRORS as e:
+        if debugging(argv):
+            raise
+        print(f"mgmae {'data check' if name == 'data' else name}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in DELEGATED:
         import importlib
 
-        module = importlib.import_module(DELEGATED[argv[0]][0])
         rest = argv[1:]
         if argv[0] == "data":
             if not rest or rest[0] != "check":
@@ -108,8 +130,17 @@ def main(argv: list[str] | None = None) -> int:
                       "[--json out.json]", file=sys.stderr)
                 return 2
             rest = rest[1:]
+        if _check_early(argv[0], rest):
+            return 2
+        module = importlib.import_module(DELEGATED[argv[0]][0])
         return int(module.cli_main(rest) or 0)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    sub = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    if argv and argv[0] in sub:  # options and overrides in any order: --resume auto k=v, k=v --resume auto
+        args = sub[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:  # --help, a mistyped command: the usage
+        args = parser.parse_args(argv)
     return command(args.command)(lambda _argv: args.func(args))(argv)
 
 

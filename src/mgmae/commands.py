@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 __all__ = ["MgmaeError", "USER_ERRORS", "add_common_flags", "add_config_args", "check_output",
-           "check_keys_apply", "command", "debugging", "one_line", "split_positionals"]
+           "check_keys_apply", "command", "debugging", "one_line", "show_progress", "split_positionals"]
 
 
 class MgmaeError(Exception):
@@ -131,6 +131,19 @@ def check_keys_apply(command: str, overrides: Sequence[str]) -> None:
                     else " (masks and flow are pre-training settings)" if key.startswith(("masking.", "flow."))
                     else " (finetune.* keys are read by mgmae finetune, linprobe and eval)")
             raise ValueError(f"{key} does not apply to mgmae {command}{hint}")
+
+
+def show_progress(quiet: bool = False, stream=None) -> bool:
+    """Whether a command draws progress bars: not with ``--quiet``, and only on a terminal. A bar
+    redraws its line with carriage returns and escape codes; in a log file or a pipe every redraw
+    stays (tens of KB of them for the demo), so there the epoch lines and log.jsonl say how far a
+    run is. ``stream``: where the bars go (tqdm's default, stderr)."""
+    if quiet:
+        return False
+    try:
+        return bool((sys.stderr if stream is None else stream).isatty())
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return False
 
 
 def split_positionals(items: Sequence[str], n: int) -> tuple[list[str], list[str]]:

@@ -28,11 +28,11 @@ class ModelConfig:
     tubelet_size: int = 2  # frames per cube
     decoder_depth: int | None = None  # None: the size's standard (4, the paper's; nano: 2)
     decoder_embed_dim: int | None = None  # None: the standard one for the encoder size
-    decoder_num_heads: int | None = None
+    decoder_num_heads: int | None = None  # None: the standard one for the decoder width
     # target = per-patch normalized pixels (true: the paper's setting, used by every recipe). The
     # demo default is raw pixels: a nano model in CPU minutes stays on the norm-pix plateau (~0.99).
     norm_pix_loss: bool = False
-    drop_path: float = 0.0
+    drop_path: float = 0.0  # stochastic depth rate of the encoder blocks during pre-training
     grad_checkpointing: bool = False  # activation checkpointing per block (saves memory)
     # fixed position table: sincos_1d (VideoMAE's, over the flattened token index; needed by every
     # published checkpoint and the HF export) or sincos_3d (separable t/h/w sin-cos; learns much
@@ -44,15 +44,15 @@ class ModelConfig:
 class DataConfig:
     dataset: str = "auto"  # auto | synthetic | list | folder (auto: synthetic unless train_list is set)
     train_list: str | None = None  # list file (path [num_frames] label) or folder-per-class root
-    val_list: str | None = None
-    test_list: str | None = None
+    val_list: str | None = None  # validation list (fine-tuning, probes; mgmae eval --split val)
+    test_list: str | None = None  # test list (mgmae eval; the end of fine-tuning)
     root: str | None = None  # prepended to relative paths in the list files
-    num_frames: int = 16
+    num_frames: int = 16  # frames per clip
     sampling_rate: int = 2  # frame stride of dense sampling
     sampling: str = "dense"  # dense (pre-training / Kinetics) | segment (SSv2)
-    img_size: int = 64
+    img_size: int = 64  # clip side in pixels (square crops)
     num_sample: int = 1  # repeated augmentation: clips per video per step
-    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # multi-scale crop: sides as shares of the short side
     flip: bool = True  # horizontal flip (turn off for SSv2: left/right is in the label)
     # test / validation views of real videos: the short side resized to this, then img_size crops
     # (null: img_size, the official scripts' --short_side_size 224)
@@ -67,9 +67,9 @@ class DataConfig:
     max_fail_frac: float = 0.05  # stop when more than this share of the videos cannot be read
     max_tries: int = 10  # replacements tried for one unreadable video before giving up
     # built-in synthetic data
-    synthetic_videos: int = 256
+    synthetic_videos: int = 256  # how many videos
     synthetic_label: str = "motion"  # motion | appearance (which label the classifier sees)
-    synthetic_seed: int = 0
+    synthetic_seed: int = 0  # seed of the videos (held-out ones: synthetic_seed + 1)
     # encode the synthetic videos to H.264 (libx264's defaults) and train on the decoded frames, as
     # from real files; flow.name=codec then takes their motion vectors
     synthetic_encode: bool = False
@@ -78,7 +78,7 @@ class DataConfig:
 @dataclass
 class MaskingConfig:
     name: str = "motion_guided"  # a masker registry name: random | tube | motion_guided | registered
-    mask_ratio: float = 0.9
+    mask_ratio: float = 0.9  # share of the cubes hidden from the encoder
     where: str = "loader"  # loader (CPU workers) | step (batched on the training device)
     # motion_guided options; their allowed values: mgmae.masking.MOTION_GUIDED_CHOICES
     base_frame: str = "middle"  # the frame the mask map starts on
@@ -110,7 +110,7 @@ class MaskingConfig:
     # VideoMAE V2's dual masking: the decoder reconstructs only the positions a running-cell mask
     # leaves (none | run_cell); decoder_mask_ratio: the share it skips (V2's recipes: 0.5)
     decoder_mask: str = "none"
-    decoder_mask_ratio: float = 0.5
+    decoder_mask_ratio: float = 0.5  # run_cell: share of the positions the decoder skips
 
 
 @dataclass
@@ -140,27 +140,27 @@ class FlowConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 20  # passes over the training videos
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
     batch_size: int = 16  # videos per device per step (before repeated augmentation)
-    accum_steps: int = 1
+    accum_steps: int = 1  # micro-batches per optimizer step (gradient accumulation)
     lr: float | None = None  # absolute lr; None: blr * effective_videos / 256
     blr: float = 3e-2  # base lr per 256 videos; the demo's value (paper recipes: 1e-3)
-    min_lr: float = 1e-5
-    warmup_lr: float = 1e-6
-    warmup_epochs: float = 2.0
-    weight_decay: float = 0.05
+    min_lr: float = 1e-5  # the cosine schedule ends here
+    warmup_lr: float = 1e-6  # the linear warm-up starts here
+    warmup_epochs: float = 2.0  # linear lr warm-up, in epochs
+    weight_decay: float = 0.05  # AdamW weight decay (not on biases, norms and tokens)
     # cosine from weight_decay to this over the run, per optimizer step (VideoMAE); null: constant
     weight_decay_end: float | None = None
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    clip_grad: float | None = None
-    output_dir: str = "runs"
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas
+    clip_grad: float | None = None  # clip the gradient norm to this; null: no clipping
+    output_dir: str = "runs"  # run directories are made in this folder
     run_name: str | None = None  # None: <model>-<masker>-<timestamp>
-    seed: int = 0
+    seed: int = 0  # weights, data order, augmentation and masks are functions of it
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_workers: int = 2
+    num_workers: int = 2  # data-loader worker processes (0: load in the main process)
     amp: str = "auto"  # auto (bf16 on capable GPUs, fp32 on CPU) | bf16 | fp16 | none
-    log_every: int = 1
+    log_every: int = 1  # write a log.jsonl line every N steps (and the last one)
     save_every_epochs: int = 0  # also keep every M-th epoch's checkpoint (0: none)
     save_every_steps: int = 0  # write a resume point (checkpoint-last.pth) every N steps (0: each epoch)
     keep_last: int = 2  # rolling resume points kept besides the kept epochs and the final one
@@ -173,7 +173,7 @@ class TrainConfig:
     wandb: str | None = None  # also log to this Weights & Biases project (needs `pip install wandb`)
     vis_clips: int = 4  # clips in the reconstruction picture
     baseline_clips: int = 64  # clips on which the end of a run compares the loss with a trivial predictor
-    compile: bool = False
+    compile: bool = False  # torch.compile the model
     fsdp: bool = False  # under torchrun: shard params/grads/optimizer state per block (fully_shard)
 
 
@@ -189,25 +189,25 @@ class FinetuneConfig:
 
     model: str | None = None  # classifier for `scratch` runs; None: model.name without "mae_"
     num_classes: int | None = None  # None: from the data (class names or the largest label + 1)
-    epochs: int = 10
+    epochs: int = 10  # passes over the training videos
     batch_size: int = 16  # videos per device per step (x data.num_sample clips)
     lr: float | None = None  # absolute lr; None: blr * videos per step / 256
     blr: float = 3e-2  # base lr per 256 videos; the demo's (SSv2 ViT-B recipe: 2e-3; K400: 7e-4)
-    min_lr: float = 1e-6
-    warmup_lr: float = 1e-8
-    warmup_epochs: float = 2.0
-    weight_decay: float = 0.05
+    min_lr: float = 1e-6  # the cosine schedule ends here
+    warmup_lr: float = 1e-8  # the linear warm-up starts here
+    warmup_epochs: float = 2.0  # linear lr warm-up, in epochs
+    weight_decay: float = 0.05  # AdamW weight decay (not on biases, norms and tokens)
     weight_decay_end: float | None = None  # cosine from weight_decay to this (VideoMAE); null: constant
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    clip_grad: float | None = None
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
+    clip_grad: float | None = None  # clip the gradient norm to this; null: no clipping
     layer_decay: float = 0.75  # lr of block i (1-based) = lr * layer_decay ** (depth + 1 - i)
-    drop_path: float = 0.1
+    drop_path: float = 0.1  # stochastic depth rate of the encoder blocks
     head_drop: float = 0.0  # dropout before the head
     head_init_scale: float = 0.001  # the new head's initial weights are scaled by this
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # of the cross-entropy targets (with mixup: of the mixed targets)
     mixup: float = 0.0  # mixup alpha (0: off; paper recipes: 0.8)
     cutmix: float = 0.0  # cutmix alpha (0: off; paper recipes: 1.0)
-    cutmix_minmax: list[float] | None = None
+    cutmix_minmax: list[float] | None = None  # [min, max] box size ratio of cutmix, instead of cutmix's alpha (timm)
     mixup_prob: float = 1.0  # probability of mixing a batch at all
     mixup_switch_prob: float = 0.5  # probability of cutmix instead of mixup when both are on
     mixup_mode: str = "batch"  # batch | pair | elem
@@ -215,20 +215,20 @@ class FinetuneConfig:
     # training crop of real videos: random_resized (the official fine-tuning's: area crop_scale,
     # aspect crop_ratio) | multiscale (the pre-training crop, data.scales); synthetic data: multiscale
     crop: str = "random_resized"
-    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
-    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333])
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # random_resized: area share [lo, hi]
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333])  # random_resized: aspect ratio [lo, hi]
     reprob: float = 0.25  # random erasing probability (real data)
     remode: str = "pixel"  # random erasing fill: pixel | rand | const
     ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3)
-    ema_decay: float = 0.9999
+    ema_decay: float = 0.9999  # ema: weight of the average at each step
     eval_every: int = 1  # validate every N epochs (the last epoch always)
     test_num_segment: int = 2  # multi-view test: temporal clips per video
     test_num_crop: int = 3  # multi-view test: spatial crops per clip
     synthetic_val_videos: int = 128  # held-out synthetic videos (seed data.synthetic_seed + 1); 0: none
     linprobe_bn: bool = True  # BatchNorm without affine before the linear probe (MAE)
-    linprobe_epochs: int = 100
+    linprobe_epochs: int = 100  # passes over the cached features
     linprobe_lr: float = 1e-3  # AdamW on cached features
-    linprobe_weight_decay: float = 0.0
+    linprobe_weight_decay: float = 0.0  # AdamW weight decay of the linear probe
 
 
 @dataclass
@@ -246,9 +246,9 @@ class ProbeConfig:
     epochs: int = 20  # passes over the training videos
     batch_size: int = 32  # videos per probe step
     lr: float = 1e-3  # AdamW peak lr (cosine to 0 after warmup)
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 1.0  # linear lr warm-up, in epochs
     weight_decay: float = 0.01  # not on biases, norms and the queries
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # of the cross-entropy targets
     cache_gb: float = 4.0  # keep the frozen tokens in memory (float16) when they fit this; else recompute each epoch
     test_views: bool = True  # score the validation videos with finetune.test_num_segment x test_num_crop views (as mgmae eval)
 
@@ -489,6 +489,24 @@ def _choices() -> dict[str, Any]:
             "flow.name": _OneOf(DATA_FLOWS, FLOWS)}
 
 
+def _check_choices(flat: dict[str, Any], keys=None) -> None:
+    from mgmae.masking import MOTION_GUIDED_AUTO  # light: no torch
+
+    for key, allowed in _choices().items():
+        auto = key.startswith("masking.") and key[len("masking."):] in MOTION_GUIDED_AUTO  # null allowed
+        if (keys is None or key in keys) and flat[key] not in allowed and not (auto and flat[key] is None):
+            raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}"
+                             f"{' or null (masking.official_compat decides)' if auto else ''}")
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Check each ``key=value`` on its own, as on any config: a known key, a value of its type, one
+    of its allowed values. What depends on other keys needs the whole config (:func:`validate`):
+    this is the check for overrides that go on top of a config not known yet (a checkpoint's)."""
+    cfg = apply_overrides(Config(), list(overrides))
+    _check_choices(flatten(cfg.to_dict()), {str(o).split("=", 1)[0].strip() for o in overrides})
+
+
 def validate(cfg: Config) -> None:
     """Reject impossible values early, naming the key, the value and what is allowed."""
     flat = flatten(cfg.to_dict())
@@ -503,13 +521,7 @@ def validate(cfg: Config) -> None:
             fix = "set masking.warp=backward" if name == "warp" else f"leave masking.{name} unset (null)"
             raise ValueError(f"masking.{name}={value} contradicts masking.official_compat=true, which uses "
                              f"{what}: {fix}, or drop masking.official_compat")
-    from mgmae.masking import MOTION_GUIDED_AUTO  # light: no torch
-
-    for key, allowed in _choices().items():
-        auto = key.startswith("masking.") and key[len("masking."):] in MOTION_GUIDED_AUTO  # null allowed
-        if flat[key] not in allowed and not (auto and flat[key] is None):
-            raise ValueError(f"config key '{key}' = {flat[key]!r}; allowed: {', '.join(allowed)}"
-                             f"{' or null (masking.official_compat decides)' if auto else ''}")
+    _check_choices(flat)
     if not 0.0 <= cfg.data.max_fail_frac <= 1.0:
         raise ValueError(f"config key 'data.max_fail_frac' must be in [0, 1], got {cfg.data.max_fail_frac}")
     if cfg.data.max_tries < 0 or cfg.data.frame_start_index < 0:

@@ -1086,6 +1086,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-num-heads", type=int, help="decoder heads, for non-standard widths")
     p.add_argument("--non-strict", action="store_true",
                    help="initialise/ignore missing or unexpected tensors instead of failing")
+    p.add_argument("--quiet", action="store_true", help="only the line naming what was written")
     add_common_flags(p)
     return p
 
@@ -1094,13 +1095,14 @@ def build_parser() -> argparse.ArgumentParser:
 def cli_main(argv: list[str]) -> int:
     if argv and argv[0] == "convert":
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     overrides = {k: getattr(args, k) for k in ("num_classes", "num_frames", "img_size",
                                                "num_heads", "decoder_num_heads")
                  if getattr(args, k) is not None}
     check_output(args.dst, "the output", directory=args.to == "hf")
     out, report = _convert(args.src, args.dst, args.to, args.task, not args.non_strict, **overrides)
-    print(report.summary())
+    if not args.quiet:
+        print(report.summary())
     print(f"wrote {out} ({args.to})")
     return 0
 

@@ -3,15 +3,17 @@
 ::
 
     mgmae masks VIDEO_OR_DATASET [-c RECIPE] [key=value ...] [--masker motion_guided|tube|random]
-                [--flow dis|farneback|raft_small|raft_large|zero|gt|codec] [--num-frames 16] [--img-size 224]
-                [--patch-size 16] [--mask-ratio 0.9] [--base-frame middle] [--init-map mix_gauss]
-                [--clips 4] [--stride 2] [-o out/]
+                [--flow dis|farneback|raft_small|raft_large|zero|gt|codec] [--num-frames 16] [--img-size 64]
+                [--patch-size 8] [--mask-ratio 0.9] [--base-frame middle] [--init-map mix_gauss]
+                [--clips 4] [--stride 2] [-o out/] [--quiet]
 
 The masker and its clips are described by a config like every command's (``-c RECIPE`` then
 ``key=value``: ``masking.*``, ``flow.*``, ``data.num_frames``, ``data.img_size``, ``model.name``
 for the patch size ...), so ``-c pretrain_vit_base_ssv2_cpu_flow`` draws that recipe's masks;
 each flag is an alias of one key (:data:`ALIASES`) and wins over both. Without ``-c`` the clips
-are ViT-B/16's: 224 px, 16-pixel patches.
+are the demo's, the defaults of :mod:`mgmae.config` (``configs/demo.yaml``): 16 frames of 64 px,
+8-pixel patches (``mae_vit_nano_patch8``); ``-c pretrain_vit_base_ssv2`` (or ``data.img_size=224
+model.name=mae_vit_base_patch16``) draws ViT-B/16's 224 px clips.
 
 ``VIDEO_OR_DATASET`` is a video file, a frame folder, a folder of videos, a folder-per-class tree,
 a list file (the formats of :func:`mgmae.data.datasets.parse_list`), or the word ``synthetic``
@@ -19,7 +21,8 @@ a list file (the formats of :func:`mgmae.data.datasets.parse_list`), or the word
 uses the motion vectors of the video files (``flow.name=codec``).
 
 For every clip it writes ``<name>.png`` (a strip of every ``--frame-step``-th frame per row) and
-``<name>.gif`` (all frames, the rows side by side) and prints their paths. Rows, for the
+``<name>.gif`` (all frames, the rows side by side) and prints their paths (a progress bar on a
+terminal; ``--quiet``: the paths alone). Rows, for the
 motion-guided masker:
 
 1. the input clip (centre crop, resized to ``--img-size``), the base frame marked;
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mgmae.commands import add_common_flags, add_config_args, command, split_positionals
+from mgmae.commands import add_common_flags, add_config_args, command, show_progress, split_positionals
 from mgmae.config import DATA_FLOWS
 from mgmae.flow import list_flows
 from mgmae.masking import MOTION_GUIDED_CHOICES, list_maskers
@@ -376,7 +379,7 @@ def render_clip(frames: np.ndarray, *, masker: str = "motion_guided", flow: str 
 
 # ---------------------------------------------------------------------------------- command
 # Flags that are aliases of config keys: -c RECIPE and key=value set them too, a flag wins. Without
-# -c the base is ViT-B/16 at 224 px (the paper's clips), not the nano demo.
+# -c the base is the defaults: the demo's clips and model (configs/demo.yaml).
 ALIASES = {"masker": "masking.name", "flow": "flow.name", "flow_size": "flow.size",
            "dis_preset": "flow.preset", "weights": "flow.weights", "num_frames": "data.num_frames",
            "img_size": "data.img_size", "tubelet_size": "model.tubelet_size",
@@ -385,8 +388,6 @@ ALIASES = {"masker": "masking.name", "flow": "flow.name", "flow_size": "flow.siz
            "official_compat": "masking.official_compat", "direction": "masking.direction",
            "stride": "data.sampling_rate",
            "seed": "train.seed", "root": "data.root"}
-BASE = ["model.name=mae_vit_base_patch16", "data.img_size=224"]
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -408,9 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     alias("--dis-preset", "flow.preset", choices=("ultrafast", "fast", "medium"))
     alias("--weights", "flow.weights", help="RAFT weight file (raft_small / raft_large)")
     alias("--num-frames", "data.num_frames", type=int)
-    alias("--img-size", "data.img_size", type=int, help="default 224 without -c")
+    alias("--img-size", "data.img_size", type=int, help="default 64 without -c (the demo's)")
     p.add_argument("--patch-size", type=int, default=None,
-                   help="default: the patch size of model.name (16 without -c)")
+                   help="default: the patch size of model.name (8 without -c: the demo's nano model)")
     alias("--tubelet-size", "model.tubelet_size", type=int)
     alias("--mask-ratio", "masking.mask_ratio", type=float)
     alias("--base-frame", "masking.base_frame", choices=MOTION_GUIDED_CHOICES["base_frame"])
@@ -432,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=4, help="GIF frames per second")
     p.add_argument("--no-gif", action="store_true")
     p.add_argument("-o", "--out", default="masks_out", help="output folder (default: masks_out/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; print the files written and nothing else")
     add_common_flags(p, checkpoints=False)
     return p
 
@@ -441,7 +443,7 @@ def resolve_args(a: argparse.Namespace, overrides: Sequence[str] = ()) -> argpar
     from mgmae.config import load_config, set_key, validate
     from mgmae.models import parse_name
 
-    cfg = load_config(a.config, [*([] if a.config else BASE), *overrides])
+    cfg = load_config(a.config, list(overrides))
     given = {dest for dest in ALIASES if getattr(a, dest) is not None}
     for dest in given:
         set_key(cfg, ALIASES[dest], getattr(a, dest))
@@ -499,8 +501,14 @@ def run(a) -> list[Path]:
                 raise ValueError("--weights applies to --flow raft_small / raft_large only")
             opts["weights"] = a.weights
         estimator = build_flow(a.flow, size=a.flow_size, **opts)
+    from tqdm.auto import tqdm
+
+    quiet = getattr(a, "quiet", False)
+    bar = tqdm(total=len(clips), desc="masks", unit="clip", leave=False, dynamic_ncols=True,
+               disable=not getattr(a, "progress", False))
     written = []
     for i, clip in enumerate(clips):
+        bar.set_postfix_str(clip.name)
         long_rows, short_rows, info = render_clip(
             clip.frames, masker=a.masker, flow=a.flow, estimator=estimator,
             gt_flow=clip.flow_fn if a.flow in ("gt", "codec") else None, num_frames=a.num_frames, img_size=a.img_size,
@@ -518,10 +526,12 @@ def run(a) -> list[Path]:
                 save_panels(short_rows, Path(tmp) / "unused.png", gif, frame_step=a.frame_step, fps=a.fps)
             written.append(gif)
             msg += f"  {gif}"
-        if "moved_share" in info:
+        if "moved_share" in info and not quiet:
             msg += (f"  (base frame {info['base']}, mean |flow| {info['mean_flow']:.2f} px, "
                     f"{info['moved_share']:.0%} of visible cubes off the base frame's places)")
-        print(msg)
+        bar.write(msg, file=sys.stdout)  # above the bar, which goes on below it
+        bar.update(1)
+    bar.close()
     return written
 
 
@@ -534,6 +544,7 @@ def cli_main(argv: list[str]) -> int:
     if not pos:
         parser.error("give a video, a folder, a list file or 'synthetic'")
     a.source = pos[0]
+    a.progress = show_progress(a.quiet)
     run(resolve_args(a, overrides))
     return 0
 

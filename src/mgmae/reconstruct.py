@@ -29,12 +29,14 @@ trained with ``norm_pix_loss``).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from mgmae.commands import add_common_flags, add_config_args, check_output, command, split_positionals
+from mgmae.commands import (add_common_flags, add_config_args, check_output, command, show_progress,
+                            split_positionals)
 from mgmae.config import DATA_FLOWS
 from mgmae.masking import list_maskers
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=4, help="clips per video (or videos of a list)")
     p.add_argument("--backend", default="pyav", help="video decoder (pyav, torchcodec, decord)")
     p.add_argument("-o", "--out", default="reconstruct_out", help="output folder (default: reconstruct_out/)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no description of the model: one line per clip")
     add_common_flags(p)
     return p
 
@@ -145,17 +149,24 @@ def run(ckpt: str, source: str, a: argparse.Namespace, overrides: Sequence[str] 
         mask = masker(video)  # [B, N]
     rep = model.load_report
     target = "per-cube normalised pixels" if model.norm_pix_loss else "pixels"
-    print(f"[mgmae] {ckpt} ({rep.source}): {cfg.model.name}, {d.num_frames} x {d.img_size} px clips; "
-          f"{masker!r}; loss on {target}")
+    if not getattr(a, "quiet", False):
+        print(f"[mgmae] {ckpt} ({rep.source}): {cfg.model.name}, {d.num_frames} x {d.img_size} px clips; "
+              f"{masker!r}; loss on {target}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(clips), desc="reconstruct", unit="clip", leave=False, dynamic_ncols=True,
+               disable=not getattr(a, "progress", False))
     for i, clip in enumerate(clips):
         png, gif = out / f"{clip.name}.png", out / f"{clip.name}.gif"
         loss = draw_reconstructions(model, video[i:i + 1], mask[i:i + 1], png, gif,
                                     labels=[f"{clip.label}, {cfg.masking.name} mask"])
         written += [png, gif]
-        print(f"{png}  {gif}  loss {loss:.4f}")
+        bar.write(f"{png}  {gif}  loss {loss:.4f}", file=sys.stdout)
+        bar.update(1)
+    bar.close()
     return written
 
 
@@ -167,6 +178,7 @@ def cli_main(argv: list[str]) -> int:
     pos, overrides = split_positionals(a.args, 2)
     if len(pos) < 2:
         parser.error("give a pre-training checkpoint and a video, a folder, a list file or 'synthetic'")
+    a.progress = show_progress(a.quiet)
     with torch.no_grad():
         run(pos[0], pos[1], a, overrides)
     return 0

@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
-from mgmae.commands import (add_common_flags, add_config_args, check_output, command,
+from mgmae.commands import (add_common_flags, add_config_args, check_output, command, show_progress,
                             split_positionals)
 from mgmae.data.datasets import VideoEntry, load_entries
 from mgmae.data.video import FrameFolderReader, PyAVReader, VideoError, open_video
@@ -167,15 +167,7 @@ def format_report(rep: dict, max_bad: int = 50) -> str:
     return "\n".join(lines)
 
 
-@command("data check")
-def cli_main(argv: list[str]) -> int:
-    """``mgmae data check [LIST] [-c CONFIG] [key=value ...] [--min-frames N] [--json out.json] ...``;
-    returns the exit status (0 all good, 1 bad files, 2 the list cannot be read). Like every
-    command it reads a config: ``data.root`` (``--root`` is an alias), ``data.num_frames``,
-    ``data.sampling_rate`` and ``data.sampling`` (the default of ``--min-frames``: the frames one
-    clip spans) and, without ``LIST``, ``data.train_list``."""
-    from mgmae.config import load_config
-
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mgmae data check", description=__doc__.split("\n\n")[0])
     add_config_args(ap, positionals="LIST")
     ap.add_argument("--root", default=None, help="alias of data.root=R: prepended to relative "
@@ -194,7 +186,19 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--json", default=None, help="write the full report (every video) here")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common_flags(ap, checkpoints=False)
-    args = ap.parse_intermixed_args(argv)
+    return ap
+
+
+@command("data check")
+def cli_main(argv: list[str]) -> int:
+    """``mgmae data check [LIST] [-c CONFIG] [key=value ...] [--min-frames N] [--json out.json] ...``;
+    returns the exit status (0 all good, 1 bad files, 2 the list cannot be read). Like every
+    command it reads a config: ``data.root`` (``--root`` is an alias), ``data.num_frames``,
+    ``data.sampling_rate`` and ``data.sampling`` (the default of ``--min-frames``: the frames one
+    clip spans) and, without ``LIST``, ``data.train_list``."""
+    from mgmae.config import load_config
+
+    args = build_parser().parse_intermixed_args(argv)
     pos, overrides = split_positionals(args.args, 1)
     cfg = load_config(args.config, overrides)
     for flag, key in (("root", "root"), ("backend", "backend"), ("template", "frame_template"),
@@ -212,7 +216,7 @@ def cli_main(argv: list[str]) -> int:
     if args.json:
         check_output(args.json, "--json", directory=False)
     rep = check_dataset(source, root=cfg.data.root, backend=cfg.data.backend, min_frames=min_frames,
-                        full=args.full, workers=args.workers, progress=not args.quiet,
+                        full=args.full, workers=args.workers, progress=show_progress(args.quiet),
                         template=cfg.data.frame_template, start_index=cfg.data.frame_start_index,
                         list_format=cfg.data.list_format)
     print(format_report(rep))

@@ -27,7 +27,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from mgmae.commands import add_common_flags, check_keys_apply, check_output, command
+from mgmae.commands import (add_common_flags, check_keys_apply, check_output, command, show_progress,
+                            split_positionals)
 from mgmae.config import Config, apply_overrides, load_config, validate
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
 from mgmae.data.datasets import DatasetFailureError, ListFileError, build_dataset
@@ -497,8 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mgmae eval",
         description="Multi-view evaluation of a fine-tuned checkpoint: top-1/top-5, per-class "
                     "accuracy, confusion matrix, predictions CSV.")
-    p.add_argument("checkpoint", help="classifier checkpoint (ours, official fine-tuned .pth, HF dir)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.test_list=test.txt")
+    p.add_argument("args", nargs="*", metavar="CHECKPOINT [key=value ...]",
+                   help="classifier checkpoint (ours, official fine-tuned .pth, HF dir), then "
+                        "key=value overrides, e.g. data.test_list=test.txt (in any order)")
     p.add_argument("-c", "--config", help="YAML recipe (default: the checkpoint's own config)")
     p.add_argument("-o", "--output", help="output folder (default: <checkpoint dir>/eval-<split>)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
@@ -513,7 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
 @command("eval")
 def cli_main(argv: list[str]) -> int:
     """``mgmae eval CHECKPOINT [-c CONFIG] [key=value ...]``; returns the exit status."""
-    args = build_parser().parse_intermixed_args(argv)
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    pos, args.overrides = split_positionals(args.args, 1)
+    if not pos:
+        parser.error("give the fine-tuned checkpoint to evaluate")
+    args.checkpoint = pos[0]
     stored = stored_checkpoint(args.checkpoint)
     check_keys_apply("eval", args.overrides)
     cfg = config_for_checkpoint(args.config, args.overrides, stored.get("config") if stored else None)
@@ -521,7 +528,7 @@ def cli_main(argv: list[str]) -> int:
     check_output(out, "the output folder (-o)", directory=True)
     res = evaluate_checkpoint(args.checkpoint, cfg, split=args.split, out_dir=out,
                               views=tuple(args.views) if args.views else None,
-                              batch_size=args.batch_size, progress=not args.quiet)
+                              batch_size=args.batch_size, progress=show_progress(args.quiet))
     if res.files:  # rank 0
         print(f"[mgmae] {format_metrics(res.metrics)}")
         print("[mgmae] wrote:\n" + "".join(f"  {k:<11} {v}\n" for k, v in res.files.items()), end="")

@@ -39,7 +39,8 @@ from torch import nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from mgmae.commands import add_common_flags, check_keys_apply, check_output, command, split_positionals
+from mgmae.commands import (add_common_flags, check_keys_apply, check_output, command, show_progress,
+                            split_positionals)
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
 from mgmae.data.datasets import VideoDataset, VideoEntry, parse_list, scan_folder
 from mgmae.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -461,5 +462,5 @@ def cli_main(argv: list[str]) -> int:
     cfg = config_for_checkpoint(args.config, overrides, stored.get("config") if stored else None)
     stride = None if args.window is None else args.stride or max(1, args.window // 4)
     extract(pos[0], pos[1], args.output, cfg, fmt=args.format, views=tuple(args.views or (1, 1)),
-            per_view=args.per_view, batch_size=args.batch_size, progress=not args.quiet, stride=stride)
+            per_view=args.per_view, batch_size=args.batch_size, progress=show_progress(args.quiet), stride=stride)
     return 0

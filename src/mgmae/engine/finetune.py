@@ -33,7 +33,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from mgmae.commands import add_common_flags, check_keys_apply, command, split_positionals
+from mgmae.commands import add_common_flags, check_keys_apply, command, show_progress, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.convert import arch_of
 from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader, uses_synthetic
@@ -566,10 +566,10 @@ def cli_main(argv: list[str]) -> int:
         # the experiment harness builds on this module (imported here, not at the top: no cycle)
         from mgmae.experiments.compare import compare_scratch
 
-        out = compare_scratch(cfg, pretrained, seeds=args.seeds, progress=not args.quiet)
+        out = compare_scratch(cfg, pretrained, seeds=args.seeds, progress=show_progress(args.quiet))
         if env_info().is_main:
             print(out["table"])
             print(f"[mgmae] comparison written to {out['summary']}")
     else:
-        finetune(cfg, pretrained, progress=not args.quiet)
+        finetune(cfg, pretrained, progress=show_progress(args.quiet))
     return 0

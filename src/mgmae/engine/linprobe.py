@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mgmae.commands import add_common_flags, check_keys_apply, command, split_positionals
+from mgmae.commands import add_common_flags, check_keys_apply, command, show_progress, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.data import build_loader, uses_synthetic
 from mgmae.engine.evaluate import (EvalResult, build_eval_dataset, check_labels, check_unreadable,
@@ -265,12 +265,12 @@ def cli_main(argv: list[str]) -> int:
     if not pos:
         parser.error("give the checkpoint whose encoder to probe (or 'scratch')")
     cfg = load_config(args.config, overrides)
-    res = linprobe(cfg, pos[0], progress=not args.quiet)
+    res = linprobe(cfg, pos[0], progress=show_progress(args.quiet))
     if args.compare_scratch and not is_scratch(pos[0]):
         c = copy.deepcopy(cfg)
         sync_model_config(c, build_encoder(pos[0], cfg))  # the random encoder: same architecture
         c.train.run_name = f"{Path(res.run_dir).name}-scratch"
-        base = linprobe(c, "scratch", progress=not args.quiet)
+        base = linprobe(c, "scratch", progress=show_progress(args.quiet))
         print(f"[mgmae] linear probe val top-1: {pos[0]} {_f(res.val_acc1)} vs random "
               f"encoder {_f(base.val_acc1)}")
     return 0

@@ -68,16 +68,19 @@ def masker_from_config(cfg: Config, patch_size: int, seed: int | None = None):
                         gauss_sigma=k.gauss_sigma, direction=k.direction)
 
 
-def pretrain(cfg: Config, *, stop_at_step: int | None = None) -> Path:
+def pretrain(cfg: Config, *, stop_at_step: int | None = None, progress: bool = True,
+             quiet: bool = False) -> Path:
     """Pre-train the MAE described by ``cfg``; returns the run directory.
 
-    ``stop_at_step`` behaves like a preemption signal arriving at that step (tests use it)."""
+    ``stop_at_step`` behaves like a preemption signal arriving at that step (tests use it).
+    ``progress``: the progress bar; ``quiet``: no description of the run at its start and no
+    epoch lines (the summary at the end, warnings and errors stay)."""
     return run_distributed(cfg.train.device, lambda info, device, created: _pretrain(
-        cfg, info, device, stop_at_step, created))
+        cfg, info, device, stop_at_step, created, progress, quiet))
 
 
 def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: int | None,
-              created: list[Path]) -> Path:
+              created: list[Path], progress: bool = True, quiet: bool = False) -> Path:
     t_start = time.time()
     t = cfg.train
     main = info.is_main
@@ -157,7 +160,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
         del state
     start_step = step  # the ETA extrapolates from the steps this process has run
 
-    if main:
+    if main and not quiet:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"[mgmae] run dir: {run_dir}")
         print(f"[mgmae] model {cfg.model.name}: {n_params / 1e6:.2f}M params, {model.num_patches} cubes "
@@ -170,7 +173,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
               (f"lr {lr:.3g} (= blr {t.blr:g} x {eff_videos} / 256)" if t.lr is None else f"lr {lr:.3g} (set)"))
 
     log = StepLog(run_dir, main=main, prefix="pretrain", total_steps=total_steps, initial=step,
-                  log_every=t.log_every, tensorboard=t.tensorboard,
+                  log_every=t.log_every, tensorboard=t.tensorboard, progress=progress,
                   wandb=t.wandb, config=cfg.to_dict())
     stepper = Stepper(model, ddp, optimizer, accum=accum, dtype=dtype, scaler=scaler, clip_grad=t.clip_grad,
                       max_bad_steps=t.max_bad_steps, info=info, device=device, log=log, fsdp=fsdp)
@@ -205,7 +208,7 @@ def _pretrain(cfg: Config, info: DistInfo, device: torch.device, stop_at_step: i
             pos.epoch += 1
             if pos.step < total_steps or epoch_losses:
                 _end_of_epoch(saver, pos.epoch, pos.step, epoch_losses, dataset, t_start, total_steps,
-                              pos.step >= total_steps, start_step)
+                              pos.step >= total_steps, start_step, quiet)
     step, epoch = pos.step, pos.epoch
     log.close()
     final = saver.finish(epoch, step)  # finished: the final checkpoint is the resume point
@@ -241,10 +244,10 @@ def eta_seconds(elapsed: float, start_step: int, step: int, total_steps: int) ->
 
 
 def _end_of_epoch(saver: ckpt.CheckpointSaver, epoch, step, epoch_losses, dataset, t_start,
-                  total_steps, last, start_step: int = 0) -> None:
+                  total_steps, last, start_step: int = 0, quiet: bool = False) -> None:
     if not last:  # resume point at the epoch boundary, plus the kept epochs
         saver.end_of_epoch(epoch, step)
-    if not saver.main:
+    if not saver.main or quiet:
         return
     elapsed = time.time() - t_start
     eta = eta_seconds(elapsed, start_step, step, total_steps)

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="write the report from cached runs; fail if a run is missing")
     p.add_argument("--dry-run", action="store_true", help="print the plan, which of its runs are recorded in the cache, and exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="no line per run: the report's path, warnings and errors")
     p.add_argument("--jobs", type=int, default=1,
                    help="processes that share the runs (this one and N-1 started beside it, each "
                         "with cores/N for its threads and loader workers; theirs log to the cache's "
@@ -124,7 +126,7 @@ def cli_main(argv: list[str]) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     helper = os.environ.get(_HELPER_ENV) is not None  # started by a --jobs N parent
-    study = Study(plan, jobs=args.jobs)
+    study = Study(plan, jobs=args.jobs, **({"log": lambda *a, **k: None} if args.quiet else {}))
     if args.dry_run:  # the plan, and which of its runs the cache holds
         runs = study.encoder_runs()
         tasks = study.tasks()
