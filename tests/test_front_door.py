@@ -190,6 +190,14 @@ def test_progress_bars_only_on_a_terminal():
         assert not show_progress(False, f)
 
 
+@pytest.mark.parametrize("command", sorted(DELEGATED))
+def test_every_command_asks_whether_to_draw_bars(command):
+    """The bars of every command are off in a log, not only with --quiet: each decides with
+    show_progress (the engines' `progress=` argument stays a plain switch for Python callers)."""
+    source = Path(importlib.import_module(DELEGATED[command][0]).__file__).read_text()
+    assert "progress=not args.quiet" not in source
+
+
 def test_a_log_of_pretraining_has_no_bar_redraws(tmp_path):
     """Output to a pipe (a log file, a cluster's job log): no carriage returns or escape codes,
     the epoch lines and the summary as plain lines (the demo's log: ~85 KB of redraws before)."""

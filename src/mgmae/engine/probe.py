@@ -411,7 +411,7 @@ def build_parser():
 
 
 def cli_main(argv: list[str]) -> int:
-    from mgmae.commands import check_keys_apply, command, split_positionals
+    from mgmae.commands import check_keys_apply, command, show_progress, split_positionals
     from mgmae.config import load_config
 
     @command("probe")
@@ -430,12 +430,12 @@ def cli_main(argv: list[str]) -> int:
         if args.compare_scratch and is_scratch(pos[0]):
             parser.error("--compare-scratch needs a pre-trained checkpoint")
         if args.seeds == 1 and not args.compare_scratch:
-            probe(cfg, pos[0], progress=not args.quiet)
+            probe(cfg, pos[0], progress=show_progress(args.quiet))
             return 0
         from mgmae.experiments.compare import compare_probes
 
         out = compare_probes(cfg, pos[0], seeds=args.seeds, scratch=args.compare_scratch,
-                             progress=not args.quiet)
+                             progress=show_progress(args.quiet))
         print(out["table"])
         print(f"[mgmae] numbers written to {out['summary']}")
         return 0
