@@ -210,8 +210,8 @@ def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):
     md = out.read_text()
     header, body = table_rows(md, "strategy")
     assert header == ["strategy", "loss at end of pre-training", "tracking: moving", "tracking: all",
-                      "linear probe: motion", "linear probe: appearance", "fine-tune: motion",
-                      "fine-tune: appearance"]
+                      "linear probe: motion", "linear probe: appearance", "attentive probe: motion",
+                      "attentive probe: appearance", "fine-tune: motion", "fine-tune: appearance"]
     assert [r[0] for r in body] == ["from scratch (no pre-training)", "tube", "motion-guided, GT flow"]
     for row in body[1:]:  # every cell of a pre-trained strategy holds a number
         for cell in row[1:]:
@@ -225,9 +225,9 @@ def test_smoke_study_end_to_end_and_cached(tmp_path, capsys):
     assert a_header[:5] == ["ablation", "setting", "loss at end", "tracking: moving", "tracking: all"]
     assert [r[:2] for r in a_body] == [["warping", "backward (reference: motion-guided, GT flow)"],
                                      ["", "forward"]]
-    for row in a_body:  # loss, tracking and linear probes filled
-        assert all(re.match(r"^-?\d+(\.\d+)?%?$", c) for c in row[2:7]), row
-    assert a_body[1][7:] == ["–", "–"]  # ablation encoders are not fine-tuned (the reference is)
+    for row in a_body:  # loss, tracking, linear and attentive probes filled
+        assert all(re.match(r"^-?\d+(\.\d+)?%?$", c) for c in row[2:9]), row
+    assert a_body[1][9:] == ["–", "–"]  # ablation encoders are not fine-tuned (the reference is)
     images = out.parent / "images"
     for name in ("smoke_loss.png", "smoke_accuracy.png", "smoke_masks.png",
                  "smoke_masks_tube.gif", "smoke_masks_motion_guided_gt.gif"):

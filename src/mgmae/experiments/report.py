@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,16 @@ from mgmae.models.build import SCRATCH
 from mgmae.models.mae import denormalize
 from mgmae.viz import darken, mask_to_pixels, save_panels, to_uint8
 
-__all__ = ["Row", "collect_rows", "write_plots", "write_report"]
+__all__ = ["Row", "collect_rows", "kinds_of", "write_plots", "write_report"]
+
+# the downstream evaluations: (kind, name, short column name)
+KINDS = (("lp", "linear probe", "LP"), ("ap", "attentive probe", "AP"), ("ft", "fine-tuning", "FT"))
+KIND_NAMES = {k: name for k, name, _ in KINDS}
+
+
+def kinds_of(records: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The evaluations a study's records hold (the attentive probe only where it ran)."""
+    return [k for k in KINDS if k[0] != "ap" or records.get("attentive")]
 
 
 def _fmt(values: list[float], digits: int = 1, scale: float = 1.0) -> str:
@@ -51,12 +60,18 @@ class Row:
     seeds: list[int]
     pretrain_seconds: list[float]
     mask_ms: float | None = None
+    ap: dict[str, list[float]] = field(default_factory=dict)  # attentive probe (studies that ran it)
+
+    def acc(self, kind: str) -> dict[str, list[float]]:
+        """Accuracies per label of ``kind``: lp (linear probe), ap (attentive probe), ft."""
+        return {"lp": self.lp, "ap": self.ap, "ft": self.ft}[kind]
 
 
 def collect_rows(study: Study, records: dict[str, Any]) -> tuple[list[Row], dict[str, list[Row]]]:
     """Main rows (scratch first, then strategies) and ablation rows per group (reference first)."""
     p = study.plan
     lp = {r["encoder"]: r for r in records["linprobe"]}
+    ap = {r["encoder"]: r for r in records.get("attentive", [])}
     ft = {(r["encoder"], r["label"]): r for r in records["finetune"]}
 
     def row(name, label, pts, mask_item, seeds):
@@ -72,7 +87,8 @@ def collect_rows(study: Study, records: dict[str, Any]) -> tuple[list[Row], dict
         return Row(name, label, [r["loss_end"] for r in pts] if pts else [], tm, ta,
                    {lab: [lp[e][lab]["acc1"] for e in encs if e in lp] for lab in p.labels},
                    {lab: [ft[(e, lab)]["acc1"] for e in encs if (e, lab) in ft] for lab in p.labels},
-                   list(seeds), [r["seconds"] for r in pts] if pts else [], ms)
+                   list(seeds), [r["seconds"] for r in pts] if pts else [], ms,
+                   {lab: [ap[e][lab]["acc1"] for e in encs if e in ap] for lab in p.labels})
 
     pts = records["pretrain"]
     rows = [row(SCRATCH, "from scratch (no pre-training)", None, None, p.seeds)]
@@ -99,7 +115,7 @@ def _paired(a: Row, b: Row, what: str, lab: str | None,
             resolution: float = 0.0) -> tuple[list[float], str]:
     """Per-seed differences a - b (same seed: same initialisation, data order and eval set)."""
     def by_seed(r: Row):
-        vals = r.loss_end if what == "loss" else (r.lp if what == "lp" else r.ft)[lab]
+        vals = r.loss_end if what == "loss" else r.acc(what)[lab]
         return dict(zip(r.seeds, vals))
 
     da, db = by_seed(a), by_seed(b)
@@ -214,12 +230,14 @@ def write_plots(study: Study, records: dict[str, Any], rows: list[Row], img_dir:
     plt.close(fig)
 
     # accuracy bars
-    panels = [("lp", lab) for lab in p.labels] + [("ft", lab) for lab in p.labels]
-    fig, axes = plt.subplots(2, len(p.labels), figsize=(5.5 * len(p.labels), 7.5), dpi=110, squeeze=False)
+    kinds = kinds_of(records)
+    panels = [(kind, lab) for kind, _, _ in kinds for lab in p.labels]
+    fig, axes = plt.subplots(len(kinds), len(p.labels), figsize=(5.5 * len(p.labels), 3.75 * len(kinds)),
+                             dpi=110, squeeze=False)
     for k, (kind, lab) in enumerate(panels):
         ax = axes[k // len(p.labels)][k % len(p.labels)]
         for j, r in enumerate(rows):
-            vals = (r.lp if kind == "lp" else r.ft)[lab]
+            vals = r.acc(kind)[lab]
             m, s, n = mean_std(vals)
             col = "lightgray" if r.name == SCRATCH else colors[(j - 1) % len(colors)]
             ax.bar(j, m if n else 0, yerr=s if n > 1 else None, color=col, capsize=3, alpha=0.85)
@@ -227,7 +245,7 @@ def write_plots(study: Study, records: dict[str, Any], rows: list[Row], img_dir:
         ax.axhline(CHANCE[lab], color="red", lw=1, ls="--", label="chance")
         ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("held-out top-1 (%)")
-        ax.set_title(f"{'linear probe' if kind == 'lp' else 'fine-tuning'}: {lab} labels", fontsize=10)
+        ax.set_title(f"{KIND_NAMES[kind]}: {lab} labels", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("downstream accuracy (bars: mean, whiskers: std over seeds, dots: seeds)", fontsize=10)
@@ -307,13 +325,16 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
              f"Python {cpu['python']}, {cpu['os']}.  ")
     pt_sec = sum(r["seconds"] for r in records["pretrain"])
     lp_sec = sum(r["seconds"] for r in records["linprobe"])
+    ap_sec = sum(r["seconds"] for r in records.get("attentive", []))
     ft_sec = sum(r["seconds"] for r in records["finetune"])
     runs = [i for i in invocations if i.get("computed_seconds", 0) > 0]
     total = elapsed_seconds(runs)
     L.append(f"**Wall time:** {total / 60:.1f} min in {len(runs)} invocation(s) of the command "
              "(invocations that ran at the same time counted once); the "
              f"runs themselves took {pt_sec / 60:.1f} min pre-training, {lp_sec / 60:.1f} min linear "
-             f"probes (feature extraction included), {ft_sec / 60:.1f} min fine-tuning (the rest: "
+             f"probes (feature extraction included), "
+             + (f"{ap_sec / 60:.1f} min attentive probes (tokens included), " if ap_sec else "")
+             + f"{ft_sec / 60:.1f} min fine-tuning (the rest: "
              f"masks, tracking, held-out losses, pictures).")
     L.append("")
     if runs:
@@ -344,6 +365,14 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
                          f"linear, {cfg.finetune.linprobe_epochs} epochs AdamW lr "
                          f"{cfg.finetune.linprobe_lr:g} on the {cfg.data.synthetic_videos} training "
                          f"videos; top-1 on the {p.eval_videos} held-out videos"],
+        *([["attentive probe", f"frozen encoder, all tokens of the centre view (no pooling): "
+                               f"{cfg.probe.num_queries} learnable quer{'y' if cfg.probe.num_queries == 1 else 'ies'}, "
+                               f"{cfg.probe.depth} cross-attention block(s), "
+                               f"{cfg.probe.num_heads or 'as many as the encoder'} heads, LayerNorm + linear; "
+                               f"{cfg.probe.epochs} epochs AdamW lr {cfg.probe.lr:g}, weight decay "
+                               f"{cfg.probe.weight_decay:g}, batch {cfg.probe.batch_size} "
+                               f"(`mgmae probe`, docs/probe.md); the linear probe's videos"]]
+          if records.get("attentive") else []),
         ["fine-tuning", f"{p.finetune_steps} steps x {ft_cfg.finetune.batch_size} clips, blr "
                         f"{ft_cfg.finetune.blr:g}, layer decay {ft_cfg.finetune.layer_decay}, drop path "
                         f"{ft_cfg.finetune.drop_path}, label smoothing {ft_cfg.finetune.label_smoothing}; "
@@ -372,11 +401,12 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
              f"accuracies are held-out top-1 (%).")
     L.append("")
     header = ["strategy", "loss at end of pre-training", "tracking: moving", "tracking: all"]
-    header += [f"linear probe: {lab}" for lab in labs] + [f"fine-tune: {lab}" for lab in labs]
+    kinds = kinds_of(records)
+    header += [f"{'fine-tune' if kind == 'ft' else name}: {lab}" for kind, name, _ in kinds for lab in labs]
     body = []
     for r in rows:
         body.append([r.label, _fmt(r.loss_end, 4) if r.loss_end else "–", _pct(r.track_moving),
-                     _pct(r.track_all)] + [_fmt(r.lp[lab]) for lab in labs] + [_fmt(r.ft[lab]) for lab in labs])
+                     _pct(r.track_all)] + [_fmt(r.acc(kind)[lab]) for kind, _, _ in kinds for lab in labs])
     L.append(_table(header, body))
     L.append("")
     L.append(f"Chance: motion 12.5%, appearance 25%. Loss: mean of the last {p.loss_tail} logged "
@@ -404,8 +434,7 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
                  f"from noise). For accuracies the standard deviation is floored at one held-out video "
                  f"({100 / p.eval_videos:.2f} points), the metric's resolution.")
         L.append("")
-        header = ["comparison", "loss at end"] + [f"LP {lab}" for lab in labs] + \
-                 [f"FT {lab}" for lab in labs]
+        header = ["comparison", "loss at end"] + [f"{short} {lab}" for _, _, short in kinds for lab in labs]
         body = []
         for a, b in pairs:
             ra, rb = by[a], by[b]
@@ -415,7 +444,7 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
             else:
                 d, v = _paired(ra, rb, "loss", None)
                 cells.append(f"{_fmt(d, 5)} ({v})")
-            for kind in ("lp", "ft"):
+            for kind, _, _ in kinds:
                 for lab in labs:
                     d, v = _paired(ra, rb, kind, lab, res)
                     cells.append(f"{_fmt(d)} ({v})")
@@ -467,13 +496,13 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
                  f"same seeds.")
         L.append("")
         header = ["ablation", "setting", "loss at end", "tracking: moving", "tracking: all"]
-        header += [f"LP {lab}" for lab in labs] + [f"FT {lab}" for lab in labs]
+        header += [f"{short} {lab}" for _, _, short in kinds for lab in labs]
         body = []
         for title, rs in groups.items():
             for k, r in enumerate(rs):
                 body.append([title if k == 0 else "", r.label, _fmt(r.loss_end, 4) if r.loss_end else "–",
                              _pct(r.track_moving), _pct(r.track_all)]
-                            + [_fmt(r.lp[lab]) for lab in labs] + [_fmt(r.ft[lab]) for lab in labs])
+                            + [_fmt(r.acc(kind)[lab]) for kind, _, _ in kinds for lab in labs])
         L.append(_table(header, body))
         L.append("")
     elif p.skipped_ablations:  # the recipe has ablations, this invocation left them out
@@ -509,16 +538,16 @@ def write_report(study: Study, records: dict[str, Any], out: Path, *, command: s
     # per-seed details
     L.append("## Every run")
     L.append("")
-    header = ["strategy", "seed", "loss at end", "pre-training s"] + [f"LP {lab}" for lab in labs] + \
-             [f"FT {lab}" for lab in labs]
+    header = ["strategy", "seed", "loss at end", "pre-training s"] + \
+        [f"{short} {lab}" for _, _, short in kinds for lab in labs]
     body = []
     all_rows = rows + [r for rs in groups.values() for r in rs[1:]]
     for r in all_rows:
         for k, seed in enumerate(r.seeds):
             body.append([r.label, str(seed), f"{r.loss_end[k]:.4f}" if r.loss_end else "–",
                          f"{r.pretrain_seconds[k]:.0f}" if r.pretrain_seconds else "–"]
-                        + [f"{r.lp[lab][k]:.1f}" if k < len(r.lp[lab]) else "–" for lab in labs]
-                        + [f"{r.ft[lab][k]:.1f}" if k < len(r.ft[lab]) else "–" for lab in labs])
+                        + [f"{r.acc(kind)[lab][k]:.1f}" if k < len(r.acc(kind)[lab]) else "–"
+                           for kind, _, _ in kinds for lab in labs])
     L.append(_table(header, body))
     L.append("")
     L.append("## Reproduce, continue, scale up")
@@ -681,7 +710,7 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
         if key in by:
             parts = []
             wins = 0
-            for kind, name in (("lp", "linear probe"), ("ft", "fine-tuning")):
+            for kind, name, _ in kinds_of(records):
                 for lab in p.labels:
                     d, v = _paired(by[key], by[ref], kind, lab, res)
                     m, sd, k = mean_std(d)
@@ -695,9 +724,9 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
                     out.append(f"  At this scale {by[key].label} does **not** beat {rl} masking "
                                f"significantly on any downstream metric.")
     flat = []
-    for kind, name in (("lp", "linear probe"), ("ft", "fine-tuning")):
+    for kind, name, _ in kinds_of(records):
         for lab in p.labels:
-            means = [mean_std((r.lp if kind == "lp" else r.ft)[lab])[0] for r in rows]
+            means = [mean_std(r.acc(kind)[lab])[0] for r in rows]
             means = [m for m in means if math.isfinite(m)]
             if means and max(means) <= CHANCE[lab] + 2 * res:
                 flat.append(f"{name} on {lab} labels (best row {max(means):.1f}%, chance {CHANCE[lab]:.1f}%)")
@@ -711,7 +740,7 @@ def _reading(study: Study, rows: list[Row], records) -> list[str]:
     transfers = False
     if ref:
         parts = []
-        for kind, name in (("lp", "linear probe"), ("ft", "fine-tuning")):
+        for kind, name, _ in kinds_of(records):
             for lab in p.labels:
                 d, v = _paired(by[ref], by[SCRATCH], kind, lab, res)
                 m, sd, k = mean_std(d)
