@@ -126,3 +126,14 @@ def test_bad_input_is_one_line_and_no_result(checkpoint, tmp_path, capsys, row):
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mgmae probe: error: ")]
     assert len(err) == 1 and want in err[0], err
     assert not (tmp_path / "bad" / "result.json").exists() and not (tmp_path / "bad" / "probe.pth").exists()
+
+
+def test_under_torchrun_the_ranks_share_the_tokens_and_rank_0_reports(checkpoint, tmp_path, torchrun):
+    common = [str(checkpoint), *TINY, "probe.epochs=2", "finetune.synthetic_val_videos=13", "--quiet"]
+    assert main(["probe", *common, f"train.output_dir={tmp_path}", "train.run_name=one"]) == 0
+    res = torchrun(2, "probe", *common, f"train.output_dir={tmp_path}", "train.run_name=two")
+    assert res.stdout.count("attentive probe: val top-1") == 1, res.stdout[-2000:]
+    one = json.loads((tmp_path / "one" / "result.json").read_text())
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert two["num_train"] == one["num_train"] == 24 and two["num_val"] == one["num_val"] == 13
+    assert abs(two["val_acc1"] - one["val_acc1"]) <= 100 / 13 + 1e-9  # (batching may move a near tie)

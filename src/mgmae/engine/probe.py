@@ -33,7 +33,8 @@ from mgmae.data import build_loader, uses_synthetic
 from mgmae.engine.evaluate import (EvalResult, average_views, build_eval_dataset, check_labels,
                                    check_unreadable, classification_metrics, video_paths,
                                    views_of, write_eval_outputs)
-from mgmae.engine.loop import autocast_dtype, resolve_device
+from mgmae.engine.distributed import cleanup, init_distributed
+from mgmae.engine.loop import autocast_dtype
 from mgmae.models.build import SCRATCH, build_encoder, classifier_name, is_scratch
 from mgmae.models.vit import Block
 
@@ -99,13 +100,18 @@ class TokenSource:
     ``data.max_fail_frac`` of them is an error)."""
 
     def __init__(self, encoder: nn.Module, dataset, cfg: Config, device, dtype=None,
-                 progress: bool = True, desc: str = "tokens"):
+                 progress: bool = True, desc: str = "tokens", info=None):
         self.encoder, self.dataset, self.cfg = encoder, dataset, cfg
+        self.info = info if info is not None and info.enabled else None  # torchrun: ranks share the videos
         self.device, self.dtype, self.progress, self.desc = torch.device(device), dtype, progress, desc
         self.V = views_of(dataset)
         self.num_tokens, self.dim = encoder.num_patches, encoder.embed_dim
         self.bytes = len(dataset) * self.V * self.num_tokens * self.dim * 2  # float16
         self.cached = self.bytes <= cfg.probe.cache_gb * 2**30
+        if self.info is not None and not self.cached:
+            raise ValueError(f"under torchrun the probe shares the token computation among the ranks and "
+                             f"needs the tokens cached: they take {self.bytes / 2**30:.1f} GiB, more than "
+                             f"probe.cache_gb={cfg.probe.cache_gb:g}; raise it, or run one process")
         self.tokens: torch.Tensor | None = None
         self.labels, self.unreadable = self._scan()
 
@@ -121,10 +127,16 @@ class TokenSource:
             return self.encoder.forward_features(video.to(self.device, non_blocking=True))  # [b, N, D]
 
     def _scan(self) -> tuple[np.ndarray, list[str]]:
-        """One pass: the labels, the unreadable videos, and (cached) the tokens."""
+        """One pass: the labels, the unreadable videos, and (cached) the tokens. Under torchrun
+        rank ``r`` encodes videos ``r, r + world, ...`` and every rank gets all of them."""
         bs = max(1, 2 * self.cfg.probe.batch_size // self.V)
+        n = len(self.dataset)
+        part = (torch.utils.data.Subset(self.dataset, range(self.info.rank, n, self.info.world_size))
+                if self.info is not None else self.dataset)
+        loader = build_loader(part, bs, num_workers=self.cfg.train.num_workers, shuffle=False,
+                              drop_last=False, pin_memory=self.device.type == "cuda")
         tokens, labels, indices = [], [], []
-        for batch in tqdm(self._loader(bs), desc=self.desc, unit="batch", leave=False,
+        for batch in tqdm(loader, desc=self.desc, unit="batch", leave=False,
                           dynamic_ncols=True, disable=not self.progress):
             if hasattr(self.dataset, "update_failures"):
                 self.dataset.update_failures(batch)
@@ -133,6 +145,18 @@ class TokenSource:
             labels.append(torch.as_tensor(batch["label"])[::self.V])
             indices.append(torch.as_tensor(batch["index"])[::self.V])
         labels_, idx = torch.cat(labels).numpy().astype(np.int64), torch.cat(indices).numpy()
+        if self.info is not None:  # every rank: all videos, in dataset order (rank r: rows r::world)
+            parts = [None] * self.info.world_size
+            torch.distributed.all_gather_object(parts, (tokens, labels_, idx))
+            world = self.info.world_size
+            labels_, idx = np.zeros(n, np.int64), np.zeros(n, np.int64)
+            rows: list = [None] * n
+            for r, (tok_r, lab_r, idx_r) in enumerate(parts):
+                labels_[r::world], idx[r::world] = lab_r, idx_r
+                flat = torch.cat(tok_r) if tok_r else torch.zeros(0)
+                for j in range(len(lab_r)):
+                    rows[r + j * world] = flat[j * self.V:(j + 1) * self.V]
+            tokens = [torch.cat(rows)] if n else []
         self.keep = idx == np.arange(len(idx))  # row r is video r unless the dataset replaced it
         unreadable = [p for p, k in zip(video_paths(self.dataset), self.keep) if not k]
         check_unreadable(unreadable, len(idx), self.cfg.data.max_fail_frac,
@@ -295,10 +319,19 @@ def probe(cfg: Config, pretrained: str | Path | None, *, progress: bool = True) 
                            r.val_acc5, r.num_train, r.num_val, r.seconds, r.feature_seconds,
                            r.seconds - r.feature_seconds, True, r.files, r.unreadable_train,
                            r.unreadable_val)
+    info, device = init_distributed(cfg.train.device)
+    try:
+        return _probe(cfg, pretrained, progress, info, device)
+    finally:
+        cleanup()
+
+
+def _probe(cfg: Config, pretrained, progress: bool, info, device) -> ProbeResult | None:
     t0 = time.time()
     cfg = copy.deepcopy(cfg)
     f, t = cfg.finetune, cfg.train
-    device = resolve_device(t.device)
+    main = info is None or info.is_main
+    progress = progress and main
     torch.manual_seed(t.seed)
     synth = uses_synthetic(cfg)
     train_set, names, train_src = build_eval_dataset(cfg, "train", views=(1, 1), synthetic=synth)
@@ -322,15 +355,21 @@ def probe(cfg: Config, pretrained: str | Path | None, *, progress: bool = True) 
     src = SCRATCH if is_scratch(pretrained) else Path(str(pretrained)).stem
     cfg.train.run_name = t.run_name or (f"probe-{classifier_name(cfg)}-{src}-"
                                         f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if info.enabled:  # every rank must write to rank 0's run directory
+        box = [cfg.train.run_name]
+        torch.distributed.broadcast_object_list(box, src=0)
+        cfg.train.run_name = box[0]
     run_dir = Path(t.output_dir) / cfg.train.run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.yaml")
 
     t_tok = time.time()
-    train_src_tokens = TokenSource(encoder, train_set, cfg, device, dtype, progress, "train tokens")
-    val_tokens = (TokenSource(encoder, val_set, cfg, device, dtype, progress, "val tokens")
+    train_src_tokens = TokenSource(encoder, train_set, cfg, device, dtype, progress, "train tokens", info)
+    val_tokens = (TokenSource(encoder, val_set, cfg, device, dtype, progress, "val tokens", info)
                   if val_set is not None else None)
     t_tok = time.time() - t_tok
+    if not main:  # the tokens are shared; rank 0 trains the (small) head and writes the result
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.yaml")
     keep = train_src_tokens.labels >= 0
     if not keep.all():
         raise ValueError(f"the training data has {int((~keep).sum())} unlabelled videos (label -1): "
@@ -436,8 +475,9 @@ def cli_main(argv: list[str]) -> int:
 
         out = compare_probes(cfg, pos[0], seeds=args.seeds, scratch=args.compare_scratch,
                              progress=show_progress(args.quiet))
-        print(out["table"])
-        print(f"[mgmae] numbers written to {out['summary']}")
+        if out["summary"]:
+            print(out["table"])
+            print(f"[mgmae] numbers written to {out['summary']}")
         return 0
 
     return run(argv)

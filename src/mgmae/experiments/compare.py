@@ -183,6 +183,8 @@ def compare_probes(cfg: Config, pretrained: str | Path, *, seeds: int = 1, scrat
             c.train.run_name = f"{base}-{kind}-s{seed}"
             print(f"[mgmae] ===== {head} probe, {kind} (seed {seed}): {src} =====")
             results[kind].append(probe(c, src, progress=progress))
+    if results["pretrained"][0] is None:  # a torchrun rank other than 0: rank 0 reports
+        return {**results, "seeds": seed_list, "table": "", "summary": None}
     acc = {k: [r.val_acc1 if r.val_acc1 is not None else r.train_acc1 for r in v] for k, v in results.items()}
     which = "val" if results["pretrained"][0].val_acc1 is not None else "train"
     rows = [f"[mgmae] {head} probe of {pretrained}, {which} top-1 over seeds {', '.join(map(str, seed_list))}:"]
