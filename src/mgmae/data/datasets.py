@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from mgmae.commands import MgmaeError
+from mgmae.errors import MgmaeError
 from mgmae.data.pipeline import make_views, sample_seed
 from mgmae.data.sampling import (PADS, clip_indices, dense_indices, frames_needed, segment_indices,
                                  test_clip_starts, window_starts)

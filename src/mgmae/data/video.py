@@ -27,7 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from mgmae.commands import MgmaeError
+from mgmae.errors import MgmaeError
 
 __all__ = ["VideoError", "TruncatedVideoError", "VideoReader", "PyAVReader", "FrameFolderReader",
            "TorchCodecReader", "DecordReader", "open_video", "write_video", "BACKENDS", "VIDEO_EXTENSIONS",

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from mgmae.commands import MgmaeError, check_output
+from mgmae.errors import MgmaeError, check_output
 from mgmae.config import flatten
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import (DistInfo, all_reduce_mean, broadcast_flag, cleanup,
