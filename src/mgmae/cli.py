@@ -71,6 +71,8 @@ DELEGATED = {
     "probe": ("mgmae.engine.probe", "attentive (or linear) probe of a frozen encoder: mgmae probe "
                                     "PRETRAINED|scratch [--head attentive|linear] [-c CFG] [key=value ...]"),
     "extract": ("mgmae.engine.extract", "features per video: mgmae extract PRETRAINED VIDEOS -o feats/"),
+    "weights": ("mgmae.weights", "published weights by name: mgmae weights [NAME] [--fetch]; every "
+                                 "command takes a name, hf-hub:ORG/NAME or a URL for a checkpoint"),
     "study": ("mgmae.experiments.study", "masking study on synthetic data: mgmae study -c study_small [key=value ...] [--quick]"),
 }
 

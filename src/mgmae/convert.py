@@ -709,13 +709,24 @@ def _split_overrides(overrides: dict[str, Any], task: str) -> tuple[dict[str, An
     return arch_ov, build
 
 
+def resolve_checkpoint(source: str | Path) -> Path:
+    """The local path of ``source``: a path as it is; ``hf-hub:ORG/NAME[/PATH][@REV]``, an
+    ``http(s)://`` URL or a name of the weights table downloaded or found in the cache
+    (:mod:`mgmae.weights`)."""
+    from mgmae.weights import is_reference, resolve
+
+    return resolve(source) if is_reference(source) else Path(source)
+
+
 def load_model(path: str | Path, task: str | None = None, strict: bool = True,
                trusted: bool | None = None, **overrides: Any) -> nn.Module:
     """Load any supported VideoMAE-family checkpoint as a model of ours.
 
     Args:
         path: our ``.pth`` / ``.safetensors``, an official VideoMAE / VideoMAE V2 / MGMAE ``.pth``,
-            or a Hugging Face VideoMAE directory.
+            or a Hugging Face VideoMAE directory; or where to get one: ``hf-hub:ORG/NAME[/PATH]
+            [@REV]``, an ``http(s)://`` URL (``#sha256=HEX`` checked), a name of the weights table
+            (``mgmae weights``); downloads are cached and read by the same safe loader.
         task: ``"pretrain"`` (:class:`PretrainVideoMAE`), ``"classify"`` (:class:`VisionTransformer`
             with a head), ``"encoder"`` (the backbone, ``head = Identity``); ``None``: what the
             checkpoint holds. A pre-training checkpoint loaded for ``"classify"`` gives the encoder
@@ -735,7 +746,7 @@ def load_model(path: str | Path, task: str | None = None, strict: bool = True,
     Returns:
         the model in eval mode on CPU, with ``model.load_report`` (:class:`LoadReport`).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     src = _read(path, trusted)
     check_finite(src.canon, path)
     task = task or src.kind

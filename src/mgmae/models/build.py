@@ -67,6 +67,10 @@ def _scratch(cfg, num_classes: int, **build) -> nn.Module:
 
 
 def _checkpoint(source) -> Path:
+    from mgmae.weights import is_reference, resolve
+
+    if is_reference(source):  # hf-hub:, a URL, a name of the weights table
+        return resolve(source)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path} (or '{SCRATCH}' for random "
