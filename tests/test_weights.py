@@ -337,3 +337,29 @@ def test_gated_and_missing_repos_through_hf_endpoint(server, tmp_path):
         out = _mgmae("weights", "--fetch", f"hf-hub:{repo}", env=env)
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and words in lines[0], out.stderr
+
+
+def test_without_huggingface_hub_a_hub_id_is_one_clear_error(monkeypatch, cache):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
+    from mgmae.errors import USER_ERRORS
+
+    with pytest.raises(USER_ERRORS, match="need the huggingface_hub package"):
+        load_model("hf-hub:acme/anything")
+
+
+def test_a_url_holding_equals_signs_is_a_checkpoint_not_an_override(server, cache, checkpoint,
+                                                                     tmp_path):
+    from mgmae.commands import split_positionals
+    from mgmae.precheck import check_early
+
+    url = "http://127.0.0.1:9/x.pth#sha256=" + "0" * 64
+    assert split_positionals([url, "train.epochs=1"], 1) == ([url], ["train.epochs=1"])
+    check_early("finetune", [url, "train.epochs=1"])  # not taken for an unknown key
+    data, _ = checkpoint
+    server.files["/nano.pth"] = dict(data=data)
+    out = _mgmae("reconstruct", server.url + "/nano.pth#sha256=" + "0" * 64, "synthetic",
+                 "-o", str(tmp_path / "out"), env={"MGMAE_HOME": str(cache)})
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("mgmae reconstruct: error: ") and "sha256 mismatch" in lines[0]
+    assert _files(cache / "downloads") == []

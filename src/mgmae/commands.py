@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from mgmae.errors import USER_ERRORS, MgmaeError, check_output, one_line, worker_message
 
 __all__ = ["MgmaeError", "USER_ERRORS", "add_common_flags", "add_config_args", "check_output",
-           "check_keys_apply", "command", "debugging", "one_line", "show_progress", "split_positionals",
-           "worker_message"]
+           "check_keys_apply", "command", "debugging", "is_override", "one_line", "show_progress",
+           "split_positionals", "worker_message"]
 
 
 def debugging(argv: Sequence[str] = ()) -> bool:
@@ -94,9 +94,15 @@ def show_progress(quiet: bool = False, stream=None) -> bool:
         return False
 
 
+def is_override(item: str) -> bool:
+    """``key=value``; a URL or hub id holding ``=`` (``...#sha256=HEX``, ``?id=...``) is not one."""
+    return "=" in item and not item.startswith(("http://", "https://", "hf-hub:"))
+
+
 def split_positionals(items: Sequence[str], n: int) -> tuple[list[str], list[str]]:
-    """The first ``n`` items without ``=`` are positional arguments, the rest overrides."""
-    pos = [a for a in items if "=" not in a][:n]
+    """The first ``n`` items that are not ``key=value`` (:func:`is_override`) are positional
+    arguments, the rest overrides."""
+    pos = [a for a in items if not is_override(a)][:n]
     rest = list(items)
     for a in pos:
         rest.remove(a)

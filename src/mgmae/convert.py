@@ -746,7 +746,7 @@ def load_model(path: str | Path, task: str | None = None, strict: bool = True,
     Returns:
         the model in eval mode on CPU, with ``model.load_report`` (:class:`LoadReport`).
     """
-    path = resolve_checkpoint(path)
+    given, path = path, resolve_checkpoint(path)
     src = _read(path, trusted)
     check_finite(src.canon, path)
     task = task or src.kind
@@ -782,6 +782,8 @@ def load_model(path: str | Path, task: str | None = None, strict: bool = True,
 
     report = LoadReport(path=str(path), source=src.fmt, source_kind=src.kind, task=task,
                         arch=arch.to_dict(), notes=notes, config=src.config, info=dict(src.info))
+    if str(given) != str(path):  # a hub id, URL or name: where its file is
+        report.notes.append(f"{given} is {path}")
     model = _build(arch, task, build_kwargs)
     _assemble(model, task, src, arch, report, strict)
     model.eval()

@@ -81,10 +81,12 @@ def _parse(spec: Spec, argv: Sequence[str]) -> tuple[argparse.Namespace, list[st
         p.add_argument(*names, nargs=None if n == 1 else n)
     p.add_argument("args", nargs="*")
     ns, _ = p.parse_known_intermixed_args(list(argv))  # flags (--quiet ...) are not ours: left over
-    pos = [a for a in ns.args if "=" not in a][:spec.positionals]
+    from mgmae.commands import is_override
+
+    pos = [a for a in ns.args if not is_override(a)][:spec.positionals]
     # (a word without "=" beyond the positionals is the command's to refuse: not checked here, so
     # that the value of an option missing from SPECS is never taken for an override)
-    return ns, pos, [a for a in ns.args if "=" in a]
+    return ns, pos, [a for a in ns.args if is_override(a)]
 
 
 def check_early(command: str, argv: Sequence[str]) -> None:

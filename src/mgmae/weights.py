@@ -33,6 +33,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mgmae.errors import MgmaeError
+
 __all__ = ["HUB_PREFIX", "cache_dir", "download", "find_weights", "is_reference", "resolve"]
 
 HUB_PREFIX = "hf-hub:"
@@ -102,11 +104,15 @@ def parse_hub(ref: str) -> tuple[str, str | None, str | None]:
     return "/".join(parts[:2]), "/".join(parts[2:]) or None, revision or None
 
 
+class MissingDependency(MgmaeError, ImportError):
+    """An optional package that this kind of source needs is not installed (one line, exit 2)."""
+
+
 def _hub():
     try:
         import huggingface_hub
     except ImportError:
-        raise ImportError("hf-hub: ids need the huggingface_hub package "
+        raise MissingDependency("hf-hub: ids need the huggingface_hub package "
                           "(pip install huggingface_hub, or pip install 'mgmae[hf]')") from None
     return huggingface_hub
 

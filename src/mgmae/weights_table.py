@@ -1,8 +1,9 @@
 """The published weights mgmae knows by name (``mgmae weights`` prints this table).
 
 Every field was read in public material: the model zoos of MCG-NJU/VideoMAE (``MODEL_ZOO.md`` at
-commit 26abf53) and MCG-NJU/MGMAE (``docs/MODEL_ZOO.md`` at af7beb9), and the Hugging Face model
-cards of the MCG-NJU repositories. A field that could not be checked is left empty (no sha256 is
+commit 26abf53) and MCG-NJU/MGMAE (``docs/MODEL_ZOO.md`` at af7beb9), the Hugging Face model
+cards of the MCG-NJU repositories, and the file names of OpenGVLab/VideoMAE2's ``distill/`` folder
+as public code downloads them. A field that could not be checked is left empty (no sha256 is
 known for any of them: the publishers give none). ``browser``: the file is on a service that only
 a browser can download from; ``file`` is the name it is looked for under
 ``<mgmae cache>/weights/``. ``top1``: the publisher's reported Kinetics-400 / SSv2 top-1 (%),
@@ -41,6 +42,15 @@ WEIGHTS: list[dict[str, str]] = [
     dict(name="videomae-huge-finetuned-kinetics", model="ViT-H/16 (VideoMAE)",
          pretrain="Kinetics-400, 1600 epochs", task="classify (Kinetics-400)", top1="",
          top1_source="", where="hf-hub:MCG-NJU/videomae-huge-finetuned-kinetics", licence=_NC,
+         sha256=""),
+    # VideoMAE V2 students distilled from ViT-g, raw .pth files in a hub repository
+    dict(name="videomaev2-vit-b-k710-distill", model="ViT-B/16 (VideoMAE V2, distilled from ViT-g)",
+         pretrain="", task="classify (Kinetics-710, 710 classes)", top1="", top1_source="",
+         where="hf-hub:OpenGVLab/VideoMAE2/distill/vit_b_k710_dl_from_giant.pth", licence="",
+         sha256=""),
+    dict(name="videomaev2-vit-s-k710-distill", model="ViT-S/16 (VideoMAE V2, distilled from ViT-g)",
+         pretrain="", task="classify (Kinetics-710, 710 classes)", top1="", top1_source="",
+         where="hf-hub:OpenGVLab/VideoMAE2/distill/vit_s_k710_dl_from_giant.pth", licence="",
          sha256=""),
     # official VideoMAE checkpoints (Google Drive)
     _videomae("videomae-vit-b-k400-800e", "ViT-B/16 (VideoMAE)", "Kinetics-400, 800 epochs",
