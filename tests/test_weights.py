@@ -110,7 +110,11 @@ def checkpoint(tmp_path_factory):
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """The files under ``root`` but the empty NAME.lock files that serialise downloads."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and not (p.suffix == ".lock" and p.stat().st_size == 0))
 
 
 def _same_weights(a, b):
@@ -363,3 +367,17 @@ def test_a_url_holding_equals_signs_is_a_checkpoint_not_an_override(server, cach
     assert out.returncode == 2 and len(lines) == 1, out.stderr
     assert lines[0].startswith("mgmae reconstruct: error: ") and "sha256 mismatch" in lines[0]
     assert _files(cache / "downloads") == []
+
+
+def test_concurrent_downloads_of_one_url_write_one_file(server, cache, checkpoint):
+    """The ranks of a distributed run resolving the same URL: one downloads, the others wait
+    for it and find the file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data, _ = checkpoint
+    server.files["/nano.pth"] = dict(data=data)
+    url = server.url + "/nano.pth#sha256=" + hashlib.sha256(data).hexdigest()
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: weights.download(url, progress=False), range(4)))
+    assert len(set(paths)) == 1 and paths[0].read_bytes() == data
+    assert len([s for s in server.seen if s[0] == "GET"]) == 1

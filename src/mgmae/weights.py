@@ -23,6 +23,7 @@ Every failure is a one-line ``ValueError`` / ``OSError`` (``mgmae <cmd>: error: 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -230,13 +231,37 @@ def _remove(*paths: Path) -> None:
 
 def download(url: str, *, progress: bool | None = None, dest: Path | None = None) -> Path:
     """Download ``url`` into the cache once (see the module's text) and return the file."""
-    import http.client
-
-    base, sha = _split_url(url)
+    _split_url(url)  # a bad fragment is said before anything is created
     final = dest or url_cache_path(url)
     if final.is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(final):  # one writer per file (the ranks of a distributed run wait for it)
+        if final.is_file():
+            return final
+        return _download(url, final, progress)
+
+
+@contextlib.contextmanager
+def _lock(final: Path):
+    """An exclusive lock on ``NAME.lock`` next to ``final`` (POSIX; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(final.with_name(final.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _download(url: str, final: Path, progress: bool | None) -> Path:
+    import http.client
+
+    base, sha = _split_url(url)
     part = final.with_name(final.name + ".part")
     have = part.stat().st_size if part.is_file() else 0
     req = urllib.request.Request(base, headers={"User-Agent": "mgmae"})
@@ -249,7 +274,7 @@ def download(url: str, *, progress: bool | None = None, dest: Path | None = None
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:  # the range is past the end: start again
                 _remove(part)
-                return download(url, progress=progress, dest=dest)
+                return _download(url, final, progress)
             raise DownloadError(f"cannot download {base}: HTTP {e.code} {e.reason}") from None
         except urllib.error.URLError as e:
             raise DownloadError(f"cannot download {base}: {e.reason} (no network? a local path, or "
