@@ -199,7 +199,7 @@ def compare_probes(cfg: Config, pretrained: str | Path, *, seeds: int = 1, scrat
         best = _paired(acc["pretrained"], acc["scratch"], 100 / n_val if n_val else 0.0)
         stats.update(difference=best["difference"],
                      paired_ttest=best["test"].to_dict() if best["test"] else None)
-        rows.append(f"  -> pre-trained {'beats' if best['difference'] > 0 else 'does NOT beat'} scratch by "
+        rows.append(f"  -> pre-trained {'beats' if best['difference'] > 0 else 'does NOT beat'} scratch: "
                     f"{best['difference']:+.2f} points; {_describe(best['test'], n_val)}")
     table = "\n".join(rows)
     summary = Path(cfg.train.output_dir) / f"{base}-probe.json"
