@@ -152,6 +152,23 @@ DECODER_PREFIXES = ("decoder.", "encoder_to_decoder.", "mask_token")
 TAIL_PREFIXES = ("norm.", "fc_norm.", "head.")
 
 
+# heads of other VideoMAE-family pre-training models that the video encoder does not need: dropped
+# (listed in the report), like our own decoder when fine-tuning
+FOREIGN_HEADS = {
+    "clip_decoder.": "UMT's CLIP-distillation heads (clip_decoder.*, unmasked_teacher "
+                     "modeling_pretrain_umt.py)",
+}
+
+
+def _family_hint(unexpected: list[str]) -> str:
+    """What a checkpoint's unreadable keys say about the model it comes from."""
+    if any(re.fullmatch(r"blocks\.\d+\.gamma_[12]", k) for k in unexpected):
+        return (" blocks.*.gamma_1 / gamma_2 are LayerScale weights (a VideoMAE-family ViT built "
+                "with init_values > 0, e.g. UMT or VideoMAE V2 models so configured); our blocks "
+                "have no LayerScale, so such a model cannot be loaded without changing its outputs")
+    return ""
+
+
 def _part(key: str) -> str:
     if key.startswith(DECODER_PREFIXES):
         return "decoder"
@@ -839,6 +856,12 @@ def _assemble(model: nn.Module, task: str, src: _Source, arch: Arch, report: Loa
             report.dropped.append(c)
         elif c.startswith("head.") and new_head:
             report.dropped.append(c)
+        elif c.startswith(tuple(FOREIGN_HEADS)):
+            report.dropped.append(c)
+            what = FOREIGN_HEADS[next(p for p in FOREIGN_HEADS if c.startswith(p))]
+            note = f"{what}: not part of the video encoder, dropped"
+            if note not in report.notes:
+                report.notes.append(note)
         else:
             report.unexpected.append(c)
     model.load_state_dict(new_sd, strict=True)
@@ -850,7 +873,8 @@ def _assemble(model: nn.Module, task: str, src: _Source, arch: Arch, report: Loa
                     f"task='classify' or 'encoder', or strict=False for a freshly initialised decoder.")
         problems.append(f"missing {len(report.missing)} tensors: {_short(report.missing)}.{hint}")
     if report.unexpected:
-        problems.append(f"unexpected {len(report.unexpected)} tensors: {_short(report.unexpected)}")
+        problems.append(f"unexpected {len(report.unexpected)} tensors: {_short(report.unexpected)}"
+                        + _family_hint(report.unexpected))
     if report.mismatched:
         problems.append(f"shape mismatch: {_short(report.mismatched, 4)}")
     if problems:
