@@ -10,6 +10,16 @@ shapes only, random values); nothing is downloaded.
   (a ModuleList of ``Linear_Decoder``: ``head`` Linear(embed_dim, clip_output_dim) and ``norm``
   LayerNorm(clip_output_dim)), one per returned teacher layer (``--clip_return_layer``).
   ``Block`` gains ``gamma_1`` / ``gamma_2`` (LayerScale) when ``init_values > 0``.
+* SIGMA (QUVA-Lab/SIGMA, modeling_pretrain.py): VideoMAE's ``encoder`` / ``decoder`` /
+  ``encoder_to_decoder`` / ``mask_token``, the decoder's ``head`` predicting
+  ``decoder_num_classes`` (the DINO teacher's feature width), plus ``prototypes`` (SwAV loss),
+  ``memory`` and ``memory_pred_head`` (Sequential Linear, GELU, Linear, GELU, Linear) when
+  ``memory_size > 0``; the teacher is not in the state dict.
+* SMILE (fmthoker/SMILE, modeling_pretrain.py): VideoMAE's layout as it is (pixel decoder,
+  ``decoder_num_classes=1536``).
+* MME (XinyuSun/MME, pretrain/model.py): ``decoder`` and ``encoder_to_decoder`` are ModuleLists
+  (one per target: ``decoder.N.blocks``, ``decoder.N.norm``, ``decoder.N.head.K`` = Sequential
+  Linear(embed_dim, 512), GELU, Linear(512, nc), ...), one ``mask_token``.
 """
 
 from __future__ import annotations
@@ -80,3 +90,91 @@ def test_layer_scale_is_refused_naming_why(tmp_path):
     torch.save({"model": umt_pretrain_state_dict(gamma=True)}, path)
     with pytest.raises(ValueError, match="gamma_2 are LayerScale weights .*init_values > 0"):
         load_model(path, task="encoder", num_frames=4, img_size=16)
+
+
+DEC, DEC_DEPTH = 64, 2  # the nano decoder width
+
+
+def videomae_pretrain_state_dict(decoder_out: int = 3 * TUBELET * P * P):
+    """VideoMAE's PretrainVisionTransformer keys (SMILE's too; SIGMA's core)."""
+    sd = {"encoder.patch_embed.proj.weight": torch.randn(D, 3, TUBELET, P, P) * 0.02,
+          "encoder.patch_embed.proj.bias": torch.zeros(D)}
+    for i in range(DEPTH):
+        sd.update(_block(f"encoder.blocks.{i}.", D))
+    sd.update({"encoder.norm.weight": torch.ones(D), "encoder.norm.bias": torch.zeros(D)})
+    for i in range(DEC_DEPTH):
+        sd.update(_block(f"decoder.blocks.{i}.", DEC))
+    sd.update({"decoder.norm.weight": torch.ones(DEC), "decoder.norm.bias": torch.zeros(DEC),
+               "decoder.head.weight": torch.randn(decoder_out, DEC) * 0.02,
+               "decoder.head.bias": torch.zeros(decoder_out),
+               "encoder_to_decoder.weight": torch.randn(DEC, D) * 0.02,
+               "mask_token": torch.zeros(1, 1, DEC)})
+    return sd
+
+
+def sigma_pretrain_state_dict(teacher_dim: int = 256, prototypes: int = 16, memory: int = 8):
+    sd = videomae_pretrain_state_dict(decoder_out=teacher_dim)
+    sd["prototypes"] = torch.randn(prototypes, teacher_dim)
+    sd["memory"] = torch.randn(memory, teacher_dim)
+    for j, (o, i) in zip((0, 2, 4), ((teacher_dim, teacher_dim), (teacher_dim, teacher_dim),
+                                     (memory, teacher_dim))):
+        sd[f"memory_pred_head.{j}.weight"] = torch.randn(o, i) * 0.02
+        sd[f"memory_pred_head.{j}.bias"] = torch.zeros(o)
+    return sd
+
+
+def mme_pretrain_state_dict(targets=(9 * 3 * 4, 6 * 2 * 4)):
+    sd = {k: v for k, v in videomae_pretrain_state_dict().items() if k.startswith("encoder.")}
+    for n, nc in enumerate(targets):
+        for i in range(DEC_DEPTH):
+            sd.update(_block(f"decoder.{n}.blocks.{i}.", DEC))
+        sd.update({f"decoder.{n}.norm.weight": torch.ones(DEC), f"decoder.{n}.norm.bias": torch.zeros(DEC),
+                   f"decoder.{n}.head.0.0.weight": torch.randn(512, DEC) * 0.02,
+                   f"decoder.{n}.head.0.0.bias": torch.zeros(512),
+                   f"decoder.{n}.head.0.2.weight": torch.randn(nc, 512) * 0.02,
+                   f"decoder.{n}.head.0.2.bias": torch.zeros(nc),
+                   f"encoder_to_decoder.{n}.weight": torch.randn(DEC, D) * 0.02})
+    sd["mask_token"] = torch.zeros(1, 1, DEC)
+    return sd
+
+
+SIZE = dict(num_frames=4, img_size=16)
+
+
+def _save(tmp_path, name, sd):
+    path = tmp_path / name
+    torch.save({"model": sd}, path)
+    return path
+
+
+def test_smile_pretraining_checkpoint_is_videomae_layout(tmp_path):
+    path = _save(tmp_path, "smile.pth", videomae_pretrain_state_dict())
+    model = load_model(path, decoder_num_heads=2, **SIZE)
+    assert model.load_report.ok and model.load_report.source_kind == "pretrain"
+
+
+def test_sigma_encoder_loads_and_its_feature_decoder_is_explained(tmp_path):
+    sd = sigma_pretrain_state_dict()
+    path = _save(tmp_path, "sigma.pth", sd)
+    enc = load_model(path, task="encoder", **SIZE)
+    rep = enc.load_report
+    assert rep.ok
+    assert {"prototypes", "memory", "memory_pred_head.0.weight"} <= set(rep.dropped)
+    assert any("SIGMA" in n for n in rep.notes)
+    w = sd["encoder.blocks.1.mlp.fc1.weight"]
+    assert torch.equal(enc.state_dict()["blocks.1.mlp.fc1.weight"], w)
+    with pytest.raises(ValueError, match="decoder predicts other targets .*SIGMA"):
+        load_model(path, task="pretrain", decoder_num_heads=2, **SIZE)
+
+
+def test_mme_encoder_loads_and_its_decoders_are_explained(tmp_path):
+    sd = mme_pretrain_state_dict()
+    path = _save(tmp_path, "mme.pth", sd)
+    enc = load_model(path, task="encoder", **SIZE)
+    assert enc.load_report.ok
+    assert torch.equal(enc.state_dict()["blocks.3.attn.qkv.weight"],
+                       sd["encoder.blocks.3.attn.qkv.weight"])
+    clf = load_model(path, task="classify", num_classes=5, **SIZE)
+    assert clf.load_report.ok
+    with pytest.raises(ValueError, match="several decoders .*MME"):
+        load_model(path, decoder_num_heads=2, **SIZE)  # what the file holds: pre-training

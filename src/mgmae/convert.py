@@ -157,6 +157,8 @@ TAIL_PREFIXES = ("norm.", "fc_norm.", "head.")
 FOREIGN_HEADS = {
     "clip_decoder.": "UMT's CLIP-distillation heads (clip_decoder.*, unmasked_teacher "
                      "modeling_pretrain_umt.py)",
+    "prototypes": "SIGMA's Sinkhorn-Knopp prototypes (prototypes)",
+    "memory": "SIGMA's memory bank (memory, memory_pred_head.*)",
 }
 
 
@@ -166,6 +168,21 @@ def _family_hint(unexpected: list[str]) -> str:
         return (" blocks.*.gamma_1 / gamma_2 are LayerScale weights (a VideoMAE-family ViT built "
                 "with init_values > 0, e.g. UMT or VideoMAE V2 models so configured); our blocks "
                 "have no LayerScale, so such a model cannot be loaded without changing its outputs")
+    return ""
+
+
+def _decoder_hint(report: "LoadReport", task: str) -> str:
+    """Why a pre-training checkpoint's decoder cannot be ours, from its keys and shapes."""
+    if task != "pretrain":
+        return ""
+    if any(re.match(r"(decoder|encoder_to_decoder)\.\d+\.", k) for k in report.dropped):
+        return (" The checkpoint has several decoders (decoder.N.*, encoder_to_decoder.N: MME's "
+                "motion-trajectory targets, XinyuSun/MME pretrain/model.py); our pre-training model "
+                "has one pixel decoder: load the encoder with task='encoder' or 'classify'")
+    if any(m.startswith("decoder.head.weight") for m in report.mismatched):
+        return (" Its decoder predicts other targets than the pixels of a VideoMAE decoder (features "
+                "of a teacher, such as SIGMA's DINO features): load the "
+                "encoder with task='encoder' or 'classify'")
     return ""
 
 
@@ -871,12 +888,15 @@ def _assemble(model: nn.Module, task: str, src: _Source, arch: Arch, report: Loa
         if task == "pretrain" and src.kind != "pretrain":
             hint = (f" The checkpoint is a {src.kind} checkpoint without a decoder: use "
                     f"task='classify' or 'encoder', or strict=False for a freshly initialised decoder.")
+        hint = _decoder_hint(report, task) or hint
         problems.append(f"missing {len(report.missing)} tensors: {_short(report.missing)}.{hint}")
     if report.unexpected:
         problems.append(f"unexpected {len(report.unexpected)} tensors: {_short(report.unexpected)}"
                         + _family_hint(report.unexpected))
     if report.mismatched:
-        problems.append(f"shape mismatch: {_short(report.mismatched, 4)}")
+        problems.append(f"shape mismatch: {_short(report.mismatched, 4)}"
+                        + ("." + _decoder_hint(report, task) if not report.missing
+                           and _decoder_hint(report, task) else ""))
     if problems:
         msg = f"{report.path} ({report.source}, task={task}): " + "; ".join(problems)
         if strict:
