@@ -381,3 +381,12 @@ def test_concurrent_downloads_of_one_url_write_one_file(server, cache, checkpoin
         paths = list(pool.map(lambda _: weights.download(url, progress=False), range(4)))
     assert len(set(paths)) == 1 and paths[0].read_bytes() == data
     assert len([s for s in server.seen if s[0] == "GET"]) == 1
+
+
+def test_listing_the_weights_imports_no_torch():
+    code = ("import sys, io, contextlib\nfrom mgmae.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['weights'])\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
