@@ -390,3 +390,13 @@ def test_listing_the_weights_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_our_checkpoint_by_url_keeps_its_config_for_eval_and_extract(server, cache, checkpoint):
+    """eval / extract read the config stored in our checkpoints: through a URL too."""
+    from mgmae.engine.evaluate import stored_checkpoint
+
+    data, _ = checkpoint
+    server.files["/ft/checkpoint-best.pth"] = dict(data=data)
+    stored = stored_checkpoint(server.url + "/ft/checkpoint-best.pth")
+    assert stored is not None and stored.get("format") == "mgmae" and isinstance(stored["config"], dict)

@@ -470,8 +470,11 @@ def _evaluate_checkpoint(checkpoint, cfg, split, out_dir, views, batch_size, pro
 
 
 def stored_checkpoint(checkpoint: str | Path) -> dict | None:
-    """Our checkpoint's top-level dict (config, extra), or None for other formats."""
-    p = Path(checkpoint)
+    """Our checkpoint's top-level dict (config, extra), or None for other formats. A hub id,
+    URL or name of the weights table is fetched (or found in its cache) first."""
+    from mgmae.convert import resolve_checkpoint
+
+    p = resolve_checkpoint(checkpoint)
     if not p.is_file() or p.suffix == ".safetensors":
         return None
     try:
@@ -524,7 +527,11 @@ def cli_main(argv: list[str]) -> int:
     stored = stored_checkpoint(args.checkpoint)
     check_keys_apply("eval", args.overrides)
     cfg = config_for_checkpoint(args.config, args.overrides, stored.get("config") if stored else None)
-    out = args.output or str(Path(args.checkpoint).parent / f"eval-{args.split}")
+    from mgmae.weights import is_reference
+
+    # next to a local checkpoint; in the current folder for a hub id, URL or name (not the cache)
+    out = args.output or (f"eval-{args.split}" if is_reference(args.checkpoint)
+                          else str(Path(args.checkpoint).parent / f"eval-{args.split}"))
     check_output(out, "the output folder (-o)", directory=True)
     res = evaluate_checkpoint(args.checkpoint, cfg, split=args.split, out_dir=out,
                               views=tuple(args.views) if args.views else None,
