@@ -132,7 +132,8 @@ def test_url_download_then_cache_hit_with_the_server_down(server, cache, checkpo
     _same_weights(got, model)
     path = weights.url_cache_path(url)
     assert path.read_bytes() == data and path.parent.parent.parent == cache
-    assert _files(cache) == [str(path.relative_to(cache))]  # no .part left
+    rel = str(path.relative_to(cache))
+    assert _files(cache) == [rel, rel + ".sha256"]  # no .part left; the hash noted beside it
     server.stop()
     again = load_model(url)  # from the cache: no request can succeed now
     _same_weights(again, model)
@@ -147,6 +148,19 @@ def test_sha256_mismatch_is_refused_and_nothing_kept(server, cache, checkpoint, 
                                          f"{hashlib.sha256(data).hexdigest()}"):
         weights.download(server.url + f"/nano.pth#sha256={wrong}", progress=False)
     assert _files(cache / "downloads") == []
+
+
+def test_a_hash_given_later_checks_the_cached_copy(server, cache, checkpoint):
+    data, _ = checkpoint
+    server.files["/nano.pth"] = dict(data=data)
+    url = server.url + "/nano.pth"
+    weights.download(url, progress=False)  # no hash given
+    good = hashlib.sha256(data).hexdigest()
+    assert weights.download(f"{url}#sha256={good}", progress=False).read_bytes() == data
+    with pytest.raises(ValueError, match=f"sha256 mismatch: expected {'1' * 64}, got {good}"):
+        weights.download(f"{url}#sha256={'1' * 64}", progress=False)
+    assert _files(cache / "downloads") == []  # the copy that does not match is gone
+    assert len([s for s in server.seen if s[0] == "GET"]) == 1
 
 
 def test_truncated_download_leaves_nothing(server, cache, checkpoint):

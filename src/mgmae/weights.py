@@ -231,15 +231,42 @@ def _remove(*paths: Path) -> None:
 
 def download(url: str, *, progress: bool | None = None, dest: Path | None = None) -> Path:
     """Download ``url`` into the cache once (see the module's text) and return the file."""
-    _split_url(url)  # a bad fragment is said before anything is created
+    base, sha = _split_url(url)  # a bad fragment is said before anything is created
     final = dest or url_cache_path(url)
-    if final.is_file():
+    if final.is_file() and sha is None:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with _lock(final):  # one writer per file (the ranks of a distributed run wait for it)
-        if final.is_file():
-            return final
-        return _download(url, final, progress)
+        if not final.is_file():
+            _download(url, final, progress)
+        elif sha is not None:  # downloaded before, perhaps without a hash: check it now
+            got = _known_sha256(final)
+            if got != sha:
+                _remove(final, _sha_file(final))
+                raise ValueError(f"{base}: sha256 mismatch: expected {sha}, got {got} (the copy "
+                                 f"in the cache); it was removed")
+        return final
+
+
+def _sha_file(final: Path) -> Path:
+    return final.with_name(final.name + ".sha256")
+
+
+def _known_sha256(final: Path) -> str:
+    """The sha256 of a cached file: from its ``NAME.sha256`` note, else computed (and noted)."""
+    note = _sha_file(final)
+    try:
+        text = note.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{64}", text) and note.stat().st_mtime >= final.stat().st_mtime:
+            return text
+    except OSError:
+        pass
+    got = _sha256(final)
+    try:
+        note.write_text(got + "\n")
+    except OSError:
+        pass
+    return got
 
 
 @contextlib.contextmanager
@@ -319,13 +346,13 @@ def _download(url: str, final: Path, progress: bool | None) -> Path:
         if not (resumable and (getattr(e, "partial", False) or isinstance(e, KeyboardInterrupt))):
             _remove(part)
         raise
-    if sha is not None:
-        got = _sha256(part)
-        if got != sha:
-            _remove(part)
-            raise ValueError(f"{base}: sha256 mismatch: expected {sha}, got {got}; the file was "
-                             f"not kept")
+    got = _sha256(part)
+    if sha is not None and got != sha:
+        _remove(part)
+        raise ValueError(f"{base}: sha256 mismatch: expected {sha}, got {got}; the file was "
+                         f"not kept")
     os.replace(part, final)
+    _sha_file(final).write_text(got + "\n")  # so a later #sha256= needs no second reading
     return final
 
 
