@@ -1130,7 +1130,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mgmae convert",
         description="Convert VideoMAE/MGMAE checkpoints between our format, the official layout "
                     "and Hugging Face transformers directories.")
-    p.add_argument("src", help="our .pth/.safetensors, an official .pth, or a HF VideoMAE directory")
+    p.add_argument("src", help="our .pth/.safetensors, an official .pth, or a HF VideoMAE directory; "
+                               "or hf-hub:ORG/NAME[/PATH][@REV], an http(s) URL, a name of "
+                               "`mgmae weights`")
     p.add_argument("dst", help="output: .safetensors / .pth (--to mgmae), a directory (--to hf), "
                                "a .pth (--to official)")
     p.add_argument("--to", choices=TARGETS, default="mgmae")
