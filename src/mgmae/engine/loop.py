@@ -32,12 +32,12 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from mgmae.errors import MgmaeError, check_output
 from mgmae.config import flatten
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.distributed import (DistInfo, all_reduce_mean, broadcast_flag, cleanup,
                                      init_distributed)
 from mgmae.engine.optim import set_lr, set_weight_decay
+from mgmae.errors import MgmaeError, check_output
 from mgmae.models.vit import random_spread, token_statistics
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "stopped on a signal after saving; resume me"
@@ -580,7 +580,9 @@ def train_epoch(loader, dataset, batch_loss: Callable[[dict], tuple[Callable[[],
                 raise
             # Stopping already: a worker that died of the same signal (SIGKILL after a grace period,
             # or a signal from outside the process group) is part of stopping. The step in progress
-            # is dropped; the resume point is the last finished step.
+            # is dropped; the resume point is the last finished step (its RNG state is the current
+            # one, so this resume is not bit-exact: the usual path, workers that leave the signal
+            # to this process, is).
             stepper.discard()
             log.write(f"[mgmae] a loader worker died while stopping on signal {signals.caught} ({e})")
             check_preempt(signals, pos.step, stop_at_step, info, device,
