@@ -70,6 +70,7 @@ class DataConfig:
     synthetic_videos: int = 256  # how many videos
     synthetic_label: str = "motion"  # motion | appearance (which label the classifier sees)
     synthetic_seed: int = 0  # seed of the videos (held-out ones: synthetic_seed + 1)
+    synthetic_speed: float = 1.0  # every velocity of the synthetic videos (objects, background) x this; 1: the built-in speeds
     # encode the synthetic videos to H.264 (libx264's defaults) and train on the decoded frames, as
     # from real files; flow.name=codec then takes their motion vectors
     synthetic_encode: bool = False
@@ -524,6 +525,8 @@ def validate(cfg: Config) -> None:
     _check_choices(flat)
     if not 0.0 <= cfg.data.max_fail_frac <= 1.0:
         raise ValueError(f"config key 'data.max_fail_frac' must be in [0, 1], got {cfg.data.max_fail_frac}")
+    if not cfg.data.synthetic_speed > 0:
+        raise ValueError(f"config key 'data.synthetic_speed' must be > 0, got {cfg.data.synthetic_speed}")
     if cfg.data.max_tries < 0 or cfg.data.frame_start_index < 0:
         raise ValueError("config keys 'data.max_tries' and 'data.frame_start_index' must be >= 0, got "
                          f"{cfg.data.max_tries} and {cfg.data.frame_start_index}")

@@ -138,7 +138,8 @@ def _is_frame_folder(path: str) -> bool:
 
 
 def load_clips(source: str, *, num_frames: int = 16, stride: int = 2, clips: int = 4, img_size: int = 224,
-               seed: int = 0, root: str | None = None, backend: str = "pyav", codec: bool = False) -> list[Clip]:
+               seed: int = 0, root: str | None = None, backend: str = "pyav", codec: bool = False,
+               speed: float = 1.0) -> list[Clip]:
     """The clips ``mgmae masks`` draws: ``clips`` clips of one video, or one centred clip from each of
     ``clips`` videos spread evenly over a dataset, or ``clips`` synthetic videos. ``codec``: each
     video clip carries its codec flow (``Clip.flow_fn``)."""
@@ -149,7 +150,8 @@ def load_clips(source: str, *, num_frames: int = 16, stride: int = 2, clips: int
     if source == "synthetic":
         from mgmae.data.synthetic import MOTION_CLASSES, SyntheticVideos
 
-        videos = SyntheticVideos(num_videos=clips, num_frames=num_frames, img_size=img_size, seed=seed)
+        videos = SyntheticVideos(num_videos=clips, num_frames=num_frames, img_size=img_size, seed=seed,
+                                 speed=speed)
         out = []
         for i in range(clips):
             c = videos[i]
@@ -458,6 +460,7 @@ def resolve_args(a: argparse.Namespace, overrides: Sequence[str] = ()) -> argpar
         a.weights = None
     if a.patch_size is None:
         a.patch_size = parse_name(cfg.model.name)[2]
+    a.synthetic_speed = cfg.data.synthetic_speed  # (the 'synthetic' source's speeds; no flag)
     return a
 
 
@@ -486,7 +489,8 @@ def run(a) -> list[Path]:
     _check_args(a)
     clips = load_clips(a.source, num_frames=a.num_frames, stride=a.stride, clips=a.clips, img_size=a.img_size,
                        seed=a.seed, root=a.root, backend=a.backend,
-                       codec=a.masker == "motion_guided" and a.flow == "codec")
+                       codec=a.masker == "motion_guided" and a.flow == "codec",
+                       speed=getattr(a, "synthetic_speed", 1.0))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     estimator = None

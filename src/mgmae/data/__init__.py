@@ -6,7 +6,7 @@ import logging
 
 from mgmae.data.loader import build_loader, seed_worker
 from mgmae.data.pipeline import collate, make_views
-from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos
+from mgmae.data.synthetic import SyntheticDataset, SyntheticVideos, synthetic_videos
 
 
 def uses_synthetic(cfg) -> bool:
@@ -27,8 +27,7 @@ def build_pretrain_dataset(cfg, masker=None):
             logging.getLogger(__name__).warning(
                 "flow.name=codec: the synthetic videos have no motion vectors (data.synthetic_encode="
                 "false); DIS flow instead (flow.fallback=dis)")
-        videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed,
-                                 encode="h264" if d.synthetic_encode else None)
+        videos = synthetic_videos(d)
         videos.cache_all()  # rendered once, shared by the loader workers
         ds = SyntheticDataset(videos, masker=masker, num_sample=d.num_sample, scales=d.scales,
                               flip=d.flip, train=True, label=d.synthetic_label,

@@ -96,7 +96,10 @@ class SyntheticVideos:
 
     def __init__(self, num_videos: int = 256, num_frames: int = 16, img_size: int = 64,
                  seed: int = 0, num_distractors: tuple[int, int] = (0, 1),
-                 background_motion: float = 0.5, encode: str | None = None):
+                 background_motion: float = 0.5, encode: str | None = None, speed: float = 1.0):
+        if not speed > 0:
+            raise ValueError(f"speed (data.synthetic_speed) must be > 0, got {speed}")
+        self.speed = float(speed)  # every velocity (objects, background) x this; 1: the built-in speeds
         self.num_videos = num_videos
         self.num_frames = num_frames
         self.img_size = img_size
@@ -122,7 +125,7 @@ class SyntheticVideos:
         if self.num_videos * per_clip > max_bytes:
             return False
         key = (self.num_videos, self.num_frames, self.img_size, self.seed, tuple(self.num_distractors),
-               self.background_motion, self.encode)
+               self.background_motion, self.encode, self.speed)
         if key not in _RENDERED:  # a process running many short jobs (mgmae study) renders once
             from tqdm.auto import tqdm
 
@@ -163,22 +166,23 @@ class SyntheticVideos:
         rng = np.random.default_rng([self.seed, index])
         S, T = self.img_size, self.num_frames
         scale = S / 64.0
+        move = scale * self.speed  # (the random draws do not depend on speed: speed 1 is as before)
         # main object: the labels
         motion = int(rng.integers(len(MOTION_CLASSES)))
         shape = int(rng.integers(len(APPEARANCE_CLASSES)))
         direction, fast = divmod(motion, 2)
-        speed = (rng.uniform(1.6, 2.2) if fast else rng.uniform(0.5, 1.0)) * scale
+        speed = (rng.uniform(1.6, 2.2) if fast else rng.uniform(0.5, 1.0)) * move
         angle = direction * math.pi / 2 + rng.uniform(-0.25, 0.25)  # right, down, left, up
         v_main = np.array([math.cos(angle), math.sin(angle)]) * speed
         layers = []
         for _ in range(int(rng.integers(self.num_distractors[0], self.num_distractors[1] + 1))):
-            v = rng.uniform(-1.0, 1.0, size=2) * scale
+            v = rng.uniform(-1.0, 1.0, size=2) * move
             layers.append(self._layer(rng, int(rng.integers(4)), v, rng.uniform(7, 10) * scale))
         layers.append(self._layer(rng, shape, v_main, rng.uniform(12, 17) * scale))  # on top
         # background: two smooth coloured gratings (periods of 33-100 px at 64x64, longer than the
         # ~24 px between visible cubes at 90% masking, so hidden cubes are predictable from visible
         # ones), moving with probability background_motion
-        vb = rng.uniform(-0.6, 0.6, size=2) * scale if rng.random() < self.background_motion else np.zeros(2)
+        vb = rng.uniform(-0.6, 0.6, size=2) * move if rng.random() < self.background_motion else np.zeros(2)
         g_freq = rng.uniform(0.01, 0.03, size=2) * 64 / S
         g_angle = rng.uniform(0, math.pi, size=2)
         g_col = rng.uniform(0.1, 0.9, size=(3, 3))
@@ -265,3 +269,15 @@ class SyntheticDataset(torch.utils.data.Dataset):
         if mask is not None:
             item["mask"] = mask
         return item
+
+
+def synthetic_videos(d, num_videos: int | None = None, seed_offset: int = 0,
+                     encode: bool | None = None) -> SyntheticVideos:
+    """The built-in videos a ``DataConfig`` names: ``data.synthetic_videos`` (or ``num_videos``)
+    videos of seed ``data.synthetic_seed + seed_offset`` (1: the held-out ones), the config's clip
+    shape and ``data.synthetic_speed``; ``encode`` (default ``data.synthetic_encode``) passes them
+    through H.264. Every command builds its synthetic videos here."""
+    enc = getattr(d, "synthetic_encode", False) if encode is None else encode
+    return SyntheticVideos(d.synthetic_videos if num_videos is None else num_videos, d.num_frames,
+                           d.img_size, seed=d.synthetic_seed + seed_offset,
+                           encode="h264" if enc else None, speed=getattr(d, "synthetic_speed", 1.0))

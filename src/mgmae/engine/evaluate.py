@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from mgmae.commands import (add_common_flags, check_keys_apply, check_output, command, show_progress,
                             split_positionals)
 from mgmae.config import Config, apply_overrides, load_config, validate
-from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
+from mgmae.data import SyntheticDataset, build_loader
+from mgmae.data.synthetic import synthetic_videos
 from mgmae.data.datasets import DatasetFailureError, ListFileError, build_dataset
 from mgmae.engine.checkpoint import load_checkpoint
 from mgmae.engine.distributed import cleanup, init_distributed
@@ -401,10 +402,9 @@ def build_eval_dataset(cfg, split: str = "test", views: tuple[int, int] | None =
     d, f = cfg.data, cfg.finetune
     if eval_uses_synthetic(cfg) if synthetic is None else synthetic:
         if split == "train":
-            videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
+            videos = synthetic_videos(d, encode=False)
         else:
-            videos = SyntheticVideos(f.synthetic_val_videos, d.num_frames, d.img_size,
-                                     seed=d.synthetic_seed + 1)
+            videos = synthetic_videos(d, f.synthetic_val_videos, seed_offset=1, encode=False)
         videos.cache_all()
         ds = SyntheticDataset(videos, num_sample=1, train=False, label=d.synthetic_label)
         return ds, ds.class_names, f"synthetic (seed {videos.seed}, {len(videos)} videos)"

@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from mgmae.commands import (add_common_flags, check_keys_apply, check_output, command, show_progress,
                             split_positionals)
-from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader
+from mgmae.data import SyntheticDataset, build_loader
+from mgmae.data.synthetic import synthetic_videos
 from mgmae.data.datasets import VideoDataset, VideoEntry, parse_list, scan_folder
 from mgmae.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from mgmae.engine.evaluate import check_unreadable, config_for_checkpoint, stored_checkpoint, views_of
@@ -98,7 +99,7 @@ def video_source(videos: str, cfg, views: tuple[int, int] = (1, 1), window_strid
         raise ValueError("sliding windows (--window) need video files or frame folders; the synthetic "
                          "videos are one clip each")
     if videos == "synthetic":
-        vids = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
+        vids = synthetic_videos(d, encode=False)
         ds = SyntheticDataset(vids, num_sample=1, train=False, label=d.synthetic_label)
         paths = [f"synthetic:{vids.seed}:{i}" for i in range(len(vids))]
         return ds, paths, None, f"synthetic (seed {vids.seed}, {len(vids)} videos)"  # labels: per item

@@ -36,7 +36,8 @@ from torch import nn
 from mgmae.commands import add_common_flags, check_keys_apply, command, show_progress, split_positionals
 from mgmae.config import Config, load_config
 from mgmae.convert import arch_of
-from mgmae.data import SyntheticDataset, SyntheticVideos, build_loader, uses_synthetic
+from mgmae.data import SyntheticDataset, build_loader, uses_synthetic
+from mgmae.data.synthetic import synthetic_videos
 from mgmae.data.datasets import build_dataset
 from mgmae.data.transforms import VideoAugment
 from mgmae.engine import checkpoint as ckpt
@@ -114,7 +115,7 @@ def build_train_dataset(cfg: Config):
     :class:`mgmae.data.transforms.VideoAugment`."""
     d, f = cfg.data, cfg.finetune
     if uses_synthetic(cfg):
-        videos = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
+        videos = synthetic_videos(d, encode=False)
         videos.cache_all()  # rendered once, shared by the loader workers
         flip = d.flip and d.synthetic_label != "motion"
         ds = SyntheticDataset(videos, num_sample=d.num_sample, scales=d.scales, flip=flip,

@@ -40,6 +40,7 @@ import torch
 
 from mgmae.config import Config, ProbeConfig, flatten
 from mgmae.data import SyntheticDataset, SyntheticVideos
+from mgmae.data.synthetic import synthetic_videos
 from mgmae.engine import checkpoint as ckpt
 from mgmae.engine.evaluate import classification_metrics
 from mgmae.engine.extract import pooled_features
@@ -75,7 +76,8 @@ _HASH_UNLESS = {"model.pos_embed": "sincos_1d", "flow.fallback": None, "data.syn
                 "data.backend": "pyav", "data.frame_template": "img_{:05d}.jpg",
                 "data.frame_start_index": 1, "data.pad": "loop", "data.max_fail_frac": 0.05,
                 "data.max_tries": 10, "train.init_from": None, "train.weight_decay_end": None,
-                "finetune.weight_decay_end": None, "masking.direction": None}
+                "finetune.weight_decay_end": None, "masking.direction": None,
+                "data.synthetic_speed": 1.0}
 _HASH_UNLESS.update({f"probe.{f.name}": f.default for f in dataclasses.fields(ProbeConfig)})
 # keys whose default changed without changing what runs: hashed as the old default
 _HASH_AS = {("flow.iters", None): 6,  # null = the model's standard, 6 for raft_small (the old default)
@@ -363,8 +365,8 @@ class Study:
         if self._eval is None:
             cfg = self.plan.config()
             d = cfg.data
-            tr = SyntheticVideos(d.synthetic_videos, d.num_frames, d.img_size, seed=d.synthetic_seed)
-            ev = SyntheticVideos(self.plan.eval_videos, d.num_frames, d.img_size, seed=d.synthetic_seed + 1)
+            tr = synthetic_videos(d, encode=False)
+            ev = synthetic_videos(d, self.plan.eval_videos, seed_offset=1, encode=False)
             t0 = time.time()
             train_x, train_y = _render(tr)
             eval_x, eval_y = _render(ev)
@@ -392,8 +394,7 @@ class Study:
         path = self.results / f"{key}.json"
         mpath = self.results / f"{key}.pt"
         rec = read_json(path)
-        videos = SyntheticVideos(p.mask_clips, d.num_frames, d.img_size, seed=d.synthetic_seed + 1,
-                                 encode="h264" if d.synthetic_encode else None)
+        videos = synthetic_videos(d, p.mask_clips, seed_offset=1)
         cached = rec is not None and mpath.is_file()
         if not cached:
             self._need(key)
@@ -659,7 +660,7 @@ class Study:
         """Centre views of the mask clips (the same held-out clips for every masker)."""
         if self._mask_x is None:
             v = self._mask_items[name]["videos"]  # the rendered clips, never the H.264-decoded ones
-            v = SyntheticVideos(v.num_videos, v.num_frames, v.img_size, seed=v.seed)
+            v = SyntheticVideos(v.num_videos, v.num_frames, v.img_size, seed=v.seed, speed=v.speed)
             ds = SyntheticDataset(v, num_sample=1, train=False)
             self._mask_x = torch.stack([ds[i]["video"][0] for i in range(len(ds))])
         return self._mask_x
