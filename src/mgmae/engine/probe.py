@@ -172,13 +172,8 @@ class TokenSource:
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
         """``(tokens (b * V, N, D) float, labels (b,))`` over the readable videos, shuffled with
         ``generator`` (None: in order)."""
-        n = len(self)
         if self.cached:
-            order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-            for i in range(0, n, batch_size):
-                sel = order[i:i + batch_size]
-                yield (self.tokens[sel].flatten(0, 1).to(self.device, torch.float32),
-                       torch.from_numpy(self.labels[sel.numpy()]))
+            yield from Tokens(self.tokens, self.labels, device=self.device).batches(batch_size, generator)
             return
         seed = int(torch.randint(0, 2**31, (1,), generator=generator)) if generator is not None else 0
         readable = torch.utils.data.Subset(self.dataset, np.flatnonzero(self.keep).tolist())
@@ -192,15 +187,15 @@ class TokenSource:
 
 # ----------------------------------------------------------------------------- training
 class Tokens:
-    """Tokens already in memory (``(n, N, D)``, one view per video) with their labels: the source
-    :func:`train_attentive` and :func:`score` read when the clips were encoded elsewhere (the
-    study encodes its rendered clips once for every label kind)."""
-
-    V = 1
+    """Tokens already in memory (``(n, N, D)``, one view per video, or ``(n, V, N, D)``) with their
+    labels: the source :func:`train_attentive` and :func:`score` read when the clips were encoded
+    elsewhere (the study encodes its rendered clips once for every label kind), and the cache of
+    :class:`TokenSource`."""
 
     def __init__(self, tokens: torch.Tensor, labels: np.ndarray, num_heads: int | None = None,
                  device: str | torch.device = "cpu"):
-        self.tokens, self.labels = tokens, np.asarray(labels, dtype=np.int64)
+        self.tokens = tokens if tokens.ndim == 4 else tokens[:, None]  # [n, V, N, D]
+        self.labels, self.V = np.asarray(labels, dtype=np.int64), self.tokens.shape[1]
         self.dim, self.device = tokens.shape[-1], torch.device(device)
         self.encoder = type("Encoder", (), {"num_heads": num_heads or max(1, self.dim // 64)})()
 
@@ -212,7 +207,7 @@ class Tokens:
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         for i in range(0, n, batch_size):
             sel = order[i:i + batch_size]
-            yield (self.tokens[sel].to(self.device, torch.float32),
+            yield (self.tokens[sel].flatten(0, 1).to(self.device, torch.float32),  # [b * V, N, D]
                    torch.from_numpy(self.labels[sel.numpy()]))
 
 
